@@ -1,0 +1,174 @@
+//! Configuration: the schema, its layering and its validation.
+//!
+//! Layers, lowest first: built-in defaults, `servegate.toml`, the case file,
+//! `SERVEGATE_*` environment variables. Every error names the file (or the
+//! variable), the line and the key.
+
+mod env;
+mod error;
+mod locate;
+mod types;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+
+pub use env::{overrides as env_overrides, EnvOverride, RESERVED as RESERVED_ENV};
+pub use error::{ConfigError, Origin};
+pub use locate::key_line;
+pub use types::*;
+
+/// File name of the project defaults; its folder is the project root.
+pub const PROJECT_FILE: &str = "servegate.toml";
+
+/// What kind of case a file describes, which decides its validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CaseKind {
+    Scenario,
+    Suite,
+}
+
+impl CaseKind {
+    pub fn dir(self) -> &'static str {
+        match self {
+            CaseKind::Scenario => "scenarios",
+            CaseKind::Suite => "suites",
+        }
+    }
+    pub fn prefix(self) -> &'static str {
+        match self {
+            CaseKind::Scenario => "scenario",
+            CaseKind::Suite => "suite",
+        }
+    }
+}
+
+/// The inputs of one configuration load.
+pub struct Layers<'a> {
+    pub project_file: &'a Path,
+    pub case_file: Option<&'a Path>,
+    pub kind: Option<CaseKind>,
+    pub env: &'a [EnvOverride],
+}
+
+/// Merges the layers, deserialises and validates.
+pub fn load(layers: &Layers<'_>) -> Result<CaseConfig, ConfigError> {
+    let mut figment = Figment::new();
+    for file in std::iter::once(layers.project_file).chain(layers.case_file) {
+        check_syntax(file)?;
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    for o in layers.env {
+        figment = figment.merge(o.clone());
+    }
+    let config: CaseConfig = figment.extract().map_err(|e| from_figment(&figment, e))?;
+    validate::validate(&config, layers.kind, &|key, message| {
+        locate_key(&figment, key, message)
+    })?;
+    Ok(config)
+}
+
+/// Reads a file and reports TOML syntax errors with their line.
+fn check_syntax(file: &Path) -> Result<(), ConfigError> {
+    let source = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::in_file(file, format!("cannot read: {e}")))?;
+    if let Err(e) = source.parse::<toml::Table>() {
+        let line = e.span().map(|s| locate::line_of(&source, s.start));
+        return Err(ConfigError {
+            origin: Origin::File(file.to_path_buf()),
+            line,
+            key: None,
+            message: format!("invalid TOML: {}", e.message()),
+        });
+    }
+    Ok(())
+}
+
+/// Builds a located error for `key` using the layer that set it.
+fn locate_key(figment: &Figment, key: &str, message: String) -> ConfigError {
+    let path: Vec<String> = key.split('.').map(str::to_string).collect();
+    // The deepest prefix of the key that some layer wrote says where to point.
+    let metadata = (1..=path.len())
+        .rev()
+        .find_map(|n| figment.find_metadata(&path[..n].join(".")));
+    let (origin, line) = match metadata {
+        Some(m) => origin_and_line(m, &path),
+        None => (Origin::Default, None),
+    };
+    ConfigError {
+        origin,
+        line,
+        key: Some(key.to_string()),
+        message,
+    }
+}
+
+fn origin_and_line(metadata: &figment::Metadata, path: &[String]) -> (Origin, Option<usize>) {
+    if let Some(file) = metadata.source.as_ref().and_then(|s| s.file_path()) {
+        let line = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|src| key_line(&src, path));
+        return (Origin::File(file.to_path_buf()), line);
+    }
+    let name = metadata.name.to_string();
+    match name.strip_prefix("environment variable ") {
+        Some(var) => (Origin::Env(var.to_string()), None),
+        None => (Origin::Default, None),
+    }
+}
+
+fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
+    let mut path = error.path.clone();
+    let message = match &error.kind {
+        figment::error::Kind::UnknownField(field, expected) => {
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
+            format!("unknown key; expected one of: {}", expected.join(", "))
+        }
+        figment::error::Kind::MissingField(field) => {
+            if path.last().map(|s| s.as_str()) != Some(field.as_ref()) {
+                path.push(field.to_string());
+            }
+            "required key is missing".to_string()
+        }
+        kind => kind.to_string(),
+    };
+    let key = path.join(".");
+    if key.is_empty() {
+        let origin = error
+            .metadata
+            .as_ref()
+            .map(|m| origin_and_line(m, &[]).0)
+            .unwrap_or(Origin::Default);
+        return ConfigError {
+            origin,
+            line: None,
+            key: None,
+            message,
+        };
+    }
+    locate_key(figment, &key, message)
+}
+
+/// Reads the project file alone (no case), for project-wide settings.
+pub fn load_project(root: &Path, env: &[EnvOverride]) -> Result<CaseConfig, ConfigError> {
+    let file = root.join(PROJECT_FILE);
+    load(&Layers {
+        project_file: &file,
+        case_file: None,
+        kind: None,
+        env,
+    })
+}
+
+/// Resolves a path from the configuration against the project root.
+pub fn resolve(root: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    }
+}

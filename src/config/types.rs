@@ -1,0 +1,238 @@
+//! The configuration schema shared by `servegate.toml` and every case file.
+//!
+//! A case file is merged over `servegate.toml`, so both use one schema; every
+//! struct denies unknown keys so that a typo is an error, not a silent default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// One fully merged case configuration (defaults, project file, case file, environment).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CaseConfig {
+    /// One line saying what the case checks.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Model name sent in every request and substituted for `{model}`.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// Where run results and server logs are written, relative to the project root.
+    #[serde(default = "default_results_dir")]
+    pub results_dir: PathBuf,
+    /// Where prompt sets live, relative to the project root.
+    #[serde(default = "default_prompts_dir")]
+    pub prompts_dir: PathBuf,
+    /// Servers that cases may name as candidate or baseline.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetSpec>,
+    /// Name of the target under test.
+    #[serde(default = "default_candidate")]
+    pub candidate: String,
+    /// Name of the reference target.
+    #[serde(default = "default_baseline")]
+    pub baseline: String,
+    /// The case needs a GPU; without one it is listed as ignored.
+    #[serde(default)]
+    pub requires_gpu: bool,
+    /// Files (relative to the project root) the case needs; when one is absent
+    /// the case is listed as ignored rather than failed.
+    #[serde(default)]
+    pub requires_files: Vec<PathBuf>,
+    #[serde(default)]
+    pub workload: WorkloadConfig,
+    /// Matrix axes: one trial per combination of values.
+    #[serde(default)]
+    pub matrix: MatrixConfig,
+    /// Gate entries keyed by metric name (see `metrics::MetricName`).
+    #[serde(default)]
+    pub gate: BTreeMap<String, Limit>,
+    /// Quality tasks (suites only).
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// Number of documents per task (suites only).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// How to reach one server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// An already running server, e.g. `http://127.0.0.1:8000`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The embedded simulated engine.
+    #[serde(default)]
+    pub sim: Option<SimSpec>,
+    /// Model name for this target, when it differs from the project's.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Name of an environment variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Path polled until it answers 200 before the target is used.
+    #[serde(default = "default_ready_path")]
+    pub ready: String,
+    /// How long readiness may take.
+    #[serde(default = "default_ready_timeout_s")]
+    pub ready_timeout_s: f64,
+}
+
+/// Knobs of the embedded engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimSpec {
+    /// Time to first token, in milliseconds.
+    #[serde(default = "default_sim_ttft_ms")]
+    pub ttft_ms: f64,
+    /// Time per output token after the first, in milliseconds.
+    #[serde(default = "default_sim_tpot_ms")]
+    pub tpot_ms: f64,
+    /// Multiplies every time: 1.3 models an engine 30% slower.
+    #[serde(default = "one")]
+    pub slowdown: f64,
+}
+
+impl Default for SimSpec {
+    fn default() -> Self {
+        Self {
+            ttft_ms: default_sim_ttft_ms(),
+            tpot_ms: default_sim_tpot_ms(),
+            slowdown: 1.0,
+        }
+    }
+}
+
+/// The load one benchmark applies.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadConfig {
+    /// Name of a prompt set under `prompts_dir` (`short` reads `prompts/short.txt` or `.json`).
+    #[serde(default = "default_prompts")]
+    pub prompts: String,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// Ask the server to ignore end-of-sequence so every request yields `max_tokens`.
+    #[serde(default = "yes")]
+    pub ignore_eos: bool,
+    #[serde(default)]
+    pub temperature: f64,
+    /// Requests in flight at once (closed loop).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// Measured requests.
+    #[serde(default = "default_num_requests")]
+    pub num_requests: u32,
+    /// Requests sent and discarded before measuring.
+    #[serde(default = "default_warmup")]
+    pub warmup: u32,
+    /// Per-request limit; a request past it counts as failed.
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: f64,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        Self {
+            prompts: default_prompts(),
+            max_tokens: default_max_tokens(),
+            ignore_eos: true,
+            temperature: 0.0,
+            concurrency: default_concurrency(),
+            num_requests: default_num_requests(),
+            warmup: default_warmup(),
+            request_timeout_s: default_request_timeout_s(),
+        }
+    }
+}
+
+/// Matrix axes. Each present axis overrides the workload key of the same name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixConfig {
+    #[serde(default)]
+    pub prompts: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_tokens: Option<Vec<u32>>,
+    #[serde(default)]
+    pub concurrency: Option<Vec<u32>>,
+    #[serde(default)]
+    pub num_requests: Option<Vec<u32>>,
+}
+
+/// One gate entry: ratio limits on candidate/baseline and absolute limits on the candidate.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_ratio: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+impl Limit {
+    pub fn is_empty(&self) -> bool {
+        self.min_ratio.is_none()
+            && self.max_ratio.is_none()
+            && self.min.is_none()
+            && self.max.is_none()
+    }
+}
+
+fn default_model() -> String {
+    "servegate-sim".to_string()
+}
+fn default_results_dir() -> PathBuf {
+    PathBuf::from("results")
+}
+fn default_prompts_dir() -> PathBuf {
+    PathBuf::from("prompts")
+}
+fn default_candidate() -> String {
+    "candidate".to_string()
+}
+fn default_baseline() -> String {
+    "baseline".to_string()
+}
+fn default_ready_path() -> String {
+    "/v1/models".to_string()
+}
+fn default_ready_timeout_s() -> f64 {
+    30.0
+}
+fn default_sim_ttft_ms() -> f64 {
+    20.0
+}
+fn default_sim_tpot_ms() -> f64 {
+    5.0
+}
+fn one() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+fn default_prompts() -> String {
+    "short".to_string()
+}
+fn default_max_tokens() -> u32 {
+    64
+}
+fn default_concurrency() -> u32 {
+    1
+}
+fn default_num_requests() -> u32 {
+    20
+}
+fn default_warmup() -> u32 {
+    2
+}
+fn default_request_timeout_s() -> f64 {
+    120.0
+}

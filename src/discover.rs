@@ -1,0 +1,228 @@
+//! Finds case files, loads them over the project defaults and expands matrices.
+//!
+//! A case's name is `scenario::<stem>` or `suite::<stem>`, plus `::<point>`
+//! for a matrix point, so a name alone says which single file to read.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, CaseConfig, CaseKind, ConfigError, EnvOverride, Layers, PROJECT_FILE};
+
+/// A project: the folder holding `servegate.toml`, and the environment overrides in force.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub env: Vec<EnvOverride>,
+}
+
+/// One case file on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseFile {
+    pub kind: CaseKind,
+    pub stem: String,
+    pub path: PathBuf,
+}
+
+impl CaseFile {
+    pub fn name(&self) -> String {
+        format!("{}::{}", self.kind.prefix(), self.stem)
+    }
+}
+
+/// One runnable case: a file, or one point of a file's matrix.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub name: String,
+    pub kind: CaseKind,
+    pub file: PathBuf,
+    pub config: CaseConfig,
+    /// Why this machine cannot run the case; it is then listed as ignored.
+    pub ignore_reason: Option<String>,
+}
+
+impl Project {
+    /// A project at `root` configured by this process's `SERVEGATE_*` variables.
+    pub fn open(root: impl Into<PathBuf>) -> Self {
+        Self::with_env(root, config::env_overrides(std::env::vars()))
+    }
+
+    pub fn with_env(root: impl Into<PathBuf>, env: Vec<EnvOverride>) -> Self {
+        Self {
+            root: root.into(),
+            env,
+        }
+    }
+
+    /// Walks up from `start` to the first folder holding `servegate.toml`.
+    pub fn find_root(start: &Path) -> Option<PathBuf> {
+        start
+            .ancestors()
+            .find(|dir| dir.join(PROJECT_FILE).is_file())
+            .map(Path::to_path_buf)
+    }
+
+    pub fn project_file(&self) -> PathBuf {
+        self.root.join(PROJECT_FILE)
+    }
+
+    /// Every case file, scenarios then suites, each sorted by stem.
+    pub fn case_files(&self) -> Vec<CaseFile> {
+        let mut out = Vec::new();
+        for kind in [CaseKind::Scenario, CaseKind::Suite] {
+            let Ok(entries) = std::fs::read_dir(self.root.join(kind.dir())) else {
+                continue;
+            };
+            let mut files: Vec<CaseFile> = entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "toml"))
+                .filter_map(|path| {
+                    let stem = path.file_stem()?.to_str()?.to_string();
+                    Some(CaseFile { kind, stem, path })
+                })
+                .collect();
+            files.sort_by(|a, b| a.stem.cmp(&b.stem));
+            out.extend(files);
+        }
+        out
+    }
+
+    /// The file a case name refers to, without reading any case file.
+    pub fn file_for_name(&self, name: &str) -> Option<CaseFile> {
+        let mut parts = name.split("::");
+        let kind = match parts.next()? {
+            "scenario" => CaseKind::Scenario,
+            "suite" => CaseKind::Suite,
+            _ => return None,
+        };
+        let stem = parts.next()?.to_string();
+        let path = self.root.join(kind.dir()).join(format!("{stem}.toml"));
+        path.is_file().then_some(CaseFile { kind, stem, path })
+    }
+
+    /// Loads one file over the project defaults and expands its matrix.
+    pub fn load(&self, file: &CaseFile) -> Result<Vec<Case>, ConfigError> {
+        let project_file = self.project_file();
+        let config = config::load(&Layers {
+            project_file: &project_file,
+            case_file: Some(&file.path),
+            kind: Some(file.kind),
+            env: &self.env,
+        })?;
+        let ignore_reason = self.ignore_reason(&config);
+        Ok(expand(&config)
+            .into_iter()
+            .map(|(suffix, config)| Case {
+                name: match suffix {
+                    Some(s) => format!("{}::{s}", file.name()),
+                    None => file.name(),
+                },
+                kind: file.kind,
+                file: file.path.clone(),
+                config,
+                ignore_reason: ignore_reason.clone(),
+            })
+            .collect())
+    }
+
+    /// Every case of every file; a file that fails to load yields its error instead.
+    pub fn load_all(&self) -> Vec<(CaseFile, Result<Vec<Case>, ConfigError>)> {
+        self.case_files()
+            .into_iter()
+            .map(|f| {
+                let cases = self.load(&f);
+                (f, cases)
+            })
+            .collect()
+    }
+
+    fn ignore_reason(&self, c: &CaseConfig) -> Option<String> {
+        if c.requires_gpu && !crate::gpu::available() {
+            return Some(format!("requires a GPU ({})", crate::gpu::describe()));
+        }
+        c.requires_files
+            .iter()
+            .map(|f| config::resolve(&self.root, f))
+            .find(|p| !p.exists())
+            .map(|p| format!("requires {} which is absent", p.display()))
+    }
+}
+
+/// Expands the matrix into points. Each point's name lists only the axes that
+/// take more than one value, in the order prompts, max_tokens, concurrency,
+/// num_requests (`short_mt64_c1`); a case with no varying axis keeps its file's name.
+pub fn expand(config: &CaseConfig) -> Vec<(Option<String>, CaseConfig)> {
+    let m = &config.matrix;
+    let w = &config.workload;
+    let prompts = m.prompts.clone().unwrap_or_else(|| vec![w.prompts.clone()]);
+    let max_tokens = m.max_tokens.clone().unwrap_or_else(|| vec![w.max_tokens]);
+    let concurrency = m.concurrency.clone().unwrap_or_else(|| vec![w.concurrency]);
+    let num_requests = m
+        .num_requests
+        .clone()
+        .unwrap_or_else(|| vec![w.num_requests]);
+    let mut points = Vec::new();
+    for p in &prompts {
+        for &mt in &max_tokens {
+            for &c in &concurrency {
+                for &n in &num_requests {
+                    let mut parts = Vec::new();
+                    if prompts.len() > 1 {
+                        parts.push(p.clone());
+                    }
+                    if max_tokens.len() > 1 {
+                        parts.push(format!("mt{mt}"));
+                    }
+                    if concurrency.len() > 1 {
+                        parts.push(format!("c{c}"));
+                    }
+                    if num_requests.len() > 1 {
+                        parts.push(format!("n{n}"));
+                    }
+                    let mut point = config.clone();
+                    point.workload.prompts = p.clone();
+                    point.workload.max_tokens = mt;
+                    point.workload.concurrency = c;
+                    point.workload.num_requests = n;
+                    point.matrix = Default::default();
+                    let suffix = (!parts.is_empty()).then(|| parts.join("_"));
+                    points.push((suffix, point));
+                }
+            }
+        }
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::MatrixConfig;
+
+    fn base() -> CaseConfig {
+        toml::from_str("").unwrap()
+    }
+
+    #[test]
+    fn matrix_names_list_only_varying_axes() {
+        let mut c = base();
+        c.matrix = MatrixConfig {
+            prompts: Some(vec!["short".into(), "medium".into()]),
+            max_tokens: Some(vec![64, 128]),
+            concurrency: Some(vec![1, 2, 4]),
+            num_requests: Some(vec![10]),
+        };
+        let points = expand(&c);
+        assert_eq!(points.len(), 12);
+        assert_eq!(points[0].0.as_deref(), Some("short_mt64_c1"));
+        assert_eq!(points[11].0.as_deref(), Some("medium_mt128_c4"));
+        assert_eq!(points[11].1.workload.concurrency, 4);
+        assert_eq!(points[11].1.workload.num_requests, 10);
+    }
+
+    #[test]
+    fn no_matrix_is_one_unnamed_point() {
+        let points = expand(&base());
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].0, None);
+    }
+}

@@ -1,0 +1,108 @@
+//! Turns case files into libtest-mimic trials (`tests/gate.rs`).
+//!
+//! Nextest lists the trials once, then runs each in its own process with
+//! `--exact NAME`; in that mode only the file the name points at is read.
+//! Cases this machine cannot run are marked ignored at list time, because a
+//! run-time skip would show as a pass under nextest.
+
+use std::path::Path;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use crate::discover::{Case, Project};
+use crate::report;
+use crate::runner::{self, RunOptions};
+
+/// Entry point of the `gate` test binary.
+pub fn main(root: &Path) -> std::process::ExitCode {
+    let mut args = Arguments::from_args();
+    // Benchmarks measure time: one at a time unless asked otherwise.
+    if args.test_threads.is_none() {
+        args.test_threads = Some(1);
+    }
+    // SERVEGATE_ROOT points the tests at another project folder.
+    let root = std::env::var_os("SERVEGATE_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.to_path_buf());
+    let project = Project::open(root);
+    let trials = trials(&project, &args);
+    libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// The trials for these arguments.
+pub fn trials(project: &Project, args: &Arguments) -> Vec<Trial> {
+    if args.exact && !args.list {
+        if let Some(name) = &args.filter {
+            return exact_trials(project, name);
+        }
+    }
+    let mut trials = Vec::new();
+    for (file, loaded) in project.load_all() {
+        match loaded {
+            Ok(cases) => trials.extend(cases.into_iter().map(|c| case_trial(project, c))),
+            Err(e) => trials.push(error_trial(file.name(), e.to_string())),
+        }
+    }
+    trials
+}
+
+/// Reads only the file `name` points at. A name that resolves to nothing
+/// still yields a failing trial of that name, so it never passes by running nothing.
+fn exact_trials(project: &Project, name: &str) -> Vec<Trial> {
+    let Some(file) = project.file_for_name(name) else {
+        return vec![error_trial(
+            name.to_string(),
+            format!("no case file for `{name}`"),
+        )];
+    };
+    match project.load(&file) {
+        Ok(cases) => {
+            let mut matching: Vec<Trial> = cases
+                .into_iter()
+                .filter(|c| c.name == name)
+                .map(|c| case_trial(project, c))
+                .collect();
+            if matching.is_empty() {
+                matching.push(error_trial(
+                    name.to_string(),
+                    format!("{} has no case named `{name}`", file.path.display()),
+                ));
+            }
+            matching
+        }
+        Err(e) => vec![error_trial(name.to_string(), e.to_string())],
+    }
+}
+
+fn error_trial(name: String, message: String) -> Trial {
+    Trial::test(name, move || Err(Failed::from(message)))
+}
+
+fn case_trial(project: &Project, case: Case) -> Trial {
+    let ignored = case.ignore_reason.is_some();
+    let name = case.name.clone();
+    let project = project.clone();
+    Trial::test(name, move || run_trial(&project, &case)).with_ignored_flag(ignored)
+}
+
+fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
+    let report = runner::run_case(project, case, RunOptions { keep_records: true })
+        .map_err(|e| Failed::from(format!("{e:#}")))?;
+    println!(
+        "{}\n{}",
+        report::target_table(&report),
+        report::gate_table(&report.gate)
+    );
+    let results_dir = crate::config::resolve(&project.root, &case.config.results_dir);
+    let path = results_dir
+        .join("cases")
+        .join(format!("{}.json", report::file_stem(&case.name)));
+    if let Err(e) = report::write_json_atomic(&path, &report) {
+        eprintln!("warning: could not write {}: {e:#}", path.display());
+    }
+    if report.passed {
+        Ok(())
+    } else {
+        Err(Failed::from(report::failure_message(&report)))
+    }
+}
