@@ -5,7 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, CaseConfig, CaseKind, ConfigError, EnvOverride, Layers, PROJECT_FILE};
+use crate::config::{
+    self, CaseConfig, CaseKind, ConfigError, EnvOverride, Layers, PromptSource, PROJECT_FILE,
+};
 
 /// A project: the folder holding `servegate.toml`, and the environment overrides in force.
 #[derive(Debug, Clone)]
@@ -153,7 +155,10 @@ impl Project {
 pub fn expand(config: &CaseConfig) -> Vec<(Option<String>, CaseConfig)> {
     let m = &config.matrix;
     let w = &config.workload;
-    let prompts = m.prompts.clone().unwrap_or_else(|| vec![w.prompts.clone()]);
+    let prompts: Vec<PromptSource> = match &m.prompts {
+        Some(names) => names.iter().cloned().map(PromptSource::Set).collect(),
+        None => vec![w.prompts.clone()],
+    };
     let max_tokens = m.max_tokens.clone().unwrap_or_else(|| vec![w.max_tokens]);
     let concurrency = m.concurrency.clone().unwrap_or_else(|| vec![w.concurrency]);
     let num_requests = m
@@ -167,7 +172,7 @@ pub fn expand(config: &CaseConfig) -> Vec<(Option<String>, CaseConfig)> {
                 for &n in &num_requests {
                     let mut parts = Vec::new();
                     if prompts.len() > 1 {
-                        parts.push(p.clone());
+                        parts.push(p.label());
                     }
                     if max_tokens.len() > 1 {
                         parts.push(format!("mt{mt}"));

@@ -86,8 +86,15 @@ fn case_trial(project: &Project, case: Case) -> Trial {
 }
 
 fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
-    let report = runner::run_case(project, case, RunOptions { keep_records: true })
-        .map_err(|e| Failed::from(format!("{e:#}")))?;
+    let report = runner::run_case(
+        project,
+        case,
+        RunOptions {
+            keep_records: true,
+            progress: false,
+        },
+    )
+    .map_err(|e| Failed::from(format!("{e:#}")))?;
     println!(
         "{}\n{}",
         report::target_table(&report),

@@ -6,7 +6,9 @@
 //! passes only when the gate's tolerances hold. The same cases run as tests
 //! (`tests/gate.rs`, through libtest-mimic) and from the `servegate` CLI.
 
+pub mod adhoc;
 pub mod bench;
+pub mod calibrate;
 pub mod client;
 pub mod config;
 pub mod discover;
@@ -18,4 +20,5 @@ pub mod report;
 pub mod runner;
 pub mod sim;
 pub mod target;
+pub mod tokenizer;
 pub mod workload;

@@ -5,11 +5,16 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use servegate::config::{CaseKind, SimSpec};
+use servegate::adhoc::{self, BenchFile, Grid};
+use servegate::calibrate;
+use servegate::client::Client;
+use servegate::config::{CaseKind, Endpoint, SimSpec, WorkloadConfig};
 use servegate::discover::{Case, Project};
 use servegate::report::{self, CaseError, RunResults};
 use servegate::runner::{self, CaseReport, RunOptions};
 use servegate::sim::SimServer;
+use servegate::tokenizer::Tokenizer;
+use servegate::workload;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +54,23 @@ enum Command {
     },
     /// Validate every case file without running anything.
     Check,
+    /// Ad-hoc grid benchmark of one server (the old comparison script's flags).
+    Bench(BenchArgs),
+    /// Measure servegate's own timing error against the embedded engine.
+    Calibrate {
+        /// Concurrency levels.
+        #[arg(long, value_delimiter = ',', default_values_t = [1u32, 64, 256, 1000])]
+        levels: Vec<u32>,
+        /// Configured time to first token of the engine.
+        #[arg(long, default_value_t = 50.0)]
+        ttft_ms: f64,
+        /// Configured inter-token latency of the engine.
+        #[arg(long, default_value_t = 20.0)]
+        itl_ms: f64,
+        /// Output tokens per request.
+        #[arg(long, default_value_t = 32)]
+        tokens: u32,
+    },
     /// Run the embedded engine as a standalone server until interrupted.
     Sim {
         #[arg(long, default_value_t = 8100)]
@@ -59,11 +81,59 @@ enum Command {
         model: String,
         #[arg(long, default_value_t = SimSpec::default().ttft_ms)]
         ttft_ms: f64,
-        #[arg(long, default_value_t = SimSpec::default().tpot_ms)]
+        #[arg(long, visible_alias = "itl-ms", default_value_t = SimSpec::default().tpot_ms)]
         tpot_ms: f64,
         #[arg(long, default_value_t = 1.0)]
         slowdown: f64,
     },
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    #[arg(long, default_value = "http://localhost:8000")]
+    base_url: String,
+    /// Model name; the server's first model when omitted.
+    #[arg(long)]
+    model: Option<String>,
+    /// Prompts in the `{"short": [...], "medium": [...]}` format (default: the project's prompt sets).
+    #[arg(long)]
+    prompts_file: Option<PathBuf>,
+    #[arg(long, value_delimiter = ',', default_values_t = ["short".to_string(), "medium".to_string()])]
+    prompt_length: Vec<String>,
+    #[arg(long, default_value_t = 3)]
+    warmup: u32,
+    #[arg(long, default_value_t = 20)]
+    num_requests: u32,
+    #[arg(long, value_delimiter = ',', default_values_t = [1u32, 2, 4])]
+    concurrency: Vec<u32>,
+    #[arg(long, value_delimiter = ',', default_values_t = [64u32, 128])]
+    max_tokens: Vec<u32>,
+    /// Write results here (JSON).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Open loop: requests per second (concurrency then caps requests in flight).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Gamma shape of inter-arrival times (1 = Poisson).
+    #[arg(long, default_value_t = 1.0)]
+    burstiness: f64,
+    #[arg(long, value_enum, default_value = "completions")]
+    endpoint: EndpointArg,
+    /// A tokenizer.json, to count tokens when the server reports no usage.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Keep every request's timings in the output.
+    #[arg(long)]
+    save_detailed: bool,
+    /// Environment variable holding an API key.
+    #[arg(long)]
+    api_key_env: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EndpointArg {
+    Completions,
+    Chat,
 }
 
 /// Exit status for configuration and usage errors (clap uses 2 as well).
@@ -71,6 +141,33 @@ const CONFIG_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Bench(args) = &cli.command {
+        return bench(args, cli.root.clone());
+    }
+    if let Command::Calibrate {
+        levels,
+        ttft_ms,
+        itl_ms,
+        tokens,
+    } = &cli.command
+    {
+        let options = calibrate::CalibrateOptions {
+            levels: levels.clone(),
+            ttft_ms: *ttft_ms,
+            itl_ms: *itl_ms,
+            output_tokens: *tokens,
+        };
+        return match runtime().block_on(calibrate::run(&options)) {
+            Ok(levels) => {
+                println!("{}", calibrate::table(&options, &levels));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Sim {
         port,
         host,
@@ -84,6 +181,7 @@ fn main() -> ExitCode {
             ttft_ms: *ttft_ms,
             tpot_ms: *tpot_ms,
             slowdown: *slowdown,
+            usage: true,
         };
         return match SimServer::start(&spec, model, (*host, *port).into()) {
             Ok(server) => {
@@ -129,7 +227,9 @@ fn main() -> ExitCode {
         } => run(&project, filter.as_deref(), exact, output, save_detailed),
         Command::List { filter, reasons } => list(&project, filter.as_deref(), reasons),
         Command::Check => check(&project),
-        Command::Sim { .. } => unreachable!("handled above"),
+        Command::Sim { .. } | Command::Bench(_) | Command::Calibrate { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -256,6 +356,7 @@ fn run(
             case,
             RunOptions {
                 keep_records: save_detailed,
+                progress: true,
             },
         ) {
             Ok(r) => {
@@ -304,4 +405,143 @@ fn run(
     } else {
         ExitCode::FAILURE
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Prompt sets for `servegate bench`: from `--prompts-file`, else the project's prompt folder.
+fn bench_prompt_sets(
+    args: &BenchArgs,
+    root: Option<PathBuf>,
+) -> Result<Vec<(String, Vec<String>)>, String> {
+    match &args.prompts_file {
+        Some(file) => {
+            let mut sets = workload::load_prompts_json(file)?;
+            args.prompt_length
+                .iter()
+                .map(|name| {
+                    sets.remove(name)
+                        .filter(|p| !p.is_empty())
+                        .map(|p| (name.clone(), p))
+                        .ok_or_else(|| format!("{}: no prompts under `{name}`", file.display()))
+                })
+                .collect()
+        }
+        None => {
+            let root = root
+                .or_else(|| {
+                    std::env::current_dir()
+                        .ok()
+                        .and_then(|d| Project::find_root(&d))
+                })
+                .ok_or(
+                    "no --prompts-file and no servegate project here to take prompt sets from",
+                )?;
+            let dir = match servegate::config::load_project(&root, &[]) {
+                Ok(c) => servegate::config::resolve(&root, &c.prompts_dir),
+                Err(_) => root.join("prompts"),
+            };
+            args.prompt_length
+                .iter()
+                .map(|name| workload::load_prompt_set(&dir, name).map(|p| (name.clone(), p)))
+                .collect()
+        }
+    }
+}
+
+fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
+    let usage_error = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::from(CONFIG_ERROR)
+    };
+    let prompt_sets = match bench_prompt_sets(args, root) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    let tokenizer = match args
+        .tokenizer
+        .as_deref()
+        .map(Tokenizer::from_file)
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => return usage_error(e),
+    };
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if args.rate.is_some_and(|r| !positive(r)) || !positive(args.burstiness) {
+        return usage_error("--rate and --burstiness must be positive".into());
+    }
+    if args.concurrency.contains(&0) || args.max_tokens.contains(&0) || args.num_requests == 0 {
+        return usage_error(
+            "--concurrency, --max-tokens and --num-requests must be at least 1".into(),
+        );
+    }
+    let api_key = match &args.api_key_env {
+        Some(var) => match std::env::var(var) {
+            Ok(k) => Some(k),
+            Err(_) => return usage_error(format!("environment variable {var} is not set")),
+        },
+        None => None,
+    };
+    let endpoint = match args.endpoint {
+        EndpointArg::Completions => Endpoint::Completions,
+        EndpointArg::Chat => Endpoint::Chat,
+    };
+    let rt = runtime();
+    let outcome: anyhow::Result<BenchFile> = rt.block_on(async {
+        let client = Client::new(&args.base_url, api_key)?;
+        client
+            .wait_ready("/v1/models", std::time::Duration::from_secs(10))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let model = match &args.model {
+            Some(m) => m.clone(),
+            None => client.first_model().await.map_err(anyhow::Error::msg)?,
+        };
+        let grid = Grid {
+            prompt_sets,
+            max_tokens: args.max_tokens.clone(),
+            concurrency: args.concurrency.clone(),
+            base: WorkloadConfig {
+                endpoint,
+                warmup: args.warmup,
+                num_requests: args.num_requests,
+                rate: args.rate,
+                burstiness: args.burstiness,
+                ..WorkloadConfig::default()
+            },
+        };
+        let results =
+            adhoc::run_grid(&client, &model, &grid, tokenizer, args.save_detailed, true).await;
+        Ok(BenchFile {
+            base_url: args.base_url.clone(),
+            model,
+            warmup: args.warmup,
+            num_requests: args.num_requests,
+            endpoint,
+            results,
+        })
+    });
+    let file = match outcome {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", adhoc::table(&file.results));
+    if let Some(path) = &args.output {
+        if let Err(e) = report::write_json_atomic(path, &file) {
+            eprintln!("error: cannot write {}: {e:#}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("results: {}", path.display());
+    }
+    ExitCode::SUCCESS
 }

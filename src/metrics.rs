@@ -7,9 +7,15 @@
 //! - E2E: request sent → last choice event.
 //! - Per-request throughput: output_tokens / E2E.
 //! - Total throughput: Σ output_tokens / (last completion − first send).
+//! - Per-token ITL: when a stream reports cumulative usage on every event, an
+//!   event carrying k tokens after a gap g contributes k gaps of g/k.
 //! - Percentiles interpolate linearly between closest ranks (numpy's default).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::config::Slo;
 
 /// Where a request's output token count came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,8 +23,38 @@ use serde::{Deserialize, Serialize};
 pub enum TokenSource {
     /// The server's `usage.completion_tokens`.
     Usage,
+    /// The model's tokenizer applied to the generated text.
+    Tokenizer,
     /// The number of stream events carrying a choice.
     Events,
+}
+
+/// Why a request failed, for the error breakdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The server answered 4xx.
+    Http4xx,
+    /// The server answered 5xx.
+    Http5xx,
+    /// No connection, or the connection broke.
+    Connection,
+    /// The request ran past `request_timeout_s`.
+    Timeout,
+    /// The stream was malformed, truncated, or carried no tokens.
+    Stream,
+}
+
+impl ErrorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::Http4xx => "http_4xx",
+            ErrorKind::Http5xx => "http_5xx",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Stream => "stream",
+        }
+    }
 }
 
 /// One measured request. Times are seconds; `start_s`/`end_s` are relative to
@@ -28,11 +64,24 @@ pub struct RequestRecord {
     pub start_s: f64,
     pub end_s: f64,
     pub event_times_s: Vec<f64>,
+    /// Tokens carried by each event, when the stream reported usage on every
+    /// event; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_tokens: Vec<u32>,
     pub output_tokens: u64,
     pub token_source: TokenSource,
+    /// Prompt tokens (server usage, else tokenizer), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    /// Time the request waited in the client (open loop with a concurrency
+    /// cap) between its scheduled arrival and its send; not part of latency.
+    #[serde(default)]
+    pub queue_s: f64,
     /// Why the request failed; failed requests never enter latency statistics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<ErrorKind>,
 }
 
 impl RequestRecord {
@@ -51,6 +100,38 @@ impl RequestRecord {
     }
     pub fn itl_s(&self) -> impl Iterator<Item = f64> + '_ {
         self.event_times_s.windows(2).map(|w| w[1] - w[0])
+    }
+
+    /// Per-token gaps, when every event's token count is known.
+    pub fn itl_per_token_s(&self) -> Vec<f64> {
+        if self.event_tokens.len() != self.event_times_s.len() || self.event_times_s.is_empty() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut prev = self.event_times_s[0];
+        for (&t, &k) in self.event_times_s.iter().zip(&self.event_tokens).skip(1) {
+            // An event with no token (empty text) lets time accrue to the next one.
+            if k == 0 {
+                continue;
+            }
+            let gap = (t - prev) / k as f64;
+            out.extend(std::iter::repeat_n(gap, k as usize));
+            prev = t;
+        }
+        out
+    }
+
+    /// Whether the request met every objective that is set.
+    pub fn meets(&self, slo: &Slo) -> bool {
+        let ms = |s: Option<f64>| s.map(|v| v * 1000.0);
+        let within = |value: Option<f64>, limit: Option<f64>| match limit {
+            None => true,
+            Some(limit) => value.unwrap_or(0.0) <= limit,
+        };
+        self.ok()
+            && within(ms(self.ttft_s()), slo.ttft_ms)
+            && within(ms(self.tpot_s()), slo.tpot_ms)
+            && within(ms(self.e2e_s()), slo.e2e_ms)
     }
 }
 
@@ -127,24 +208,60 @@ pub struct Summary {
     /// First send → last completion of the measured phase, seconds.
     pub duration_s: f64,
     pub total_output_tokens: u64,
+    pub total_input_tokens: u64,
     /// Output tokens per second over the phase.
     pub throughput_total: f64,
+    /// Input plus output tokens per second over the phase.
+    pub total_token_throughput: f64,
     /// Completed requests per second over the phase.
     pub request_throughput: f64,
+    /// Requests meeting every SLO, per second; `None` without SLOs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput: Option<f64>,
     pub ttft_ms: Distribution,
     pub tpot_ms: Distribution,
+    /// Gaps between events (what the client saw).
     pub itl_ms: Distribution,
+    /// Gaps per token, when usage deltas give each event's token count (count 0 otherwise).
+    pub itl_per_token_ms: Distribution,
     pub e2e_ms: Distribution,
+    /// Client-side queueing before the send (open loop with a concurrency cap).
+    pub queue_ms: Distribution,
     /// Per-request output tokens per second.
     pub throughput_tps: Distribution,
+    /// Most requests in flight at once.
+    pub peak_concurrency: usize,
+    /// Failed requests by kind (`http_5xx`, `timeout`, …).
+    #[serde(default)]
+    pub errors_by_kind: BTreeMap<String, usize>,
     /// Requests whose token count came from the server's usage report.
     pub tokens_from_usage: usize,
+    /// Requests whose token count came from the tokenizer.
+    #[serde(default)]
+    pub tokens_from_tokenizer: usize,
     /// Requests whose token count fell back to counting stream events.
     pub tokens_from_events: usize,
 }
 
+/// Most intervals `[start_s, end_s]` overlapping at one instant.
+pub fn peak_concurrency(records: &[RequestRecord]) -> usize {
+    let mut edges: Vec<(f64, i32)> = records
+        .iter()
+        .flat_map(|r| [(r.start_s, 1), (r.end_s, -1)])
+        .collect();
+    // At equal times, ends come before starts: back-to-back requests do not overlap.
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut now = 0i32;
+    let mut peak = 0i32;
+    for (_, d) in edges {
+        now += d;
+        peak = peak.max(now);
+    }
+    peak as usize
+}
+
 impl Summary {
-    pub fn from_records(records: &[RequestRecord]) -> Self {
+    pub fn from_records(records: &[RequestRecord], slo: Option<&Slo>) -> Self {
         let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.ok()).collect();
         let first = records
             .iter()
@@ -160,6 +277,12 @@ impl Summary {
             (last - first).max(0.0)
         };
         let total_output_tokens: u64 = ok.iter().map(|r| r.output_tokens).sum();
+        let total_input_tokens: u64 = ok.iter().filter_map(|r| r.input_tokens).sum();
+        let mut errors_by_kind = BTreeMap::new();
+        for r in records.iter().filter(|r| !r.ok()) {
+            let kind = r.error_kind.map(ErrorKind::name).unwrap_or("stream");
+            *errors_by_kind.entry(kind.to_string()).or_insert(0) += 1;
+        }
         let per_second = |x: f64| {
             if duration_s > 0.0 {
                 x / duration_s
@@ -178,12 +301,19 @@ impl Summary {
             },
             duration_s,
             total_output_tokens,
+            total_input_tokens,
             throughput_total: per_second(total_output_tokens as f64),
+            total_token_throughput: per_second((total_output_tokens + total_input_tokens) as f64),
             request_throughput: per_second(ok.len() as f64),
+            goodput: slo.map(|slo| per_second(ok.iter().filter(|r| r.meets(slo)).count() as f64)),
             ttft_ms: Distribution::of(ok.iter().filter_map(|r| r.ttft_s()).map(ms)),
             tpot_ms: Distribution::of(ok.iter().filter_map(|r| r.tpot_s()).map(ms)),
             itl_ms: Distribution::of(ok.iter().flat_map(|r| r.itl_s()).map(ms)),
+            itl_per_token_ms: Distribution::of(ok.iter().flat_map(|r| r.itl_per_token_s()).map(ms)),
             e2e_ms: Distribution::of(ok.iter().filter_map(|r| r.e2e_s()).map(ms)),
+            queue_ms: Distribution::of(records.iter().map(|r| ms(r.queue_s))),
+            peak_concurrency: peak_concurrency(records),
+            errors_by_kind,
             throughput_tps: Distribution::of(ok.iter().filter_map(|r| {
                 let e2e = r.e2e_s()?;
                 (e2e > 0.0).then(|| r.output_tokens as f64 / e2e)
@@ -191,6 +321,10 @@ impl Summary {
             tokens_from_usage: ok
                 .iter()
                 .filter(|r| r.token_source == TokenSource::Usage)
+                .count(),
+            tokens_from_tokenizer: ok
+                .iter()
+                .filter(|r| r.token_source == TokenSource::Tokenizer)
                 .count(),
             tokens_from_events: ok
                 .iter()
@@ -203,7 +337,9 @@ impl Summary {
         match name {
             MetricName::Dist(series, stat) => self.distribution(series).stat(stat),
             MetricName::ThroughputTotal => self.throughput_total,
+            MetricName::TotalTokenThroughput => self.total_token_throughput,
             MetricName::RequestThroughput => self.request_throughput,
+            MetricName::Goodput => self.goodput.unwrap_or(f64::NAN),
             MetricName::ErrorRate => self.error_rate,
         }
     }
@@ -214,6 +350,7 @@ impl Summary {
             Series::Tpot => &self.tpot_ms,
             Series::Itl => &self.itl_ms,
             Series::E2e => &self.e2e_ms,
+            Series::Queue => &self.queue_ms,
             Series::Throughput => &self.throughput_tps,
         }
     }
@@ -226,6 +363,7 @@ pub enum Series {
     Tpot,
     Itl,
     E2e,
+    Queue,
     Throughput,
 }
 
@@ -244,7 +382,9 @@ pub enum Stat {
 pub enum MetricName {
     Dist(Series, Stat),
     ThroughputTotal,
+    TotalTokenThroughput,
     RequestThroughput,
+    Goodput,
     ErrorRate,
 }
 
@@ -252,7 +392,9 @@ impl MetricName {
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "throughput_total" => return Some(Self::ThroughputTotal),
+            "total_token_throughput" => return Some(Self::TotalTokenThroughput),
             "request_throughput" => return Some(Self::RequestThroughput),
+            "goodput" => return Some(Self::Goodput),
             "error_rate" => return Some(Self::ErrorRate),
             _ => {}
         }
@@ -262,6 +404,7 @@ impl MetricName {
             "tpot" => Series::Tpot,
             "itl" => Series::Itl,
             "e2e" | "latency" => Series::E2e,
+            "queue" => Series::Queue,
             "throughput" => Series::Throughput,
             _ => return None,
         };
@@ -278,21 +421,27 @@ impl MetricName {
     }
 
     pub fn help() -> &'static str {
-        "{ttft,tpot,itl,e2e,latency,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, request_throughput, error_rate"
+        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, total_token_throughput, request_throughput, goodput, error_rate"
     }
 
     /// Whether a larger value is better (throughputs) or worse (latencies, errors).
     pub fn higher_is_better(self) -> bool {
         matches!(
             self,
-            Self::ThroughputTotal | Self::RequestThroughput | Self::Dist(Series::Throughput, _)
+            Self::ThroughputTotal
+                | Self::TotalTokenThroughput
+                | Self::RequestThroughput
+                | Self::Goodput
+                | Self::Dist(Series::Throughput, _)
         )
     }
 
     pub fn unit(self) -> &'static str {
         match self {
-            Self::Dist(Series::Throughput, _) | Self::ThroughputTotal => "tok/s",
-            Self::RequestThroughput => "req/s",
+            Self::Dist(Series::Throughput, _)
+            | Self::ThroughputTotal
+            | Self::TotalTokenThroughput => "tok/s",
+            Self::RequestThroughput | Self::Goodput => "req/s",
             Self::ErrorRate => "",
             Self::Dist(..) => "ms",
         }
@@ -308,9 +457,13 @@ mod tests {
             start_s: start,
             end_s: start + events.last().copied().unwrap_or(0.0),
             event_times_s: events.to_vec(),
+            event_tokens: Vec::new(),
             output_tokens: tokens,
             token_source: TokenSource::Usage,
+            input_tokens: Some(10),
+            queue_s: 0.0,
             error: None,
+            error_kind: None,
         }
     }
 
@@ -340,13 +493,14 @@ mod tests {
     fn summary_excludes_failures_from_latency_and_uses_phase_wall_time() {
         let mut failed = rec(0.5, &[], 0);
         failed.error = Some("HTTP 500".into());
+        failed.error_kind = Some(ErrorKind::Http5xx);
         failed.end_s = 0.6;
         let records = vec![
             rec(0.0, &[0.1, 0.2], 2),
             rec(1.0, &[0.3, 0.5, 1.0], 3),
             failed,
         ];
-        let s = Summary::from_records(&records);
+        let s = Summary::from_records(&records, None);
         assert_eq!(s.completed, 2);
         assert_eq!(s.failed, 1);
         assert!((s.error_rate - 1.0 / 3.0).abs() < 1e-12);
@@ -355,6 +509,65 @@ mod tests {
         assert!((s.ttft_ms.mean - 200.0).abs() < 1e-9);
         assert_eq!(s.itl_ms.count, 3);
         assert!((s.metric(MetricName::parse("e2e_p50").unwrap()) - 600.0).abs() < 1e-9);
+        assert_eq!(s.errors_by_kind.get("http_5xx"), Some(&1));
+        assert_eq!(s.total_input_tokens, 20);
+        assert!((s.total_token_throughput - 12.5).abs() < 1e-12);
+        assert_eq!(s.goodput, None);
+        // Requests 1 (0–0.2 s) and 3 (0.5–0.6 s) and 2 (1.0–2.0 s) never overlap.
+        assert_eq!(s.peak_concurrency, 1);
+    }
+
+    #[test]
+    fn chunk_with_two_tokens_and_chunk_with_empty_text() {
+        // Events at 100, 150, 160, 250 ms. The 150 ms event carried no text
+        // (0 tokens), the 250 ms one carried two tokens.
+        let mut r = rec(0.0, &[0.100, 0.150, 0.160, 0.250], 4);
+        r.event_tokens = vec![1, 0, 1, 2];
+        // Per event: every message with choices counts, whatever its text.
+        let itl: Vec<f64> = r.itl_s().collect();
+        assert_eq!(itl.len(), 3);
+        // Per token: the empty event's time accrues to the next token; the
+        // double event splits its gap in two.
+        let per_token = r.itl_per_token_s();
+        let expect = [0.060, 0.045, 0.045];
+        assert_eq!(per_token.len(), 3);
+        for (a, b) in per_token.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-12, "{per_token:?}");
+        }
+        // TPOT divides by tokens, not events: (250 − 100) / 3.
+        assert!((r.tpot_s().unwrap() - 0.050).abs() < 1e-12);
+    }
+
+    #[test]
+    fn goodput_counts_requests_meeting_every_slo() {
+        let records = vec![
+            rec(0.0, &[0.05, 0.10], 2), // ttft 50 ms, tpot 50 ms
+            rec(0.0, &[0.30, 0.35], 2), // ttft 300 ms: misses
+            rec(0.0, &[0.05, 0.40], 2), // tpot 350 ms: misses
+            rec(0.0, &[0.05, 0.50], 1), // one token: no tpot, meets
+        ];
+        let slo = Slo {
+            ttft_ms: Some(100.0),
+            tpot_ms: Some(100.0),
+            e2e_ms: None,
+        };
+        let s = Summary::from_records(&records, Some(&slo));
+        assert!(
+            (s.goodput.unwrap() - 2.0 / 0.5).abs() < 1e-9,
+            "{:?}",
+            s.goodput
+        );
+        assert_eq!(s.peak_concurrency, 4);
+    }
+
+    #[test]
+    fn peak_concurrency_ignores_back_to_back_requests() {
+        let records = vec![
+            rec(0.0, &[1.0], 1),
+            rec(1.0, &[1.0], 1),
+            rec(1.5, &[0.1], 1),
+        ];
+        assert_eq!(peak_concurrency(&records), 2);
     }
 
     #[test]

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{self, BenchResult};
+use crate::bench::{self, BenchResult, BenchSpec};
 use crate::config::{self, CaseKind, WorkloadConfig};
 use crate::discover::{Case, Project};
 use crate::gate::{self, GateRow};
 use crate::metrics::{RequestRecord, Summary};
 use crate::target::RunningTarget;
+use crate::tokenizer::Tokenizer;
 use crate::workload;
 
 /// The measurements of one target within a case.
@@ -45,6 +46,43 @@ pub struct CaseReport {
 pub struct RunOptions {
     /// Keep every request's record in the report.
     pub keep_records: bool,
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal.
+pub fn progress_bar(label: &str, len: u32) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}
+
+/// The configured tokenizer, if any.
+pub fn load_tokenizer(
+    project: &Project,
+    c: &config::CaseConfig,
+) -> anyhow::Result<Option<Tokenizer>> {
+    c.tokenizer
+        .as_ref()
+        .map(|p| {
+            Tokenizer::from_file(&config::resolve(&project.root, p)).map_err(anyhow::Error::msg)
+        })
+        .transpose()
+}
+
+fn load_prompts(
+    project: &Project,
+    case: &Case,
+    tokenizer: Option<&Tokenizer>,
+) -> Result<Vec<workload::Prompt>, String> {
+    let c = &case.config;
+    let dir = config::resolve(&project.root, &c.prompts_dir);
+    workload::load_prompts(&project.root, &dir, &c.workload.prompts, tokenizer)
 }
 
 /// Runs a case. `Err` means the case could not be measured at all (a target
@@ -67,16 +105,29 @@ async fn run_scenario(
     options: RunOptions,
 ) -> anyhow::Result<CaseReport> {
     let c = &case.config;
-    let prompts_dir = config::resolve(&project.root, &c.prompts_dir);
-    let prompts = workload::load_prompt_set(&prompts_dir, &c.workload.prompts)
+    let tokenizer = load_tokenizer(project, c)?;
+    let prompts = load_prompts(project, case, tokenizer.as_ref())
         .map_err(|e| anyhow::anyhow!("{}: {e}", case.name))?;
+    let mut spec = BenchSpec {
+        model: c.model.clone(),
+        workload: c.workload.clone(),
+        prompts: std::sync::Arc::new(prompts),
+        tokenizer,
+        progress: None,
+    };
     // One target at a time: the candidate is stopped before the baseline
     // starts, so the two never share a machine's resources.
     let mut reports = Vec::new();
     for name in [&c.candidate, &c.baseline] {
-        let spec = &c.targets[name];
-        let target = RunningTarget::start(name, spec, &c.model).await?;
-        let result = bench::run(&target.client, &target.model, &c.workload, &prompts).await;
+        let target = RunningTarget::start(name, &c.targets[name], &c.model).await?;
+        spec.model = target.model.clone();
+        spec.progress = options
+            .progress
+            .then(|| progress_bar(name, c.workload.num_requests));
+        let result = bench::run(&target.client, &spec).await;
+        if let Some(p) = &spec.progress {
+            p.finish_and_clear();
+        }
         reports.push(target_report(&target, result, options));
     }
     let baseline = reports.pop().expect("two targets");
@@ -119,8 +170,13 @@ pub fn check_case(project: &Project, case: &Case) -> Result<(), config::ConfigEr
         return Ok(());
     }
     let c = &case.config;
-    let dir = config::resolve(&project.root, &c.prompts_dir);
-    workload::load_prompt_set(&dir, &c.workload.prompts).map_err(|message| {
+    let tokenizer = load_tokenizer(project, c).map_err(|e| config::ConfigError {
+        origin: config::Origin::File(case.file.clone()),
+        line: None,
+        key: Some("tokenizer".into()),
+        message: format!("{e:#}"),
+    })?;
+    load_prompts(project, case, tokenizer.as_ref()).map_err(|message| {
         let path = ["workload".to_string(), "prompts".to_string()];
         let line = std::fs::read_to_string(&case.file).ok().and_then(|src| {
             config::key_line(&src, &["matrix".into(), "prompts".into()])

@@ -1,4 +1,5 @@
-//! OpenAI HTTP client: streaming `/v1/completions` with per-event arrival times.
+//! OpenAI HTTP client: `/v1/completions` and `/v1/chat/completions`, streamed
+//! or not, with the arrival time of every stream event.
 
 pub mod sse;
 
@@ -6,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::metrics::TokenSource;
+use crate::config::Endpoint;
+use crate::metrics::{ErrorKind, TokenSource};
 pub use sse::SseDecoder;
 
 /// One HTTP client (one connection pool) per target.
@@ -19,46 +21,174 @@ pub struct Client {
     api_key: Option<String>,
 }
 
-/// What one streaming request asks for.
+/// What one request asks for.
 #[derive(Debug, Clone)]
 pub struct CompletionRequest {
+    pub endpoint: Endpoint,
+    pub stream: bool,
     pub model: String,
     pub prompt: String,
     pub max_tokens: u32,
+    pub min_tokens: Option<u32>,
     pub temperature: f64,
     pub ignore_eos: bool,
 }
 
-/// What one streaming request observed.
+/// What one successful request observed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StreamedCompletion {
-    /// Arrival of each event carrying a choice, measured from the send.
+pub struct Completion {
+    /// Arrival of each event carrying a token, measured from the send. A
+    /// non-streamed request has one "event": the whole response.
     pub event_times: Vec<Duration>,
+    /// Tokens per event, when the server reported cumulative usage on every event.
+    pub event_tokens: Vec<u32>,
+    /// From `usage.completion_tokens`, else the number of events (see `token_source`).
     pub output_tokens: u64,
     pub token_source: TokenSource,
+    pub prompt_tokens: Option<u64>,
     pub text: String,
 }
 
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// The JSON body of a request. Streaming asks for usage in the stream, and for
+/// usage on every event (vLLM's `continuous_usage_stats`) so that an event
+/// carrying several tokens can be told apart from one carrying a single token.
+pub fn request_body(req: &CompletionRequest) -> Value {
+    let mut body = json!({
+        "model": req.model,
+        "max_tokens": req.max_tokens,
+        "temperature": req.temperature,
+        "ignore_eos": req.ignore_eos,
+        "stream": req.stream,
+    });
+    match req.endpoint {
+        Endpoint::Completions => body["prompt"] = json!(req.prompt),
+        Endpoint::Chat => body["messages"] = json!([{"role": "user", "content": req.prompt}]),
+    }
+    if let Some(min) = req.min_tokens {
+        body["min_tokens"] = json!(min);
+    }
+    if req.stream {
+        body["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+    }
+    body
+}
+
+pub fn endpoint_path(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::Completions => "v1/completions",
+        Endpoint::Chat => "v1/chat/completions",
+    }
+}
+
 #[derive(Deserialize)]
-struct Chunk {
+struct Body {
     #[serde(default)]
-    choices: Vec<ChunkChoice>,
+    choices: Vec<Choice>,
     #[serde(default)]
     usage: Option<Usage>,
     #[serde(default)]
-    error: Option<serde_json::Value>,
+    error: Option<Value>,
 }
 
 #[derive(Deserialize)]
-struct ChunkChoice {
+struct Choice {
+    /// Completions.
     #[serde(default)]
     text: Option<String>,
+    /// Chat, streamed.
+    #[serde(default)]
+    delta: Option<Message>,
+    /// Chat, whole.
+    #[serde(default)]
+    message: Option<Message>,
 }
 
 #[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
 struct Usage {
     #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
     completion_tokens: Option<u64>,
+}
+
+/// What one SSE payload says.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Chunk {
+    pub done: bool,
+    /// The payload is a token event (choices present, not a role-only chat preamble).
+    pub is_event: bool,
+    pub text: String,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+}
+
+/// Parses one SSE payload. A payload that is not JSON, or that carries an
+/// `error` object, fails the request.
+pub fn parse_chunk(payload: &str) -> Result<Chunk, Failure> {
+    let payload = payload.trim();
+    if payload == "[DONE]" {
+        return Ok(Chunk {
+            done: true,
+            ..Default::default()
+        });
+    }
+    let body: Body = serde_json::from_str(payload).map_err(|e| {
+        Failure::new(
+            ErrorKind::Stream,
+            format!("malformed event ({e}): {}", snippet(payload)),
+        )
+    })?;
+    if let Some(err) = body.error {
+        return Err(Failure::new(
+            ErrorKind::Stream,
+            format!("server error in stream: {}", snippet(&err.to_string())),
+        ));
+    }
+    let mut chunk = Chunk {
+        prompt_tokens: body.usage.and_then(|u| u.prompt_tokens),
+        completion_tokens: body.usage.and_then(|u| u.completion_tokens),
+        ..Default::default()
+    };
+    for c in &body.choices {
+        match (&c.text, &c.delta) {
+            (Some(t), _) => {
+                chunk.text.push_str(t);
+                chunk.is_event = true;
+            }
+            (None, Some(delta)) => {
+                let content = delta.content.as_deref().unwrap_or("");
+                chunk.text.push_str(content);
+                // The chat preamble announces the role and carries no token.
+                chunk.is_event |= !(delta.role.is_some() && content.is_empty());
+            }
+            (None, None) => chunk.is_event = true,
+        }
+    }
+    Ok(chunk)
 }
 
 impl Client {
@@ -118,108 +248,188 @@ impl Client {
         ))
     }
 
-    /// Sends one streaming completion and times every event.
-    pub async fn stream_completion(
-        &self,
-        req: &CompletionRequest,
-    ) -> Result<StreamedCompletion, String> {
-        let body = json!({
-            "model": req.model,
-            "prompt": req.prompt,
-            "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
-            "ignore_eos": req.ignore_eos,
-            "stream": true,
-            "stream_options": { "include_usage": true },
-        });
-        let request = self
-            .authorize(self.http.post(self.url("v1/completions")))
-            .json(&body);
-        let sent = Instant::now();
-        let response = request
+    /// The first model `/v1/models` lists.
+    pub async fn first_model(&self) -> Result<String, String> {
+        let response = self
+            .authorize(self.http.get(self.url("v1/models")))
             .send()
             .await
-            .map_err(|e| format!("connection: {e}"))?;
+            .map_err(|e| format!("GET /v1/models: {e}"))?;
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| format!("GET /v1/models: {e}"))?;
+        body["data"][0]["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| "GET /v1/models listed no model; pass --model".to_string())
+    }
+
+    /// Sends one request and times it.
+    pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, Failure> {
+        let request = self
+            .authorize(self.http.post(self.url(endpoint_path(req.endpoint))))
+            .json(&request_body(req));
+        let sent = Instant::now();
+        let response = request.send().await.map_err(|e| {
+            let kind = if e.is_timeout() {
+                ErrorKind::Timeout
+            } else {
+                ErrorKind::Connection
+            };
+            Failure::new(kind, format!("connection: {e}"))
+        })?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
-            return Err(format!("HTTP {}: {}", status.as_u16(), snippet(&text)));
-        }
-        let mut body = response.bytes_stream();
-        let mut decoder = SseDecoder::new();
-        let mut out = StreamedCompletion {
-            event_times: Vec::new(),
-            output_tokens: 0,
-            token_source: TokenSource::Events,
-            text: String::new(),
-        };
-        let mut usage_tokens = None;
-        let mut done = false;
-        while let Some(chunk) = body.next().await {
-            // Timestamp on arrival, before any decoding work.
-            let arrived = sent.elapsed();
-            let bytes = chunk
-                .map_err(|e| format!("stream broke after {} events: {e}", out.event_times.len()))?;
-            for payload in decoder.feed(&bytes) {
-                done |= handle_payload(&payload, arrived, &mut out, &mut usage_tokens)?;
-            }
-        }
-        for payload in decoder.finish() {
-            done |= handle_payload(&payload, sent.elapsed(), &mut out, &mut usage_tokens)?;
-        }
-        if !done {
-            return Err(format!(
-                "stream ended without [DONE] after {} events",
-                out.event_times.len()
+            let kind = if status.is_server_error() {
+                ErrorKind::Http5xx
+            } else {
+                ErrorKind::Http4xx
+            };
+            return Err(Failure::new(
+                kind,
+                format!("HTTP {}: {}", status.as_u16(), snippet(&text)),
             ));
         }
-        if out.event_times.is_empty() {
-            return Err("stream carried no tokens".to_string());
+        if req.stream {
+            read_stream(response, sent).await
+        } else {
+            read_whole(response, sent).await
         }
-        match usage_tokens {
-            Some(n) => {
-                out.output_tokens = n;
-                out.token_source = TokenSource::Usage;
-            }
-            None => out.output_tokens = out.event_times.len() as u64,
-        }
-        Ok(out)
     }
 }
 
-/// Applies one SSE payload; returns true on `[DONE]`.
-fn handle_payload(
-    payload: &str,
-    arrived: Duration,
-    out: &mut StreamedCompletion,
-    usage_tokens: &mut Option<u64>,
-) -> Result<bool, String> {
-    let payload = payload.trim();
-    if payload == "[DONE]" {
-        return Ok(true);
-    }
-    let chunk: Chunk = serde_json::from_str(payload)
-        .map_err(|e| format!("malformed event ({e}): {}", snippet(payload)))?;
-    if let Some(err) = chunk.error {
-        return Err(format!(
-            "server error in stream: {}",
-            snippet(&err.to_string())
-        ));
-    }
-    // vLLM's convention: every message with a non-empty `choices` is one event,
-    // even when its text is empty.
-    if !chunk.choices.is_empty() {
-        out.event_times.push(arrived);
-        for c in &chunk.choices {
-            if let Some(t) = &c.text {
-                out.text.push_str(t);
-            }
+async fn read_stream(response: reqwest::Response, sent: Instant) -> Result<Completion, Failure> {
+    let mut body = response.bytes_stream();
+    let mut decoder = SseDecoder::new();
+    let mut acc = Accumulator::default();
+    while let Some(piece) = body.next().await {
+        // Timestamp on arrival, before any decoding work.
+        let arrived = sent.elapsed();
+        let bytes = piece.map_err(|e| {
+            Failure::new(
+                ErrorKind::Connection,
+                format!("stream broke after {} events: {e}", acc.times.len()),
+            )
+        })?;
+        for payload in decoder.feed(&bytes) {
+            acc.add(parse_chunk(&payload)?, arrived);
         }
     }
-    if let Some(n) = chunk.usage.and_then(|u| u.completion_tokens) {
-        *usage_tokens = Some(n);
+    for payload in decoder.finish() {
+        acc.add(parse_chunk(&payload)?, sent.elapsed());
     }
-    Ok(false)
+    acc.finish()
+}
+
+async fn read_whole(response: reqwest::Response, sent: Instant) -> Result<Completion, Failure> {
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Failure::new(ErrorKind::Connection, format!("response broke: {e}")))?;
+    let arrived = sent.elapsed();
+    let text = String::from_utf8_lossy(&bytes);
+    let body: Body = serde_json::from_str(&text).map_err(|e| {
+        Failure::new(
+            ErrorKind::Stream,
+            format!("malformed response ({e}): {}", snippet(&text)),
+        )
+    })?;
+    let choice = body
+        .choices
+        .first()
+        .ok_or_else(|| Failure::new(ErrorKind::Stream, "response has no choices"))?;
+    let generated = choice
+        .text
+        .clone()
+        .or_else(|| choice.message.as_ref().and_then(|m| m.content.clone()))
+        .unwrap_or_default();
+    let usage_tokens = body.usage.and_then(|u| u.completion_tokens);
+    Ok(Completion {
+        event_times: vec![arrived],
+        event_tokens: Vec::new(),
+        output_tokens: usage_tokens.unwrap_or(1),
+        token_source: if usage_tokens.is_some() {
+            TokenSource::Usage
+        } else {
+            TokenSource::Events
+        },
+        prompt_tokens: body.usage.and_then(|u| u.prompt_tokens),
+        text: generated,
+    })
+}
+
+/// Folds stream chunks into a completion.
+#[derive(Default)]
+struct Accumulator {
+    times: Vec<Duration>,
+    /// Cumulative completion tokens reported with each event (None when absent).
+    cumulative: Vec<Option<u64>>,
+    text: String,
+    usage_tokens: Option<u64>,
+    prompt_tokens: Option<u64>,
+    done: bool,
+}
+
+impl Accumulator {
+    fn add(&mut self, chunk: Chunk, arrived: Duration) {
+        self.done |= chunk.done;
+        if chunk.is_event {
+            self.times.push(arrived);
+            self.cumulative.push(chunk.completion_tokens);
+            self.text.push_str(&chunk.text);
+        }
+        if chunk.completion_tokens.is_some() {
+            self.usage_tokens = chunk.completion_tokens;
+        }
+        if chunk.prompt_tokens.is_some() {
+            self.prompt_tokens = chunk.prompt_tokens;
+        }
+    }
+
+    fn finish(self) -> Result<Completion, Failure> {
+        if !self.done {
+            return Err(Failure::new(
+                ErrorKind::Stream,
+                format!(
+                    "stream ended without [DONE] after {} events",
+                    self.times.len()
+                ),
+            ));
+        }
+        if self.times.is_empty() {
+            return Err(Failure::new(ErrorKind::Stream, "stream carried no tokens"));
+        }
+        let event_tokens = match self
+            .cumulative
+            .iter()
+            .copied()
+            .collect::<Option<Vec<u64>>>()
+        {
+            Some(cum) => cum
+                .iter()
+                .scan(0u64, |prev, &c| {
+                    let delta = c.saturating_sub(*prev);
+                    *prev = c;
+                    Some(delta as u32)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let (output_tokens, token_source) = match self.usage_tokens {
+            Some(n) => (n, TokenSource::Usage),
+            None => (self.times.len() as u64, TokenSource::Events),
+        };
+        Ok(Completion {
+            event_times: self.times,
+            event_tokens,
+            output_tokens,
+            token_source,
+            prompt_tokens: self.prompt_tokens,
+            text: self.text,
+        })
+    }
 }
 
 fn snippet(text: &str) -> String {
@@ -228,5 +438,106 @@ fn snippet(text: &str) -> String {
         format!("{}…", one_line.chars().take(200).collect::<String>())
     } else {
         one_line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(endpoint: Endpoint, stream: bool) -> CompletionRequest {
+        CompletionRequest {
+            endpoint,
+            stream,
+            model: "m".into(),
+            prompt: "hi".into(),
+            max_tokens: 8,
+            min_tokens: Some(8),
+            temperature: 0.0,
+            ignore_eos: true,
+        }
+    }
+
+    #[test]
+    fn bodies_for_each_endpoint() {
+        let b = request_body(&req(Endpoint::Completions, true));
+        assert_eq!(b["prompt"], "hi");
+        assert_eq!(b["stream_options"]["include_usage"], true);
+        assert_eq!(b["min_tokens"], 8);
+        assert_eq!(b["ignore_eos"], true);
+        let b = request_body(&req(Endpoint::Chat, false));
+        assert_eq!(b["messages"][0]["role"], "user");
+        assert!(b.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn chat_role_preamble_is_not_a_token_but_empty_text_events_are() {
+        let role =
+            parse_chunk(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#)
+                .unwrap();
+        assert!(!role.is_event);
+        let tok = parse_chunk(r#"{"choices":[{"index":0,"delta":{"content":" hi"}}]}"#).unwrap();
+        assert!(tok.is_event && tok.text == " hi");
+        let empty = parse_chunk(r#"{"choices":[{"index":0,"text":""}]}"#).unwrap();
+        assert!(empty.is_event);
+        let usage =
+            parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9}}"#)
+                .unwrap();
+        assert!(!usage.is_event);
+        assert_eq!(
+            (usage.prompt_tokens, usage.completion_tokens),
+            (Some(3), Some(9))
+        );
+        assert!(parse_chunk("[DONE]").unwrap().done);
+        assert_eq!(
+            parse_chunk("{not json").unwrap_err().kind,
+            ErrorKind::Stream
+        );
+        assert_eq!(
+            parse_chunk(r#"{"error":{"message":"boom"}}"#)
+                .unwrap_err()
+                .kind,
+            ErrorKind::Stream
+        );
+    }
+
+    #[test]
+    fn usage_deltas_give_tokens_per_event() {
+        let mut acc = Accumulator::default();
+        let ms = Duration::from_millis;
+        for (i, (text, cum)) in [(" a", 1), (" b c", 3), ("", 3), (" d", 4)]
+            .iter()
+            .enumerate()
+        {
+            let chunk = Chunk {
+                is_event: true,
+                text: text.to_string(),
+                completion_tokens: Some(*cum),
+                ..Default::default()
+            };
+            acc.add(chunk, ms(10 * (i as u64 + 1)));
+        }
+        acc.add(parse_chunk("[DONE]").unwrap(), ms(50));
+        let c = acc.finish().unwrap();
+        assert_eq!(c.event_tokens, vec![1, 2, 0, 1]);
+        assert_eq!(c.output_tokens, 4);
+        assert_eq!(c.token_source, TokenSource::Usage);
+        assert_eq!(c.text, " a b c d");
+    }
+
+    #[test]
+    fn truncated_stream_fails_with_a_reason() {
+        let mut acc = Accumulator::default();
+        acc.add(
+            parse_chunk(r#"{"choices":[{"text":"x"}]}"#).unwrap(),
+            Duration::ZERO,
+        );
+        let f = acc.finish().unwrap_err();
+        assert_eq!(f.kind, ErrorKind::Stream);
+        assert!(
+            f.message.contains("without [DONE] after 1 events"),
+            "{}",
+            f.message
+        );
     }
 }

@@ -175,3 +175,65 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Renders events as an SSE stream with the given line ending, plus noise
+    /// that must be ignored: comments, `event:`/`id:` fields, blank lines.
+    fn render(events: &[Vec<String>], eol: &str, noise: bool) -> String {
+        let mut s = String::new();
+        for lines in events {
+            if noise {
+                s.push_str(&format!(": ping{eol}event: message{eol}id: 7{eol}"));
+            }
+            for line in lines {
+                s.push_str(&format!("data: {line}{eol}"));
+            }
+            s.push_str(eol);
+        }
+        s
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any valid stream, cut into any pieces, decodes to the same events.
+        #[test]
+        fn any_split_of_a_valid_stream_decodes_the_same(
+            events in prop::collection::vec(
+                prop::collection::vec("[a-zA-Z0-9 {}\\[\\]\":,é漢]{0,12}", 1..3), 1..6),
+            eol in prop::sample::select(vec!["\n", "\r\n", "\r"]),
+            noise in any::<bool>(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let stream = render(&events, eol, noise);
+            let bytes = stream.as_bytes();
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            points.sort();
+            let mut d = SseDecoder::new();
+            let mut got = Vec::new();
+            let mut last = 0;
+            for p in points {
+                got.extend(d.feed(&bytes[last..p]));
+                last = p;
+            }
+            got.extend(d.feed(&bytes[last..]));
+            got.extend(d.finish());
+            let expected: Vec<String> = events.iter().map(|lines| lines.join("\n")).collect();
+            prop_assert_eq!(got, expected);
+        }
+
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn arbitrary_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8)) {
+            let mut d = SseDecoder::new();
+            for c in &chunks {
+                let _ = d.feed(c);
+            }
+            let _ = d.finish();
+        }
+    }
+}

@@ -24,6 +24,10 @@ pub struct CaseConfig {
     /// Where prompt sets live, relative to the project root.
     #[serde(default = "default_prompts_dir")]
     pub prompts_dir: PathBuf,
+    /// A Hugging Face `tokenizer.json` for the model: counts tokens when a
+    /// server sends no usage, and builds synthetic prompts of exact length.
+    #[serde(default)]
+    pub tokenizer: Option<PathBuf>,
     /// Servers that cases may name as candidate or baseline.
     #[serde(default)]
     pub targets: BTreeMap<String, TargetSpec>,
@@ -93,6 +97,9 @@ pub struct SimSpec {
     /// Multiplies every time: 1.3 models an engine 30% slower.
     #[serde(default = "one")]
     pub slowdown: f64,
+    /// Report `usage`; `false` models a server that sends none.
+    #[serde(default = "yes")]
+    pub usage: bool,
 }
 
 impl Default for SimSpec {
@@ -101,27 +108,115 @@ impl Default for SimSpec {
             ttft_ms: default_sim_ttft_ms(),
             tpot_ms: default_sim_tpot_ms(),
             slowdown: 1.0,
+            usage: true,
         }
     }
+}
+
+/// Where a workload's prompts come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum PromptSource {
+    /// A named set under `prompts_dir`.
+    Set(String),
+    /// Generated prompts of an exact token length (needs `tokenizer`).
+    Synthetic { synthetic: SyntheticPrompts },
+    /// The first human turn of each conversation in a ShareGPT-format JSON file.
+    ShareGpt { sharegpt: PathBuf },
+}
+
+impl PromptSource {
+    /// Short label used in matrix point names and tables.
+    pub fn label(&self) -> String {
+        match self {
+            PromptSource::Set(name) => name.clone(),
+            PromptSource::Synthetic { synthetic } => format!("in{}", synthetic.input_tokens),
+            PromptSource::ShareGpt { .. } => "sharegpt".to_string(),
+        }
+    }
+}
+
+impl Default for PromptSource {
+    fn default() -> Self {
+        PromptSource::Set(default_prompts())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyntheticPrompts {
+    /// Exact prompt length in the tokenizer's tokens.
+    pub input_tokens: u32,
+    /// How many distinct prompts to build.
+    #[serde(default = "default_synthetic_count")]
+    pub count: u32,
+}
+
+/// Which OpenAI endpoint a workload drives.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// `/v1/completions` with a text prompt.
+    #[default]
+    Completions,
+    /// `/v1/chat/completions` with the prompt as one user message.
+    Chat,
+}
+
+/// Service-level objectives; a request meeting all that are set counts toward goodput.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_ms: Option<f64>,
 }
 
 /// The load one benchmark applies.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadConfig {
-    /// Name of a prompt set under `prompts_dir` (`short` reads `prompts/short.txt` or `.json`).
-    #[serde(default = "default_prompts")]
-    pub prompts: String,
+    /// A prompt set name (`short` reads `prompts/short.txt`, `short.json`, or
+    /// the `short` list of `prompts/prompts.json`), `{ synthetic = { input_tokens = N } }`
+    /// or `{ sharegpt = "path.json" }`.
+    #[serde(default)]
+    pub prompts: PromptSource,
+    #[serde(default)]
+    pub endpoint: Endpoint,
+    /// Stream the response (needed for TTFT and ITL); `false` times whole responses.
+    #[serde(default = "yes")]
+    pub stream: bool,
     #[serde(default = "default_max_tokens")]
     pub max_tokens: u32,
+    /// Minimum tokens to generate (vLLM's `min_tokens`), for exact output lengths without `ignore_eos`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_tokens: Option<u32>,
     /// Ask the server to ignore end-of-sequence so every request yields `max_tokens`.
     #[serde(default = "yes")]
     pub ignore_eos: bool,
     #[serde(default)]
     pub temperature: f64,
-    /// Requests in flight at once (closed loop).
+    /// Requests in flight at once (closed loop). Ignored when `rate` is set.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// Open loop: requests per second, arrivals drawn from a gamma process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// Gamma shape of inter-arrival times; 1 is Poisson, below 1 burstier.
+    #[serde(default = "one")]
+    pub burstiness: f64,
+    /// Open loop: cap on requests in flight; arrivals beyond it queue in the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Seed of the arrival schedule.
+    #[serde(default)]
+    pub seed: u64,
+    /// Objectives for goodput.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<Slo>,
     /// Measured requests.
     #[serde(default = "default_num_requests")]
     pub num_requests: u32,
@@ -136,11 +231,19 @@ pub struct WorkloadConfig {
 impl Default for WorkloadConfig {
     fn default() -> Self {
         Self {
-            prompts: default_prompts(),
+            prompts: PromptSource::default(),
+            endpoint: Endpoint::default(),
+            stream: true,
             max_tokens: default_max_tokens(),
+            min_tokens: None,
             ignore_eos: true,
             temperature: 0.0,
             concurrency: default_concurrency(),
+            rate: None,
+            burstiness: 1.0,
+            max_concurrency: None,
+            seed: 0,
+            slo: None,
             num_requests: default_num_requests(),
             warmup: default_warmup(),
             request_timeout_s: default_request_timeout_s(),
@@ -220,6 +323,9 @@ fn yes() -> bool {
 }
 fn default_prompts() -> String {
     "short".to_string()
+}
+fn default_synthetic_count() -> u32 {
+    16
 }
 fn default_max_tokens() -> u32 {
     64

@@ -114,6 +114,51 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             return Err(at(key, "must be at least 1".into()));
         }
     }
+    if let Some(rate) = w.rate {
+        if !positive(rate) {
+            return Err(at(
+                "workload.rate",
+                format!("must be a positive number of requests per second, got {rate}"),
+            ));
+        }
+    }
+    if !positive(w.burstiness) {
+        return Err(at(
+            "workload.burstiness",
+            "must be positive (1 = Poisson)".into(),
+        ));
+    }
+    if w.max_concurrency == Some(0) {
+        return Err(at("workload.max_concurrency", "must be at least 1".into()));
+    }
+    if let super::PromptSource::Synthetic { synthetic } = &w.prompts {
+        if synthetic.input_tokens == 0 || synthetic.count == 0 {
+            return Err(at(
+                "workload.prompts.synthetic",
+                "input_tokens and count must be at least 1".into(),
+            ));
+        }
+        if c.tokenizer.is_none() {
+            return Err(at(
+                "workload.prompts",
+                "synthetic prompts of an exact token length need `tokenizer` (a tokenizer.json path)".into(),
+            ));
+        }
+    }
+    if let Some(slo) = &w.slo {
+        for (field, v) in [
+            ("ttft_ms", slo.ttft_ms),
+            ("tpot_ms", slo.tpot_ms),
+            ("e2e_ms", slo.e2e_ms),
+        ] {
+            if v.is_some_and(|v| !positive(v)) {
+                return Err(at(
+                    &format!("workload.slo.{field}"),
+                    "must be positive".into(),
+                ));
+            }
+        }
+    }
     if !positive(w.request_timeout_s) {
         return Err(at("workload.request_timeout_s", "must be positive".into()));
     }

@@ -43,7 +43,7 @@ impl SimServer {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let state = server::State::new(model, Timing::from_spec(spec));
+        let state = server::State::new(model, Timing::from_spec(spec), spec.usage);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("sim-{}", addr.port()))

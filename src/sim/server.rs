@@ -23,14 +23,16 @@ pub(super) struct State(Arc<Inner>);
 struct Inner {
     model: String,
     timing: Timing,
+    report_usage: bool,
     next_id: AtomicU64,
 }
 
 impl State {
-    pub(super) fn new(model: &str, timing: Timing) -> Self {
+    pub(super) fn new(model: &str, timing: Timing, report_usage: bool) -> Self {
         Self(Arc::new(Inner {
             model: model.to_string(),
             timing,
+            report_usage,
             next_id: AtomicU64::new(0),
         }))
     }
@@ -41,6 +43,7 @@ pub(super) async fn serve(listener: tokio::net::TcpListener, state: State) -> st
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
         .with_state(state);
     // Without TCP_NODELAY, Nagle's algorithm holds each small SSE event until
     // the previous segment is acknowledged, adding up to 40 ms per token.
@@ -73,7 +76,10 @@ async fn models(AxumState(state): AxumState<State>) -> Json<Value> {
 struct CompletionBody {
     #[serde(default)]
     model: Option<String>,
+    #[serde(default)]
     prompt: Value,
+    #[serde(default)]
+    messages: Vec<ChatMessage>,
     #[serde(default = "default_max_tokens")]
     max_tokens: u32,
     #[serde(default)]
@@ -83,9 +89,24 @@ struct CompletionBody {
 }
 
 #[derive(Deserialize)]
+struct ChatMessage {
+    #[serde(default)]
+    content: String,
+}
+
+#[derive(Deserialize)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: bool,
+    /// vLLM's extension: usage on every event.
+    #[serde(default)]
+    continuous_usage_stats: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Text,
+    Chat,
 }
 
 fn default_max_tokens() -> u32 {
@@ -159,8 +180,23 @@ fn token(seed: usize, i: usize) -> String {
 }
 
 async fn completions(
+    state: AxumState<State>,
+    body: Result<Json<CompletionBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    generate(state, body, Kind::Text).await
+}
+
+async fn chat_completions(
+    state: AxumState<State>,
+    body: Result<Json<CompletionBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    generate(state, body, Kind::Chat).await
+}
+
+async fn generate(
     AxumState(state): AxumState<State>,
     body: Result<Json<CompletionBody>, axum::extract::rejection::JsonRejection>,
+    kind: Kind,
 ) -> Response {
     let arrived = Instant::now();
     let Json(body) = match body {
@@ -175,13 +211,43 @@ async fn completions(
             );
         }
     }
-    let Some(prompt) = prompt_text(&body.prompt) else {
-        return error(StatusCode::BAD_REQUEST, "prompt must be a string");
+    let prompt = match kind {
+        Kind::Text => prompt_text(&body.prompt),
+        Kind::Chat if !body.messages.is_empty() => Some(
+            body.messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        Kind::Chat => None,
+    };
+    let Some(prompt) = prompt else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            match kind {
+                Kind::Text => "prompt must be a string",
+                Kind::Chat => "messages must be a non-empty list",
+            },
+        );
     };
     if body.max_tokens == 0 {
         return error(StatusCode::BAD_REQUEST, "max_tokens must be at least 1");
     }
-    let id = format!("cmpl-{}", state.0.next_id.fetch_add(1, Ordering::Relaxed));
+    let prefix = if kind == Kind::Chat {
+        "chatcmpl"
+    } else {
+        "cmpl"
+    };
+    let id = format!(
+        "{prefix}-{}",
+        state.0.next_id.fetch_add(1, Ordering::Relaxed)
+    );
+    let object = if kind == Kind::Chat {
+        "chat.completion"
+    } else {
+        "text_completion"
+    };
     let prompt_tokens = prompt.split_whitespace().count();
     let seed = seed_of(&prompt);
     let n = body.max_tokens as usize;
@@ -195,42 +261,101 @@ async fn completions(
     });
     let created = now_unix();
     let model = state.0.model.clone();
+    // `usage = false` models a server that reports no usage at all.
+    let report_usage = state.0.report_usage;
     if !body.stream {
         tokio::time::sleep_until(due(n - 1)).await;
         let text: String = (0..n).map(|i| token(seed, i)).collect();
-        return Json(json!({
-            "id": id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "length"}],
-            "usage": usage,
-        }))
-        .into_response();
-    }
-    let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
-    let events = token_events(n, due, move |i| {
-        json!({
-            "id": id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": [{
+        let choice = match kind {
+            Kind::Text => {
+                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": "length"})
+            }
+            Kind::Chat => json!({
                 "index": 0,
-                "text": token(seed, i),
+                "message": {"role": "assistant", "content": text},
                 "logprobs": null,
-                "finish_reason": if i + 1 == n { Value::from("length") } else { Value::Null },
-            }],
-        })
+                "finish_reason": "length",
+            }),
+        };
+        let mut whole = json!({
+            "id": id,
+            "object": object,
+            "created": created,
+            "model": model,
+            "choices": [choice],
+        });
+        if report_usage {
+            whole["usage"] = usage;
+        }
+        return Json(whole).into_response();
+    }
+    let mut options = body.stream_options.unwrap_or(StreamOptions {
+        include_usage: false,
+        continuous_usage_stats: false,
     });
+    options.include_usage &= report_usage;
+    options.continuous_usage_stats &= report_usage;
+    let chunk_object = if kind == Kind::Chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
+    let envelope = {
+        let (id, model) = (id.clone(), model.clone());
+        move |choice: Value| {
+            json!({
+                "id": id,
+                "object": chunk_object,
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            })
+        }
+    };
+    // A chat stream opens with a role-only chunk, sent at once, carrying no token.
+    let preamble = (kind == Kind::Chat).then(|| {
+        envelope(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}))
+            .to_string()
+    });
+    let events = token_events(n, due, move |i| {
+        let finish = if i + 1 == n {
+            Value::from("length")
+        } else {
+            Value::Null
+        };
+        let choice = match kind {
+            Kind::Text => {
+                json!({"index": 0, "text": token(seed, i), "logprobs": null, "finish_reason": finish})
+            }
+            Kind::Chat => {
+                json!({"index": 0, "delta": {"content": token(seed, i)}, "logprobs": null, "finish_reason": finish})
+            }
+        };
+        let mut chunk = envelope(choice);
+        if options.continuous_usage_stats {
+            chunk["usage"] = json!({
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": i + 1,
+                "total_tokens": prompt_tokens + i + 1,
+            });
+        }
+        chunk
+    });
+    let head = stream::iter(
+        preamble
+            .into_iter()
+            .map(|d| Ok::<_, std::convert::Infallible>(Event::default().data(d))),
+    );
     let tail = stream::iter(
-        include_usage
-            .then(|| json!({"choices": [], "usage": usage}).to_string())
+        options
+            .include_usage
+            .then(|| json!({"id": id, "object": chunk_object, "created": created, "model": model, "choices": [], "usage": usage}).to_string())
             .into_iter()
             .chain(std::iter::once("[DONE]".to_string()))
             .map(|d| Ok::<_, std::convert::Infallible>(Event::default().data(d))),
     );
-    Sse::new(futures_util::StreamExt::chain(events, tail)).into_response()
+    use futures_util::StreamExt as _;
+    Sse::new(head.chain(events).chain(tail)).into_response()
 }
 
 fn token_events(

@@ -1,0 +1,190 @@
+//! `servegate calibrate`: measures servegate's own timing error.
+//!
+//! The embedded engine runs in constant-timing mode (every stream gets its
+//! first token `ttft` after arrival and each next one `itl` later,
+//! independently of the others) in a child process, so the figures here are
+//! the client's alone: whatever the measured TTFT and ITL differ from the
+//! configured truth is measurement error (plus the engine's timer tick).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::bench::{self, BenchSpec};
+use crate::client::Client;
+use crate::config::WorkloadConfig;
+use crate::workload::Prompt;
+
+#[derive(Debug, Clone)]
+pub struct CalibrateOptions {
+    pub levels: Vec<u32>,
+    pub ttft_ms: f64,
+    pub itl_ms: f64,
+    pub output_tokens: u32,
+}
+
+impl Default for CalibrateOptions {
+    fn default() -> Self {
+        Self {
+            levels: vec![1, 64, 256, 1000],
+            ttft_ms: 50.0,
+            itl_ms: 20.0,
+            output_tokens: 32,
+        }
+    }
+}
+
+/// Figures for one concurrency level.
+#[derive(Debug, Clone, Serialize)]
+pub struct Level {
+    pub concurrency: u32,
+    pub requests: usize,
+    pub failed: usize,
+    pub ttft_p50_ms: f64,
+    pub ttft_p99_ms: f64,
+    pub itl_p50_ms: f64,
+    pub itl_stddev_ms: f64,
+    pub events_per_s: f64,
+    /// Client CPU (user + system) per million stream events.
+    pub cpu_s_per_million_events: f64,
+}
+
+/// The engine as a child process; killed when dropped.
+struct EngineProcess(Child);
+
+impl Drop for EngineProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU seconds (user + system) this process has used.
+fn process_cpu_s() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Lifts the open-file soft limit to the hard limit: 1000 streams need 1000 sockets.
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
+    raise_fd_limit();
+    let port = free_port()?;
+    let exe = std::env::current_exe()?;
+    let child = Command::new(exe)
+        .args(["sim", "--port", &port.to_string()])
+        .args([
+            "--ttft-ms",
+            &options.ttft_ms.to_string(),
+            "--tpot-ms",
+            &options.itl_ms.to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let _engine = EngineProcess(child);
+    let client = Client::new(&format!("http://127.0.0.1:{port}"), None)?;
+    client
+        .wait_ready("/v1/models", Duration::from_secs(20))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let prompts = Arc::new(vec![Prompt {
+        text: "calibration prompt".into(),
+        tokens: None,
+    }]);
+    let mut levels = Vec::new();
+    for &c in &options.levels {
+        let requests = (2 * c).max(8);
+        let spec = BenchSpec {
+            model: "servegate-sim".into(),
+            workload: WorkloadConfig {
+                max_tokens: options.output_tokens,
+                concurrency: c,
+                num_requests: requests,
+                // One warm-up round opens every pooled connection before measuring.
+                warmup: c,
+                ..WorkloadConfig::default()
+            },
+            prompts: prompts.clone(),
+            tokenizer: None,
+            progress: None,
+        };
+        let cpu_before = process_cpu_s();
+        let result = bench::run(&client, &spec).await;
+        let cpu = process_cpu_s() - cpu_before;
+        let s = &result.summary;
+        let events: usize = result.records.iter().map(|r| r.event_times_s.len()).sum();
+        // Warm-up events cost CPU too; count them so the ratio is per event sent.
+        let warm_events = (c * options.output_tokens) as f64;
+        levels.push(Level {
+            concurrency: c,
+            requests: requests as usize,
+            failed: s.failed,
+            ttft_p50_ms: s.ttft_ms.p50,
+            ttft_p99_ms: s.ttft_ms.p99,
+            itl_p50_ms: s.itl_ms.p50,
+            itl_stddev_ms: s.itl_ms.stddev,
+            events_per_s: if s.duration_s > 0.0 {
+                events as f64 / s.duration_s
+            } else {
+                0.0
+            },
+            cpu_s_per_million_events: cpu / (events as f64 + warm_events) * 1e6,
+        });
+    }
+    Ok(levels)
+}
+
+pub fn table(options: &CalibrateOptions, levels: &[Level]) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "concurrency".to_string(),
+        "requests".into(),
+        "failed".into(),
+        format!("TTFT p50 (truth {})", options.ttft_ms),
+        "TTFT p50 error".into(),
+        "TTFT p99".into(),
+        format!("ITL p50 (truth {})", options.itl_ms),
+        "ITL stddev".into(),
+        "events/s".into(),
+        "client CPU s / M events".into(),
+    ]);
+    for l in levels {
+        t.add_row(vec![
+            l.concurrency.to_string(),
+            l.requests.to_string(),
+            l.failed.to_string(),
+            format!("{:.2} ms", l.ttft_p50_ms),
+            format!("{:+.2} ms", l.ttft_p50_ms - options.ttft_ms),
+            format!("{:.2} ms", l.ttft_p99_ms),
+            format!("{:.2} ms", l.itl_p50_ms),
+            format!("{:.3} ms", l.itl_stddev_ms),
+            format!("{:.0}", l.events_per_s),
+            format!("{:.1}", l.cpu_s_per_million_events),
+        ]);
+    }
+    t.to_string()
+}

@@ -1,0 +1,126 @@
+//! The model's tokenizer (a Hugging Face `tokenizer.json`, through the `tokenizers` crate).
+
+use std::path::Path;
+
+/// A loaded tokenizer. Cloning shares nothing mutable; encoding is thread-safe.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: std::sync::Arc<tokenizers::Tokenizer>,
+}
+
+impl Tokenizer {
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
+        Ok(Self {
+            inner: std::sync::Arc::new(inner),
+        })
+    }
+
+    pub fn from_tokenizer(inner: tokenizers::Tokenizer) -> Self {
+        Self {
+            inner: std::sync::Arc::new(inner),
+        }
+    }
+
+    /// Token ids of `text`, without special tokens (no BOS).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.inner
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default()
+    }
+
+    pub fn count(&self, text: &str) -> usize {
+        self.encode(text).len()
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.inner.decode(ids, true).unwrap_or_default()
+    }
+
+    /// A prompt of exactly `tokens` tokens, built from `source` text starting
+    /// at word `offset` (so several prompts differ). Decoding a cut token list
+    /// can re-encode to a different length, so the cut is adjusted until the
+    /// round trip is exact.
+    pub fn exact_prompt(
+        &self,
+        source: &str,
+        tokens: usize,
+        offset: usize,
+    ) -> Result<String, String> {
+        let words: Vec<&str> = source.split_whitespace().collect();
+        if words.is_empty() {
+            return Err("no source text for synthetic prompts".into());
+        }
+        // Enough words to exceed the target: repeat the source as needed.
+        let mut text = String::new();
+        let mut i = offset;
+        while self.count(&text) <= tokens + 8 {
+            if !text.is_empty() {
+                text.push(' ');
+            }
+            text.push_str(words[i % words.len()]);
+            i += 1;
+            if i - offset > 64 * (tokens + 8) {
+                return Err("tokenizer yields no tokens for the source text".into());
+            }
+        }
+        let ids = self.encode(&text);
+        for cut in (tokens.saturating_sub(16)..=ids.len()).rev() {
+            let candidate = self.decode(&ids[..cut]);
+            let n = self.count(&candidate);
+            if n == tokens {
+                return Ok(candidate);
+            }
+            if n < tokens {
+                break;
+            }
+        }
+        // Fall back to trimming the text a character at a time.
+        let mut candidate = self.decode(&ids[..tokens.min(ids.len())]);
+        while self.count(&candidate) > tokens && !candidate.is_empty() {
+            candidate.pop();
+        }
+        if self.count(&candidate) == tokens {
+            Ok(candidate)
+        } else {
+            Err(format!("cannot build a prompt of exactly {tokens} tokens"))
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A word-level tokenizer over `words`, with whitespace pre-tokenisation: small, exact, shippable in tests.
+    pub(crate) fn word_level(words: &[&str]) -> Tokenizer {
+        use tokenizers::models::wordlevel::WordLevel;
+        use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+        let mut vocab: std::collections::HashMap<String, u32> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.to_string(), i as u32 + 1))
+            .collect();
+        vocab.insert("[UNK]".into(), 0);
+        let model = WordLevel::builder()
+            .vocab(vocab.into_iter().collect())
+            .unk_token("[UNK]".into())
+            .build()
+            .unwrap();
+        let mut t = tokenizers::Tokenizer::new(model);
+        t.with_pre_tokenizer(Some(WhitespaceSplit));
+        t.with_decoder(Some(tokenizers::decoders::wordpiece::WordPiece::default()));
+        Tokenizer::from_tokenizer(t)
+    }
+
+    #[test]
+    fn exact_length_prompts() {
+        let t = word_level(&["alpha", "beta", "gamma"]);
+        for n in [1, 5, 37] {
+            let p = t.exact_prompt("alpha beta gamma delta", n, 2).unwrap();
+            assert_eq!(t.count(&p), n, "{p}");
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The load generator against real HTTP servers: the embedded engine, and
+//! hand-written broken servers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use servegate::bench::{self, BenchSpec};
+use servegate::client::Client;
+use servegate::config::{Endpoint, SimSpec, Slo, WorkloadConfig};
+use servegate::metrics::{ErrorKind, TokenSource};
+use servegate::sim::SimServer;
+use servegate::tokenizer::Tokenizer;
+use servegate::workload::Prompt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn sim(ttft_ms: f64, tpot_ms: f64) -> SimServer {
+    let spec = SimSpec {
+        ttft_ms,
+        tpot_ms,
+        ..SimSpec::default()
+    };
+    SimServer::start_local(&spec, "m").unwrap()
+}
+
+fn prompts() -> Arc<Vec<Prompt>> {
+    Arc::new(vec![
+        Prompt {
+            text: "first test prompt".into(),
+            tokens: None,
+        },
+        Prompt {
+            text: "a second, slightly longer test prompt".into(),
+            tokens: None,
+        },
+    ])
+}
+
+fn spec(workload: WorkloadConfig) -> BenchSpec {
+    BenchSpec {
+        model: "m".into(),
+        workload,
+        prompts: prompts(),
+        tokenizer: None,
+        progress: None,
+    }
+}
+
+fn workload(max_tokens: u32, concurrency: u32, num_requests: u32) -> WorkloadConfig {
+    WorkloadConfig {
+        max_tokens,
+        concurrency,
+        num_requests,
+        warmup: 1,
+        ..WorkloadConfig::default()
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A word-level tokenizer saved as `tokenizer.json`: one token per whitespace-separated word.
+fn word_tokenizer(dir: &std::path::Path) -> std::path::PathBuf {
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::WhitespaceSplit;
+    let vocab = [("[UNK]".to_string(), 0u32), ("the".to_string(), 1)]
+        .into_iter()
+        .collect();
+    let model = WordLevel::builder()
+        .vocab(vocab)
+        .unk_token("[UNK]".into())
+        .build()
+        .unwrap();
+    let mut t = tokenizers::Tokenizer::new(model);
+    t.with_pre_tokenizer(Some(WhitespaceSplit));
+    let path = dir.join("tokenizer.json");
+    t.save(&path, false).unwrap();
+    path
+}
+
+#[test]
+fn ttft_and_itl_match_the_configured_engine_at_low_concurrency() {
+    let server = sim(30.0, 10.0);
+    let client = Client::new(&server.url(), None).unwrap();
+    let result = rt().block_on(bench::run(&client, &spec(workload(16, 2, 8))));
+    let s = &result.summary;
+    assert_eq!(s.completed, 8, "{:?}", s.errors_by_kind);
+    assert_eq!(s.total_output_tokens, 8 * 16);
+    assert_eq!(s.tokens_from_usage, 8);
+    // Loopback and the engine's 1 ms timer add a little; nothing more.
+    assert!(
+        (30.0..36.0).contains(&s.ttft_ms.p50),
+        "TTFT p50 {}",
+        s.ttft_ms.p50
+    );
+    assert!(
+        (9.0..11.5).contains(&s.itl_ms.p50),
+        "ITL p50 {}",
+        s.itl_ms.p50
+    );
+    assert!(
+        (9.0..11.5).contains(&s.tpot_ms.mean),
+        "TPOT mean {}",
+        s.tpot_ms.mean
+    );
+    // The engine reports usage on every event, so per-token ITL is available and equal here.
+    assert_eq!(s.itl_per_token_ms.count, s.itl_ms.count);
+    assert_eq!(s.peak_concurrency, 2);
+    let e2e_expected = 30.0 + 15.0 * 10.0;
+    assert!(
+        (s.e2e_ms.p50 - e2e_expected).abs() < 8.0,
+        "E2E p50 {}",
+        s.e2e_ms.p50
+    );
+}
+
+#[test]
+fn chat_streams_skip_the_role_preamble() {
+    let server = sim(25.0, 5.0);
+    let client = Client::new(&server.url(), None).unwrap();
+    let w = WorkloadConfig {
+        endpoint: Endpoint::Chat,
+        ..workload(8, 1, 3)
+    };
+    let result = rt().block_on(bench::run(&client, &spec(w)));
+    let s = &result.summary;
+    assert_eq!(s.completed, 3, "{:?}", result.records);
+    // Counted as a token, the preamble (sent on arrival) would make TTFT ~0.
+    assert!(s.ttft_ms.p50 >= 25.0, "TTFT p50 {}", s.ttft_ms.p50);
+    for r in &result.records {
+        assert_eq!(r.event_times_s.len(), 8);
+        assert_eq!(r.output_tokens, 8);
+        assert!(r.input_tokens.is_some());
+    }
+}
+
+#[test]
+fn non_streaming_requests_time_the_whole_response() {
+    let server = sim(20.0, 5.0);
+    let client = Client::new(&server.url(), None).unwrap();
+    for endpoint in [Endpoint::Completions, Endpoint::Chat] {
+        let w = WorkloadConfig {
+            stream: false,
+            endpoint,
+            ..workload(10, 2, 4)
+        };
+        let result = rt().block_on(bench::run(&client, &spec(w)));
+        let s = &result.summary;
+        assert_eq!(s.completed, 4);
+        assert_eq!(s.total_output_tokens, 40);
+        // One "event": the response, after every token was due (20 + 9 × 5 ms).
+        assert!(
+            s.e2e_ms.p50 >= 65.0 && s.e2e_ms.p50 < 80.0,
+            "{endpoint:?} E2E {}",
+            s.e2e_ms.p50
+        );
+        assert_eq!(s.ttft_ms.p50, s.e2e_ms.p50);
+    }
+}
+
+#[test]
+fn token_counts_fall_back_to_the_tokenizer_then_to_events() {
+    let spec_no_usage = SimSpec {
+        ttft_ms: 5.0,
+        tpot_ms: 1.0,
+        usage: false,
+        ..SimSpec::default()
+    };
+    let server = SimServer::start_local(&spec_no_usage, "m").unwrap();
+    let client = Client::new(&server.url(), None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = Tokenizer::from_file(&word_tokenizer(dir.path())).unwrap();
+
+    let mut with_tokenizer = spec(workload(12, 2, 4));
+    with_tokenizer.tokenizer = Some(tokenizer);
+    let r = rt().block_on(bench::run(&client, &with_tokenizer));
+    assert_eq!(r.summary.tokens_from_tokenizer, 4);
+    assert_eq!(r.summary.total_output_tokens, 4 * 12);
+    assert!(r
+        .records
+        .iter()
+        .all(|x| x.token_source == TokenSource::Tokenizer));
+    assert_eq!(
+        r.summary.itl_per_token_ms.count, 0,
+        "no usage deltas without usage"
+    );
+
+    let r = rt().block_on(bench::run(&client, &spec(workload(12, 2, 4))));
+    assert_eq!(r.summary.tokens_from_events, 4);
+    assert_eq!(r.summary.total_output_tokens, 4 * 12);
+}
+
+#[test]
+fn open_loop_follows_the_schedule_and_reports_client_queueing() {
+    let server = sim(10.0, 2.0);
+    let client = Client::new(&server.url(), None).unwrap();
+    // 20 req/s for 20 requests, each ~48 ms long: the phase lasts about one
+    // second whatever the server does.
+    let w = WorkloadConfig {
+        rate: Some(20.0),
+        seed: 3,
+        ..workload(20, 1, 20)
+    };
+    let r = rt().block_on(bench::run(&client, &spec(w)));
+    let arrivals = servegate::workload::arrival_times(20, 20.0, 1.0, 3);
+    let span = arrivals[19];
+    assert_eq!(r.summary.completed, 20);
+    assert!(
+        (r.summary.duration_s - span - 0.048).abs() < 0.05,
+        "duration {} span {span}",
+        r.summary.duration_s
+    );
+    for (rec, at) in r.records.iter().zip(&arrivals) {
+        assert!(
+            (rec.start_s - at).abs() < 0.02,
+            "sent at {} due {at}",
+            rec.start_s
+        );
+    }
+
+    // Far above what one stream can serve: with max_concurrency = 1 the
+    // client queues, and the queueing is reported apart from latency.
+    let w = WorkloadConfig {
+        rate: Some(500.0),
+        max_concurrency: Some(1),
+        ..workload(20, 1, 10)
+    };
+    let r = rt().block_on(bench::run(&client, &spec(w)));
+    let s = &r.summary;
+    assert_eq!(s.peak_concurrency, 1);
+    assert!(s.queue_ms.max > 100.0, "queue max {}", s.queue_ms.max);
+    assert!(
+        s.e2e_ms.max < 80.0,
+        "latency excludes queueing: {}",
+        s.e2e_ms.max
+    );
+}
+
+#[test]
+fn goodput_counts_requests_within_slo() {
+    let server = sim(20.0, 2.0);
+    let client = Client::new(&server.url(), None).unwrap();
+    let tight = Slo {
+        ttft_ms: Some(5.0),
+        ..Slo::default()
+    };
+    let loose = Slo {
+        ttft_ms: Some(500.0),
+        tpot_ms: Some(50.0),
+        e2e_ms: Some(2000.0),
+    };
+    for (slo, expect_zero) in [(tight, true), (loose, false)] {
+        let w = WorkloadConfig {
+            slo: Some(slo),
+            ..workload(8, 2, 6)
+        };
+        let s = rt().block_on(bench::run(&client, &spec(w))).summary;
+        let goodput = s.goodput.unwrap();
+        if expect_zero {
+            assert_eq!(goodput, 0.0);
+        } else {
+            assert!((goodput - s.request_throughput).abs() < 1e-9);
+        }
+    }
+}
+
+/// A one-shot HTTP server that answers every request with `body` as an event stream, then closes.
+async fn broken_server(body: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        for _ in 0..16 {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                // Read the request head and its body (Content-Length).
+                loop {
+                    let n = sock.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen);
+                    if let Some(head_end) = text.find("\r\n\r\n") {
+                        let len = text[..head_end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= head_end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(body.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn malformed_and_truncated_streams_fail_the_request_not_the_run() {
+    let rt = rt();
+    for (body, needle) in [
+        (
+            "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {garbage\n\ndata: [DONE]\n\n",
+            "malformed event",
+        ),
+        (
+            "data: {\"choices\":[{\"text\":\"a\"}]}\n\ndata: {\"choices\":[{\"text\":\"b\"}]}\n\n",
+            "without [DONE] after 2 events",
+        ),
+    ] {
+        let url = rt.block_on(broken_server(body));
+        let client = Client::new(&url, None).unwrap();
+        let w = WorkloadConfig {
+            warmup: 0,
+            ..workload(4, 2, 4)
+        };
+        let r = rt.block_on(bench::run(&client, &spec(w)));
+        assert_eq!(r.summary.failed, 4);
+        assert_eq!(r.summary.error_rate, 1.0);
+        assert_eq!(r.summary.errors_by_kind.get("stream"), Some(&4));
+        assert!(r
+            .records
+            .iter()
+            .all(|x| x.error_kind == Some(ErrorKind::Stream)));
+        assert!(
+            r.records[0].error.as_ref().unwrap().contains(needle),
+            "{:?}",
+            r.records[0].error
+        );
+        assert_eq!(
+            r.summary.ttft_ms.count, 0,
+            "failed requests stay out of latency"
+        );
+    }
+}
+
+#[test]
+fn per_request_timeout_counts_as_a_timeout() {
+    let server = sim(2000.0, 1.0);
+    let client = Client::new(&server.url(), None).unwrap();
+    let w = WorkloadConfig {
+        request_timeout_s: 0.2,
+        warmup: 0,
+        ..workload(4, 2, 2)
+    };
+    let r = rt().block_on(bench::run(&client, &spec(w)));
+    assert_eq!(r.summary.errors_by_kind.get("timeout"), Some(&2));
+    assert!(r.summary.duration_s < 1.0);
+    let _ = Duration::ZERO;
+}
+
+#[test]
+fn bench_cli_writes_the_old_schema() {
+    let server = sim(5.0, 1.0);
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("prompts.json");
+    std::fs::write(
+        &prompts,
+        r#"{"short": ["hello there"], "medium": ["a somewhat longer prompt here"]}"#,
+    )
+    .unwrap();
+    let out_file = dir.path().join("out.json");
+    let secret = "sk-test-secret-value";
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servegate"))
+        .args(["bench", "--base-url", &server.url(), "--prompts-file"])
+        .arg(&prompts)
+        .args([
+            "--prompt-length",
+            "short,medium",
+            "--warmup",
+            "1",
+            "--num-requests",
+            "4",
+        ])
+        .args([
+            "--concurrency",
+            "1,2",
+            "--max-tokens",
+            "8",
+            "--save-detailed",
+            "--api-key-env",
+            "SG_TEST_KEY",
+        ])
+        .arg("--output")
+        .arg(&out_file)
+        .env("SG_TEST_KEY", secret)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("short_mt8_c1") && stdout.contains("medium_mt8_c2"),
+        "{stdout}"
+    );
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(!text.contains(secret), "the API key must never be written");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["model"], "m", "model taken from /v1/models");
+    assert_eq!(v["warmup"], 1);
+    assert_eq!(v["num_requests"], 4);
+    let names: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "short_mt8_c1",
+            "short_mt8_c2",
+            "medium_mt8_c1",
+            "medium_mt8_c2"
+        ]
+    );
+    let first = &v["results"][0];
+    for key in [
+        "ttft_p50_ms",
+        "ttft_p95_ms",
+        "ttft_p99_ms",
+        "ttft_mean_ms",
+        "throughput_mean_tps",
+        "throughput_total_tps",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "latency_mean_ms",
+        "itl_p50_ms",
+        "itl_p95_ms",
+        "itl_mean_ms",
+        "total_tokens",
+        "total_time_s",
+        "tpot_p50_ms",
+        "request_throughput",
+        "error_rate",
+        "peak_concurrency",
+        "token_source",
+    ] {
+        assert!(first.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(first["total_tokens"], 32);
+    assert_eq!(first["token_source"], "usage");
+    assert_eq!(first["details"].as_array().unwrap().len(), 4);
+}
