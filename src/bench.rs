@@ -41,11 +41,11 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
             Some(_) => w.max_concurrency.unwrap_or(w.warmup),
             None => w.concurrency,
         };
-        closed_loop(client, spec, w.warmup as usize, concurrency as usize, false).await;
+        closed_loop(client, spec, w.warmup as usize, concurrency as usize, -1.0).await;
     }
     let n = w.num_requests as usize;
     let records = match w.rate {
-        None => closed_loop(client, spec, n, w.concurrency as usize, true).await,
+        None => closed_loop(client, spec, n, w.concurrency as usize, w.ramp_up_s).await,
         Some(rate) => open_loop(client, spec, n, rate).await,
     };
     BenchResult {
@@ -141,26 +141,31 @@ fn to_record(
     }
 }
 
-/// `concurrency` workers each send their next request as soon as the previous one ends.
+/// `concurrency` workers each send their next request as soon as the previous
+/// one ends. Worker k starts `k × ramp / concurrency` seconds in. A warm-up
+/// phase passes a negative ramp, which also silences the progress bar.
 async fn closed_loop(
     client: &Client,
     spec: &BenchSpec,
     count: usize,
     concurrency: usize,
-    measured: bool,
+    ramp_s: f64,
 ) -> Vec<RequestRecord> {
     let next = Arc::new(AtomicUsize::new(0));
     let records = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let phase_start = Instant::now();
     let mut spec = spec.clone();
-    if !measured {
+    if ramp_s < 0.0 {
         spec.progress = None;
     }
+    let workers_n = concurrency.max(1).min(count);
     let mut workers = Vec::new();
-    for _ in 0..concurrency.max(1).min(count) {
+    for k in 0..workers_n {
         let (client, next, records, spec) =
             (client.clone(), next.clone(), records.clone(), spec.clone());
+        let delay = Duration::from_secs_f64(ramp_s.max(0.0) * k as f64 / workers_n as f64);
         workers.push(tokio::spawn(async move {
+            tokio::time::sleep_until((phase_start + delay).into()).await;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= count {

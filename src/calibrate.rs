@@ -114,6 +114,8 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
         text: "calibration prompt".into(),
         tokens: None,
     }]);
+    let request_s =
+        (options.ttft_ms + options.itl_ms * (options.output_tokens.max(1) - 1) as f64) / 1000.0;
     let mut levels = Vec::new();
     for &c in &options.levels {
         let requests = (2 * c).max(8);
@@ -125,6 +127,9 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
                 num_requests: requests,
                 // One warm-up round opens every pooled connection before measuring.
                 warmup: c,
+                // Spread the streams over one request's duration, as
+                // independent users would be, rather than in lockstep.
+                ramp_up_s: request_s,
                 ..WorkloadConfig::default()
             },
             prompts: prompts.clone(),

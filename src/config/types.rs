@@ -202,6 +202,10 @@ pub struct WorkloadConfig {
     /// Requests in flight at once (closed loop). Ignored when `rate` is set.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
+    /// Closed loop: start the workers evenly spread over this many seconds
+    /// instead of all at once, so their requests do not stay in lockstep.
+    #[serde(default)]
+    pub ramp_up_s: f64,
     /// Open loop: requests per second, arrivals drawn from a gamma process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
@@ -239,6 +243,7 @@ impl Default for WorkloadConfig {
             ignore_eos: true,
             temperature: 0.0,
             concurrency: default_concurrency(),
+            ramp_up_s: 0.0,
             rate: None,
             burstiness: 1.0,
             max_concurrency: None,

@@ -122,6 +122,12 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
+    if !(w.ramp_up_s.is_finite() && w.ramp_up_s >= 0.0) {
+        return Err(at(
+            "workload.ramp_up_s",
+            "must be zero or a positive number of seconds".into(),
+        ));
+    }
     if !positive(w.burstiness) {
         return Err(at(
             "workload.burstiness",

@@ -6,6 +6,7 @@
 //! token per stream, deterministic text. Its HTTP surface is the contract
 //! the rest of servegate relies on.
 
+mod clock;
 mod server;
 
 use std::net::SocketAddr;
@@ -43,7 +44,8 @@ impl SimServer {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let state = server::State::new(model, Timing::from_spec(spec), spec.usage);
+        let (clock, clock_guard) = clock::PreciseClock::start();
+        let state = server::State::new(model, Timing::from_spec(spec), spec.usage, clock);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("sim-{}", addr.port()))
@@ -52,6 +54,7 @@ impl SimServer {
                     .enable_all()
                     .build()
                     .expect("sim runtime");
+                let _clock = clock_guard;
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                     // Stopping drops the runtime, which aborts in-flight streams

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::time::Instant;
+use std::time::Instant;
 
 use super::Timing;
 
@@ -24,15 +24,22 @@ struct Inner {
     model: String,
     timing: Timing,
     report_usage: bool,
+    clock: super::clock::PreciseClock,
     next_id: AtomicU64,
 }
 
 impl State {
-    pub(super) fn new(model: &str, timing: Timing, report_usage: bool) -> Self {
+    pub(super) fn new(
+        model: &str,
+        timing: Timing,
+        report_usage: bool,
+        clock: super::clock::PreciseClock,
+    ) -> Self {
         Self(Arc::new(Inner {
             model: model.to_string(),
             timing,
             report_usage,
+            clock,
             next_id: AtomicU64::new(0),
         }))
     }
@@ -264,7 +271,7 @@ async fn generate(
     // `usage = false` models a server that reports no usage at all.
     let report_usage = state.0.report_usage;
     if !body.stream {
-        tokio::time::sleep_until(due(n - 1)).await;
+        state.0.clock.sleep_until(due(n - 1)).await;
         let text: String = (0..n).map(|i| token(seed, i)).collect();
         let choice = match kind {
             Kind::Text => {
@@ -317,7 +324,7 @@ async fn generate(
         envelope(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}))
             .to_string()
     });
-    let events = token_events(n, due, move |i| {
+    let events = token_events(n, due, state.0.clock.clone(), move |i| {
         let finish = if i + 1 == n {
             Value::from("length")
         } else {
@@ -361,14 +368,16 @@ async fn generate(
 fn token_events(
     n: usize,
     due: impl Fn(usize) -> Instant + Send + 'static,
+    clock: super::clock::PreciseClock,
     body: impl Fn(usize) -> Value + Send + 'static,
 ) -> impl Stream<Item = Result<Event, std::convert::Infallible>> + Send {
     stream::unfold(0usize, move |i| {
         let at = due(i);
         let event = (i < n).then(|| Event::default().data(body(i).to_string()));
+        let clock = clock.clone();
         async move {
             let event = event?;
-            tokio::time::sleep_until(at).await;
+            clock.sleep_until(at).await;
             Some((Ok(event), i + 1))
         }
     })
