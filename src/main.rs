@@ -71,21 +71,16 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         tokens: u32,
     },
-    /// Run the embedded engine as a standalone server until interrupted.
-    Sim {
-        #[arg(long, default_value_t = 8100)]
-        port: u16,
-        #[arg(long, default_value = "127.0.0.1")]
-        host: std::net::IpAddr,
-        #[arg(long, default_value = "servegate-sim")]
-        model: String,
-        #[arg(long, default_value_t = SimSpec::default().ttft_ms)]
-        ttft_ms: f64,
-        #[arg(long, visible_alias = "itl-ms", default_value_t = SimSpec::default().tpot_ms)]
-        tpot_ms: f64,
-        #[arg(long, default_value_t = 1.0)]
-        slowdown: f64,
+    /// Train the embedded engine's BPE tokenizer on its corpus and write it
+    /// (the shipped one is src/sim/data/tokenizer.json).
+    TrainTokenizer {
+        #[arg(long, default_value = "src/sim/data/tokenizer.json")]
+        output: PathBuf,
+        #[arg(long, default_value_t = 1024)]
+        vocab_size: usize,
     },
+    /// Run the embedded engine as a standalone server until interrupted.
+    Sim(SimArgs),
 }
 
 #[derive(clap::Args)]
@@ -130,6 +125,42 @@ struct BenchArgs {
     api_key_env: Option<String>,
 }
 
+#[derive(clap::Args)]
+struct SimArgs {
+    #[arg(long, default_value_t = 8100)]
+    port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    #[arg(long, default_value = "servegate-sim")]
+    model: String,
+    /// `constant`, `engine`, or a `[sim_profiles]` entry of the project's servegate.toml.
+    #[arg(long)]
+    profile: Option<String>,
+    #[arg(long)]
+    ttft_ms: Option<f64>,
+    #[arg(long, visible_alias = "tpot-ms")]
+    itl_ms: Option<f64>,
+    #[arg(long)]
+    max_num_seqs: Option<u32>,
+    #[arg(long)]
+    slowdown: Option<f64>,
+    #[arg(long)]
+    logprob_noise: Option<f64>,
+    #[arg(long)]
+    error_rate: Option<f64>,
+    #[arg(long)]
+    drop_rate: Option<f64>,
+    #[arg(long)]
+    stall_ms: Option<f64>,
+    #[arg(long)]
+    startup_delay_ms: Option<f64>,
+    /// Exit after this many requests (a crashing server, for tests).
+    #[arg(long)]
+    crash_after: Option<u64>,
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum EndpointArg {
     Completions,
@@ -143,6 +174,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Bench(args) = &cli.command {
         return bench(args, cli.root.clone());
+    }
+    if let Command::TrainTokenizer { output, vocab_size } = &cli.command {
+        let saved = servegate::sim::lm::train_tokenizer(*vocab_size)
+            .and_then(|t| t.save(output, true).map_err(|e| e.to_string()));
+        return match saved {
+            Ok(()) => {
+                println!("wrote {}", output.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
     }
     if let Command::Calibrate {
         levels,
@@ -168,32 +213,8 @@ fn main() -> ExitCode {
             }
         };
     }
-    if let Command::Sim {
-        port,
-        host,
-        model,
-        ttft_ms,
-        tpot_ms,
-        slowdown,
-    } = &cli.command
-    {
-        let spec = SimSpec {
-            ttft_ms: *ttft_ms,
-            tpot_ms: *tpot_ms,
-            slowdown: *slowdown,
-            usage: true,
-        };
-        return match SimServer::start(&spec, model, (*host, *port).into()) {
-            Ok(server) => {
-                eprintln!("servegate sim: serving `{model}` on {}", server.url());
-                server.join();
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: cannot listen on {host}:{port}: {e}");
-                ExitCode::FAILURE
-            }
-        };
+    if let Command::Sim(args) = &cli.command {
+        return sim(args, cli.root.clone());
     }
     let root = match cli.root.clone().or_else(|| {
         std::env::current_dir()
@@ -227,7 +248,10 @@ fn main() -> ExitCode {
         } => run(&project, filter.as_deref(), exact, output, save_detailed),
         Command::List { filter, reasons } => list(&project, filter.as_deref(), reasons),
         Command::Check => check(&project),
-        Command::Sim { .. } | Command::Bench(_) | Command::Calibrate { .. } => {
+        Command::Sim(_)
+        | Command::Bench(_)
+        | Command::Calibrate { .. }
+        | Command::TrainTokenizer { .. } => {
             unreachable!("handled above")
         }
     }
@@ -544,4 +568,54 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
         println!("results: {}", path.display());
     }
     ExitCode::SUCCESS
+}
+
+fn sim(args: &SimArgs, root: Option<PathBuf>) -> ExitCode {
+    let spec = SimSpec {
+        profile: args.profile.clone(),
+        ttft_ms: args.ttft_ms,
+        tpot_ms: args.itl_ms,
+        max_num_seqs: args.max_num_seqs,
+        slowdown: args.slowdown,
+        logprob_noise: args.logprob_noise,
+        error_rate: args.error_rate,
+        drop_rate: args.drop_rate,
+        stall_ms: args.stall_ms,
+        startup_delay_ms: args.startup_delay_ms,
+        crash_after: args.crash_after,
+        seed: args.seed,
+        ..SimSpec::default()
+    };
+    // Profiles defined in the project's servegate.toml, when there is one.
+    let profiles = root
+        .or_else(|| {
+            std::env::current_dir()
+                .ok()
+                .and_then(|d| Project::find_root(&d))
+        })
+        .and_then(|r| servegate::config::load_project(&r, &[]).ok())
+        .map(|c| c.sim_profiles)
+        .unwrap_or_default();
+    let params = match servegate::config::SimParams::resolve(&spec, &profiles) {
+        Ok(p) => p,
+        Err((knob, message)) => {
+            eprintln!("error: --{}: {message}", knob.replace('_', "-"));
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    match SimServer::start_with(params, &args.model, (args.host, args.port).into(), true) {
+        Ok(server) => {
+            eprintln!(
+                "servegate sim: serving `{}` on {}",
+                args.model,
+                server.url()
+            );
+            server.join();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot listen on {}:{}: {e}", args.host, args.port);
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -23,6 +23,32 @@ impl Tokenizer {
         }
     }
 
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    pub fn id_token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Token ids and their (start, end) byte offsets in `text`.
+    pub fn encode_with_offsets(&self, text: &str) -> (Vec<u32>, Vec<(usize, usize)>) {
+        match self.inner.encode(text, false) {
+            Ok(e) => (e.get_ids().to_vec(), e.get_offsets().to_vec()),
+            Err(_) => (Vec::new(), Vec::new()),
+        }
+    }
+
+    /// Decodes keeping special tokens (the engine shows what it generated).
+    pub fn decode_raw(&self, ids: &[u32]) -> String {
+        self.inner.decode(ids, false).unwrap_or_default()
+    }
+
     /// Token ids of `text`, without special tokens (no BOS).
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.inner

@@ -7,6 +7,7 @@
 mod env;
 mod error;
 mod locate;
+mod sim;
 mod types;
 mod validate;
 
@@ -18,6 +19,7 @@ use figment::Figment;
 pub use env::{overrides as env_overrides, EnvOverride, RESERVED as RESERVED_ENV};
 pub use error::{ConfigError, Origin};
 pub use locate::key_line;
+pub use sim::{builtin_profile, SimParams, BUILTIN_PROFILES};
 pub use types::*;
 
 /// File name of the project defaults; its folder is the project root.
@@ -63,11 +65,27 @@ pub fn load(layers: &Layers<'_>) -> Result<CaseConfig, ConfigError> {
     for o in layers.env {
         figment = figment.merge(o.clone());
     }
-    let config: CaseConfig = figment.extract().map_err(|e| from_figment(&figment, e))?;
+    let mut config: CaseConfig = figment.extract().map_err(|e| from_figment(&figment, e))?;
     validate::validate(&config, layers.kind, &|key, message| {
         locate_key(&figment, key, message)
     })?;
+    fold_sim_profiles(&mut config);
     Ok(config)
+}
+
+/// Replaces a target's reference to a `[sim_profiles]` entry by the entry's
+/// knobs, so that a target's `sim` table alone says how its engine behaves.
+fn fold_sim_profiles(config: &mut CaseConfig) {
+    let profiles = config.sim_profiles.clone();
+    for target in config.targets.values_mut() {
+        if let Some(sim) = &mut target.sim {
+            if let Some(named) = sim.profile.as_ref().and_then(|p| profiles.get(p)) {
+                let mut folded = sim.over(named);
+                folded.profile = named.profile.clone();
+                *sim = folded;
+            }
+        }
+    }
 }
 
 /// Reads a file and reports TOML syntax errors with their line.

@@ -28,6 +28,9 @@ pub struct CaseConfig {
     /// server sends no usage, and builds synthetic prompts of exact length.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// Named knob sets for embedded engines (`sim = { profile = "NAME" }`).
+    #[serde(default)]
+    pub sim_profiles: BTreeMap<String, SimSpec>,
     /// Servers that cases may name as candidate or baseline.
     #[serde(default)]
     pub targets: BTreeMap<String, TargetSpec>,
@@ -84,33 +87,115 @@ pub struct TargetSpec {
     pub ready_timeout_s: f64,
 }
 
-/// Knobs of the embedded engine.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Knobs of the embedded engine. Every knob is optional: unset knobs come
+/// from the named `profile` (built in, or from `[sim_profiles.NAME]`), then
+/// from the engine's defaults (see `sim::SimParams`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SimSpec {
-    /// Time to first token, in milliseconds.
-    #[serde(default = "default_sim_ttft_ms")]
-    pub ttft_ms: f64,
-    /// Time per output token after the first, in milliseconds.
-    #[serde(default = "default_sim_tpot_ms")]
-    pub tpot_ms: f64,
+    /// A named profile: `constant`, `engine`, or one from `[sim_profiles]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// `constant`: every stream on its own fixed timing; `engine`: a continuous-batching scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SimMode>,
+    /// Constant mode: time to first token, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    /// Constant mode: time per output token after the first, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    /// Engine mode: most sequences in one batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_num_seqs: Option<u32>,
+    /// Engine mode: most prompt tokens prefilled in one step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_tokens: Option<u32>,
+    /// Engine mode: KV cache capacity in tokens; a request reserves prompt + max_tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_capacity_tokens: Option<u32>,
+    /// Engine mode: fixed cost of one step, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_base_ms: Option<f64>,
+    /// Engine mode: added step cost per running sequence, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_per_seq_ms: Option<f64>,
+    /// Engine mode: added step cost per prompt token prefilled, milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_ms_per_token: Option<f64>,
     /// Multiplies every time: 1.3 models an engine 30% slower.
-    #[serde(default = "one")]
-    pub slowdown: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slowdown: Option<f64>,
+    /// Standard deviation of seeded noise added to every log-probability (a numerics bug).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprob_noise: Option<f64>,
+    /// Seed of sampling, noise and faults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// Report `usage`; `false` models a server that sends none.
-    #[serde(default = "yes")]
-    pub usage: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<bool>,
+    /// Fault: fraction of requests answered with HTTP 500.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    /// Fault: fraction of streams cut half way, without `[DONE]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_rate: Option<f64>,
+    /// Fault: every stream pauses this long half way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_ms: Option<f64>,
+    /// Fault: not ready (503) for this long after start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_delay_ms: Option<f64>,
+    /// Fault: a standalone engine (`servegate sim`) exits after this many requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_after: Option<u64>,
 }
 
-impl Default for SimSpec {
-    fn default() -> Self {
+impl SimSpec {
+    /// Constant timing with the given TTFT and time per token.
+    pub fn constant(ttft_ms: f64, tpot_ms: f64) -> Self {
         Self {
-            ttft_ms: default_sim_ttft_ms(),
-            tpot_ms: default_sim_tpot_ms(),
-            slowdown: 1.0,
-            usage: true,
+            ttft_ms: Some(ttft_ms),
+            tpot_ms: Some(tpot_ms),
+            ..Self::default()
         }
     }
+
+    /// Each knob set here wins over the same knob in `under`.
+    pub fn over(&self, under: &SimSpec) -> SimSpec {
+        macro_rules! pick {
+            ($($f:ident),*) => { SimSpec { $($f: self.$f.clone().or_else(|| under.$f.clone()),)* } };
+        }
+        pick!(
+            profile,
+            mode,
+            ttft_ms,
+            tpot_ms,
+            max_num_seqs,
+            max_batch_tokens,
+            kv_capacity_tokens,
+            step_base_ms,
+            step_per_seq_ms,
+            prefill_ms_per_token,
+            slowdown,
+            logprob_noise,
+            seed,
+            usage,
+            error_rate,
+            drop_rate,
+            stall_ms,
+            startup_delay_ms,
+            crash_after
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SimMode {
+    Constant,
+    Engine,
 }
 
 /// Where a workload's prompts come from.
@@ -313,12 +398,6 @@ fn default_ready_path() -> String {
 }
 fn default_ready_timeout_s() -> f64 {
     30.0
-}
-fn default_sim_ttft_ms() -> f64 {
-    20.0
-}
-fn default_sim_tpot_ms() -> f64 {
-    5.0
 }
 fn one() -> f64 {
     1.0

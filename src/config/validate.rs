@@ -10,8 +10,25 @@ pub(super) fn validate(
     kind: Option<CaseKind>,
     at: At<'_>,
 ) -> Result<(), ConfigError> {
+    for (name, profile) in &c.sim_profiles {
+        if profile
+            .profile
+            .as_ref()
+            .is_some_and(|p| super::builtin_profile(p).is_none())
+        {
+            return Err(at(
+                &format!("sim_profiles.{name}.profile"),
+                format!(
+                    "a profile may build only on a built-in one ({})",
+                    super::BUILTIN_PROFILES.join(", ")
+                ),
+            ));
+        }
+        super::SimParams::resolve(profile, &c.sim_profiles)
+            .map_err(|(knob, message)| at(&format!("sim_profiles.{name}.{knob}"), message))?;
+    }
     for (name, spec) in &c.targets {
-        target(name, spec, at)?;
+        target(name, spec, &c.sim_profiles, at)?;
     }
     if let Some(kind) = kind {
         for key in ["candidate", "baseline"] {
@@ -36,7 +53,12 @@ pub(super) fn validate(
     Ok(())
 }
 
-fn target(name: &str, spec: &TargetSpec, at: At<'_>) -> Result<(), ConfigError> {
+fn target(
+    name: &str,
+    spec: &TargetSpec,
+    profiles: &std::collections::BTreeMap<String, super::SimSpec>,
+    at: At<'_>,
+) -> Result<(), ConfigError> {
     let key = format!("targets.{name}");
     match (&spec.url, &spec.sim) {
         (Some(_), Some(_)) => {
@@ -62,18 +84,8 @@ fn target(name: &str, spec: &TargetSpec, at: At<'_>) -> Result<(), ConfigError> 
             }
         }
         (None, Some(sim)) => {
-            for (field, value, min_exclusive) in [
-                ("ttft_ms", sim.ttft_ms, false),
-                ("tpot_ms", sim.tpot_ms, false),
-                ("slowdown", sim.slowdown, true),
-            ] {
-                if !value.is_finite() || value < 0.0 || (min_exclusive && value == 0.0) {
-                    return Err(at(
-                        &format!("{key}.sim.{field}"),
-                        format!("must be a positive number, got {value}"),
-                    ));
-                }
-            }
+            super::SimParams::resolve(sim, profiles)
+                .map_err(|(knob, message)| at(&format!("{key}.sim.{knob}"), message))?;
         }
     }
     if !spec.ready.starts_with('/') {

@@ -1,35 +1,21 @@
-//! The embedded simulated engine: an OpenAI-compatible server that needs no GPU
-//! and no weights. It runs on its own thread with its own runtime, so its
-//! timing does not compete with the client's scheduler.
+//! The embedded simulated engine: an OpenAI- and vLLM-compatible server that
+//! needs no GPU and no weights. It runs on its own thread with its own
+//! runtime, so its timing does not compete with the client's scheduler.
 //!
-//! This is the minimal engine: a fixed time to first token and time per
-//! token per stream, deterministic text. Its HTTP surface is the contract
-//! the rest of servegate relies on.
+//! - `engine`: when tokens are ready (constant timing, or a continuous-batching scheduler);
+//! - `lm`: what the tokens are (a trigram model over the project's tokenizer);
+//! - `clock`: sub-millisecond deadlines;
+//! - `server`: the HTTP surface.
 
 mod clock;
+mod engine;
+pub mod lm;
 mod server;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 
-use crate::config::SimSpec;
-
-/// Timing knobs, already multiplied by the slowdown.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Timing {
-    pub ttft: std::time::Duration,
-    pub tpot: std::time::Duration,
-}
-
-impl Timing {
-    pub fn from_spec(spec: &SimSpec) -> Self {
-        let ms = |v: f64| std::time::Duration::from_secs_f64(v * spec.slowdown / 1000.0);
-        Self {
-            ttft: ms(spec.ttft_ms),
-            tpot: ms(spec.tpot_ms),
-        }
-    }
-}
+use crate::config::{SimParams, SimSpec};
 
 /// A running embedded engine; stopped and joined on drop.
 pub struct SimServer {
@@ -38,24 +24,50 @@ pub struct SimServer {
     thread: Option<JoinHandle<()>>,
 }
 
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+}
+
 impl SimServer {
-    /// Binds `addr` (port 0 picks a free loopback port) and serves on a new thread.
+    /// Binds `addr` (port 0 picks a free port) and serves on a new thread.
+    /// Knobs resolve against the built-in profiles (config loading has
+    /// already folded user profiles into `spec`).
     pub fn start(spec: &SimSpec, model: &str, addr: SocketAddr) -> std::io::Result<Self> {
+        let params = SimParams::resolve(spec, &Default::default())
+            .map_err(|(knob, msg)| invalid(format!("sim.{knob}: {msg}")))?;
+        Self::start_with(params, model, addr, false)
+    }
+
+    /// Starts on a free loopback port.
+    pub fn start_local(spec: &SimSpec, model: &str) -> std::io::Result<Self> {
+        Self::start(spec, model, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// `standalone` lets `crash_after` end the process (only `servegate sim` sets it).
+    pub fn start_with(
+        params: SimParams,
+        model: &str,
+        addr: SocketAddr,
+        standalone: bool,
+    ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
-        let (clock, clock_guard) = clock::PreciseClock::start();
-        let state = server::State::new(model, Timing::from_spec(spec), spec.usage, clock);
+        // Train the model before answering anything, so the first request is not slow.
+        let _ = lm::Model::shared();
+        let model = model.to_string();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name(format!("sim-{}", addr.port()))
             .spawn(move || {
+                let (clock, clock_guard) = clock::PreciseClock::start();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("sim runtime");
                 let _clock = clock_guard;
                 runtime.block_on(async move {
+                    let state = server::State::new(&model, params, clock, standalone);
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                     // Stopping drops the runtime, which aborts in-flight streams
                     // instead of waiting for them to finish.
@@ -70,11 +82,6 @@ impl SimServer {
             shutdown: Some(tx),
             thread: Some(thread),
         })
-    }
-
-    /// Starts on a free loopback port.
-    pub fn start_local(spec: &SimSpec, model: &str) -> std::io::Result<Self> {
-        Self::start(spec, model, SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn addr(&self) -> SocketAddr {

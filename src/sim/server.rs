@@ -1,56 +1,78 @@
-//! HTTP surface of the embedded engine (axum).
+//! HTTP surface of the embedded engine (axum), in OpenAI's and vLLM's wire format.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::State as AxumState;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::stream::{self, Stream};
+use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
-use serde_json::{json, Value};
-use std::time::Instant;
+use serde_json::{json, Map, Value};
 
-use super::Timing;
+use super::clock::PreciseClock;
+use super::engine::{Engine, Ticks};
+use super::lm::Model;
+use crate::config::SimParams;
+
+/// Longest prompt plus output the engine accepts, as vLLM's `max_model_len`.
+pub const MAX_MODEL_LEN: usize = 2048;
 
 #[derive(Clone)]
 pub(super) struct State(Arc<Inner>);
 
 struct Inner {
-    model: String,
-    timing: Timing,
-    report_usage: bool,
-    clock: super::clock::PreciseClock,
-    next_id: AtomicU64,
+    model_name: String,
+    params: SimParams,
+    lm: &'static Model,
+    engine: Engine,
+    started: Instant,
+    /// Text of every token id, decoded once.
+    token_text: Vec<String>,
+    /// `servegate sim` runs standalone: `crash_after` may end the process.
+    standalone: bool,
 }
 
 impl State {
     pub(super) fn new(
-        model: &str,
-        timing: Timing,
-        report_usage: bool,
-        clock: super::clock::PreciseClock,
+        model_name: &str,
+        params: SimParams,
+        clock: PreciseClock,
+        standalone: bool,
     ) -> Self {
+        let lm = Model::shared();
+        let token_text = (0..lm.vocab_size() as u32)
+            .map(|id| lm.tokenizer.decode_raw(&[id]))
+            .collect();
+        let engine = Engine::start(params.clone(), clock.clone());
         Self(Arc::new(Inner {
-            model: model.to_string(),
-            timing,
-            report_usage,
-            clock,
-            next_id: AtomicU64::new(0),
+            model_name: model_name.to_string(),
+            params,
+            lm,
+            engine,
+            started: Instant::now(),
+            token_text,
+            standalone,
         }))
     }
 }
 
 pub(super) async fn serve(listener: tokio::net::TcpListener, state: State) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/health", get(health))
         .route("/v1/models", get(models))
         .route("/v1/completions", post(completions))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "NotFoundError", "no such route") })
         .with_state(state);
     // Without TCP_NODELAY, Nagle's algorithm holds each small SSE event until
     // the previous segment is acknowledged, adding up to 40 ms per token.
@@ -67,38 +89,159 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-async fn models(AxumState(state): AxumState<State>) -> Json<Value> {
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    let body = json!({
+        "object": "error",
+        "message": message.into(),
+        "type": kind,
+        "param": null,
+        "code": status.as_u16(),
+    });
+    (status, Json(json!({"error": body}))).into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "BadRequestError", message)
+}
+
+fn rejection(e: JsonRejection) -> Response {
+    let status = e.status();
+    let kind = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        "UnprocessableEntityError"
+    } else {
+        "BadRequestError"
+    };
+    error(status, kind, e.body_text())
+}
+
+impl Inner {
+    fn starting(&self) -> Option<Response> {
+        (self.started.elapsed() < self.params.startup_delay).then(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailableError",
+                "engine is starting",
+            )
+        })
+    }
+}
+
+async fn health(AxumState(state): AxumState<State>) -> Response {
+    match state.0.starting() {
+        Some(r) => r,
+        None => StatusCode::OK.into_response(),
+    }
+}
+
+async fn models(AxumState(state): AxumState<State>) -> Response {
+    if let Some(r) = state.0.starting() {
+        return r;
+    }
     Json(json!({
         "object": "list",
         "data": [{
-            "id": state.0.model,
+            "id": state.0.model_name,
             "object": "model",
             "created": now_unix(),
             "owned_by": "servegate",
+            "max_model_len": MAX_MODEL_LEN,
         }]
     }))
+    .into_response()
+}
+
+async fn metrics(AxumState(state): AxumState<State>) -> Response {
+    let s = &state.0.engine.stats;
+    let m = &state.0.model_name;
+    let text = format!(
+        "# HELP vllm:num_requests_running Requests in the running batch.\n\
+         # TYPE vllm:num_requests_running gauge\n\
+         vllm:num_requests_running{{model_name=\"{m}\"}} {}\n\
+         # HELP vllm:num_requests_waiting Requests waiting to be scheduled.\n\
+         # TYPE vllm:num_requests_waiting gauge\n\
+         vllm:num_requests_waiting{{model_name=\"{m}\"}} {}\n\
+         # HELP vllm:generation_tokens_total Tokens generated.\n\
+         # TYPE vllm:generation_tokens_total counter\n\
+         vllm:generation_tokens_total{{model_name=\"{m}\"}} {}\n\
+         # HELP vllm:prompt_tokens_total Prompt tokens processed.\n\
+         # TYPE vllm:prompt_tokens_total counter\n\
+         vllm:prompt_tokens_total{{model_name=\"{m}\"}} {}\n\
+         # HELP vllm:request_total Requests received.\n\
+         # TYPE vllm:request_total counter\n\
+         vllm:request_total{{model_name=\"{m}\"}} {}\n",
+        s.running.load(Ordering::Relaxed),
+        s.waiting.load(Ordering::Relaxed),
+        s.generation_tokens.load(Ordering::Relaxed),
+        s.prompt_tokens.load(Ordering::Relaxed),
+        s.requests.load(Ordering::Relaxed),
+    );
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
 
 #[derive(Deserialize)]
-struct CompletionBody {
+struct TokenizeBody {
     #[serde(default)]
-    model: Option<String>,
+    prompt: Option<String>,
     #[serde(default)]
-    prompt: Value,
-    #[serde(default)]
-    messages: Vec<ChatMessage>,
-    #[serde(default = "default_max_tokens")]
-    max_tokens: u32,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
+    messages: Option<Vec<ChatMessage>>,
+}
+
+async fn tokenize(
+    AxumState(state): AxumState<State>,
+    body: Result<Json<TokenizeBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return rejection(e),
+    };
+    let text = match (body.prompt, body.messages) {
+        (Some(p), _) => p,
+        (None, Some(m)) => chat_prompt(&m),
+        (None, None) => return bad_request("give `prompt` or `messages`"),
+    };
+    let tokens = state.0.lm.tokenizer.encode(&text);
+    Json(json!({"count": tokens.len(), "max_model_len": MAX_MODEL_LEN, "tokens": tokens}))
+        .into_response()
 }
 
 #[derive(Deserialize)]
+struct DetokenizeBody {
+    tokens: Vec<u32>,
+}
+
+async fn detokenize(
+    AxumState(state): AxumState<State>,
+    body: Result<Json<DetokenizeBody>, JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return rejection(e),
+    };
+    let vocab = state.0.lm.vocab_size() as u32;
+    if let Some(bad) = body.tokens.iter().find(|&&t| t >= vocab) {
+        return bad_request(format!(
+            "token id {bad} is outside the vocabulary (size {vocab})"
+        ));
+    }
+    Json(json!({"prompt": state.0.lm.tokenizer.decode_raw(&body.tokens)})).into_response()
+}
+
+#[derive(Deserialize, Clone)]
 struct ChatMessage {
     #[serde(default)]
+    role: String,
+    #[serde(default)]
     content: String,
+}
+
+/// A plain chat template: one `role: content` line per message, then the assistant's turn.
+fn chat_prompt(messages: &[ChatMessage]) -> String {
+    let mut s: String = messages
+        .iter()
+        .map(|m| format!("{}: {}\n", m.role, m.content))
+        .collect();
+    s.push_str("assistant:");
+    s
 }
 
 #[derive(Deserialize)]
@@ -110,275 +253,671 @@ struct StreamOptions {
     continuous_usage_stats: bool,
 }
 
+#[derive(Deserialize)]
+struct GenerateBody {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    prompt: Option<Value>,
+    #[serde(default)]
+    messages: Option<Vec<ChatMessage>>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    min_tokens: Option<u32>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    echo: bool,
+    /// Completions: a number (0–5). Chat: a boolean.
+    #[serde(default)]
+    logprobs: Option<Value>,
+    /// Chat: alternatives per token (0–5).
+    #[serde(default)]
+    top_logprobs: Option<u32>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    ignore_eos: bool,
+    #[serde(default)]
+    stop: Option<Value>,
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {
     Text,
     Chat,
 }
 
-fn default_max_tokens() -> u32 {
-    16
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    let body = json!({
-        "error": {
-            "message": message.into(),
-            "type": if status == StatusCode::NOT_FOUND { "NotFoundError" } else { "BadRequestError" },
-            "code": status.as_u16(),
-        }
-    });
-    (status, Json(body)).into_response()
-}
-
-/// A small fixed vocabulary; text is a deterministic walk through it seeded by the prompt.
-const WORDS: &[&str] = &[
-    "the",
-    "engine",
-    "serves",
-    "tokens",
-    "while",
-    "a",
-    "scheduler",
-    "batches",
-    "requests",
-    "and",
-    "memory",
-    "holds",
-    "cached",
-    "keys",
-    "for",
-    "every",
-    "stream",
-    "so",
-    "latency",
-    "stays",
-    "low",
-    "when",
-    "load",
-    "grows",
-    "queue",
-    "waits",
-    "its",
-    "turn",
-    "then",
-    "decode",
-    "runs",
-    "fast",
-];
-
-fn prompt_text(prompt: &Value) -> Option<String> {
-    match prompt {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(items) if items.len() == 1 => prompt_text(&items[0]),
-        _ => None,
-    }
-}
-
-fn seed_of(text: &str) -> usize {
-    // FNV-1a: stable across runs and platforms, unlike std's hasher.
-    text.bytes().fold(0xcbf29ce484222325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100000001b3)
-    }) as usize
-}
-
-fn token(seed: usize, i: usize) -> String {
-    format!(" {}", WORDS[(seed.wrapping_add(i * 7)) % WORDS.len()])
-}
-
 async fn completions(
     state: AxumState<State>,
-    body: Result<Json<CompletionBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<GenerateBody>, JsonRejection>,
 ) -> Response {
     generate(state, body, Kind::Text).await
 }
 
 async fn chat_completions(
     state: AxumState<State>,
-    body: Result<Json<CompletionBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<GenerateBody>, JsonRejection>,
 ) -> Response {
     generate(state, body, Kind::Chat).await
 }
 
+/// splitmix64: a stable, seedable hash for per-request randomness.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E3779B97F4A7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D049BB133111EB);
+    x ^ (x >> 31)
+}
+
+fn uniform(x: u64) -> f64 {
+    (mix(x) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Seeded Gaussian noise for the log-probability of `token` at `position`.
+fn noise(seed: u64, position: usize, token: u32, sd: f64) -> f64 {
+    if sd == 0.0 {
+        return 0.0;
+    }
+    let key = mix(seed ^ mix(position as u64) ^ mix(token as u64 + 0x51));
+    let (u1, u2) = (uniform(key).max(1e-12), uniform(key ^ 0xA5A5));
+    sd * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Everything one prompt's generation needs.
+struct Request {
+    prompt_ids: Vec<u32>,
+    max_tokens: usize,
+    min_tokens: usize,
+    echo: bool,
+    /// Alternatives per token, when log-probabilities were asked for.
+    logprobs: Option<usize>,
+    temperature: f64,
+    seed: u64,
+    ignore_eos: bool,
+    stop: Vec<String>,
+}
+
+/// One token's log-probability and its best alternatives.
+struct TokenLogprob {
+    token: String,
+    logprob: f64,
+    top: Vec<(String, f64)>,
+}
+
+/// One piece of output.
+struct Piece {
+    text: String,
+    logprob: Option<TokenLogprob>,
+    finish: Option<&'static str>,
+    /// Tokens generated so far, this one included.
+    generated: usize,
+}
+
+struct Generation {
+    state: State,
+    req: Request,
+    context: Vec<u32>,
+    text: String,
+    generated: usize,
+    done: bool,
+    ticks: Ticks,
+    stall_at: Option<usize>,
+    drop_at: Option<usize>,
+}
+
+impl Generation {
+    fn logprob_at(
+        &self,
+        position: usize,
+        a: Option<u32>,
+        b: Option<u32>,
+        token: u32,
+        k: usize,
+    ) -> TokenLogprob {
+        let inner = &self.state.0;
+        let sd = inner.params.logprob_noise;
+        let seed = inner.params.seed;
+        let lp = inner.lm.logprob(a, b, token) + noise(seed, position, token, sd);
+        let top = inner.lm.top(a, b);
+        let mut alts: Vec<(String, f64)> = top
+            .iter()
+            .take(k)
+            .map(|&(id, lp)| {
+                (
+                    inner.token_text[id as usize].clone(),
+                    lp + noise(seed, position, id, sd),
+                )
+            })
+            .collect();
+        alts.sort_by(|x, y| y.1.total_cmp(&x.1));
+        TokenLogprob {
+            token: inner.token_text[token as usize].clone(),
+            logprob: lp,
+            top: alts,
+        }
+    }
+
+    /// Log-probabilities of the prompt itself (the first token has none).
+    fn prompt_logprobs(&self, k: usize) -> Vec<Option<TokenLogprob>> {
+        let ids = &self.req.prompt_ids;
+        (0..ids.len())
+            .map(|i| {
+                (i > 0).then(|| {
+                    let a = (i >= 2).then(|| ids[i - 2]);
+                    self.logprob_at(i, a, Some(ids[i - 1]), ids[i], k)
+                })
+            })
+            .collect()
+    }
+
+    /// The next piece, or None when the generation is over.
+    async fn next(&mut self) -> Option<Piece> {
+        if self.done || self.generated >= self.req.max_tokens {
+            return None;
+        }
+        if self.drop_at == Some(self.generated) {
+            // Fault: the stream is cut here.
+            self.done = true;
+            return None;
+        }
+        let stall = match self.stall_at {
+            Some(at) if self.generated >= at => self.state.0.params.stall,
+            _ => Duration::ZERO,
+        };
+        if !self.ticks.ready(self.generated, stall).await {
+            self.done = true;
+            return None;
+        }
+        let inner = &self.state.0;
+        let n = self.context.len();
+        let a = (n >= 2).then(|| self.context[n - 2]);
+        let b = (n >= 1).then(|| self.context[n - 1]);
+        let draw = uniform(self.req.seed ^ mix(self.generated as u64 + 1));
+        let token = inner.lm.next(a, b, self.req.temperature, draw);
+        let logprob = self
+            .req
+            .logprobs
+            .map(|k| self.logprob_at(n, a, b, token, k));
+        self.generated += 1;
+        inner
+            .engine
+            .stats
+            .generation_tokens
+            .fetch_add(1, Ordering::Relaxed);
+        if token == inner.lm.eos && !self.req.ignore_eos && self.generated > self.req.min_tokens {
+            self.done = true;
+            return Some(Piece {
+                text: String::new(),
+                logprob,
+                finish: Some("stop"),
+                generated: self.generated,
+            });
+        }
+        self.context.push(token);
+        let mut piece = inner.token_text[token as usize].clone();
+        let before = self.text.len();
+        self.text.push_str(&piece);
+        if let Some(cut) = self
+            .req
+            .stop
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
+            // Stop strings are not part of the output.
+            piece = self.text[before.min(cut)..cut].to_string();
+            self.text.truncate(cut);
+            self.done = true;
+            return Some(Piece {
+                text: piece,
+                logprob,
+                finish: Some("stop"),
+                generated: self.generated,
+            });
+        }
+        let finish = (self.generated >= self.req.max_tokens).then_some("length");
+        self.done = finish.is_some();
+        Some(Piece {
+            text: piece,
+            logprob,
+            finish,
+            generated: self.generated,
+        })
+    }
+}
+
+fn legacy_logprobs(items: &[Option<TokenLogprob>], texts: &[String], start_offset: usize) -> Value {
+    let mut offset = start_offset;
+    let mut tokens = Vec::new();
+    let mut token_logprobs = Vec::new();
+    let mut top_logprobs = Vec::new();
+    let mut text_offset = Vec::new();
+    for (item, text) in items.iter().zip(texts) {
+        tokens.push(json!(text));
+        text_offset.push(json!(offset));
+        offset += text.chars().count();
+        match item {
+            Some(t) => {
+                token_logprobs.push(json!(t.logprob));
+                let mut m = Map::new();
+                for (tok, lp) in &t.top {
+                    m.entry(tok.clone()).or_insert(json!(lp));
+                }
+                m.entry(t.token.clone()).or_insert(json!(t.logprob));
+                top_logprobs.push(Value::Object(m));
+            }
+            None => {
+                token_logprobs.push(Value::Null);
+                top_logprobs.push(Value::Null);
+            }
+        }
+    }
+    json!({"tokens": tokens, "token_logprobs": token_logprobs, "top_logprobs": top_logprobs, "text_offset": text_offset})
+}
+
+fn chat_logprobs(items: &[TokenLogprob]) -> Value {
+    let content: Vec<Value> = items
+        .iter()
+        .map(|t| {
+            json!({
+                "token": t.token,
+                "logprob": t.logprob,
+                "bytes": t.token.as_bytes(),
+                "top_logprobs": t.top.iter().map(|(tok, lp)| json!({"token": tok, "logprob": lp, "bytes": tok.as_bytes()})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"content": content})
+}
+
+/// Parses the prompt forms: a string, a list of strings, token ids, a list of token-id lists.
+fn prompts_of(value: &Value, state: &State) -> Result<Vec<Vec<u32>>, String> {
+    let tok = &state.0.lm.tokenizer;
+    let vocab = state.0.lm.vocab_size() as u64;
+    let ids = |items: &[Value]| -> Result<Vec<u32>, String> {
+        items
+            .iter()
+            .map(|v| match v.as_u64() {
+                Some(id) if id < vocab => Ok(id as u32),
+                _ => Err(format!(
+                    "prompt token {v} is not an id below the vocabulary size {vocab}"
+                )),
+            })
+            .collect()
+    };
+    match value {
+        Value::String(s) => Ok(vec![tok.encode(s)]),
+        Value::Array(items) if items.is_empty() => Err("prompt is empty".into()),
+        Value::Array(items) => match &items[0] {
+            Value::String(_) => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(|s| tok.encode(s))
+                        .ok_or_else(|| "mixed prompt list".to_string())
+                })
+                .collect(),
+            Value::Number(_) => Ok(vec![ids(items)?]),
+            Value::Array(_) => items
+                .iter()
+                .map(|v| {
+                    v.as_array()
+                        .ok_or_else(|| "mixed prompt list".to_string())
+                        .and_then(|a| ids(a))
+                })
+                .collect(),
+            _ => Err(
+                "prompt must be a string, a list of strings, token ids or lists of token ids"
+                    .into(),
+            ),
+        },
+        _ => Err(
+            "prompt must be a string, a list of strings, token ids or lists of token ids".into(),
+        ),
+    }
+}
+
+fn stops_of(value: &Option<Value>) -> Result<Vec<String>, String> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| "stop must be strings".to_string())
+            })
+            .collect(),
+        Some(_) => Err("stop must be a string or a list of strings".into()),
+    }
+}
+
 async fn generate(
     AxumState(state): AxumState<State>,
-    body: Result<Json<CompletionBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<GenerateBody>, JsonRejection>,
     kind: Kind,
 ) -> Response {
     let arrived = Instant::now();
+    let inner = state.0.clone();
+    if let Some(r) = inner.starting() {
+        return r;
+    }
     let Json(body) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return rejection(e),
     };
+    let number = inner.engine.stats.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(limit) = inner.params.crash_after {
+        if inner.standalone && number > limit {
+            eprintln!("servegate sim: crash_after = {limit} reached, exiting");
+            std::process::exit(70);
+        }
+    }
     if let Some(model) = &body.model {
-        if model != &state.0.model {
+        if model != &inner.model_name {
             return error(
                 StatusCode::NOT_FOUND,
+                "NotFoundError",
                 format!("The model `{model}` does not exist."),
             );
         }
     }
-    let prompt = match kind {
-        Kind::Text => prompt_text(&body.prompt),
-        Kind::Chat if !body.messages.is_empty() => Some(
-            body.messages
-                .iter()
-                .map(|m| m.content.as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        Kind::Chat => None,
-    };
-    let Some(prompt) = prompt else {
+    let request_seed = body.seed.unwrap_or_else(|| mix(inner.params.seed ^ number));
+    let fault_roll = uniform(mix(inner.params.seed) ^ number);
+    if fault_roll < inner.params.error_rate {
         return error(
-            StatusCode::BAD_REQUEST,
-            match kind {
-                Kind::Text => "prompt must be a string",
-                Kind::Chat => "messages must be a non-empty list",
-            },
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "injected fault (error_rate)",
         );
-    };
-    if body.max_tokens == 0 {
-        return error(StatusCode::BAD_REQUEST, "max_tokens must be at least 1");
     }
+    let prompts = match (kind, &body.prompt, &body.messages) {
+        (Kind::Text, Some(p), _) => match prompts_of(p, &state) {
+            Ok(p) => p,
+            Err(e) => return bad_request(e),
+        },
+        (Kind::Chat, _, Some(m)) if !m.is_empty() => {
+            vec![inner.lm.tokenizer.encode(&chat_prompt(m))]
+        }
+        (Kind::Text, None, _) => return bad_request("`prompt` is required"),
+        (Kind::Chat, _, _) => return bad_request("`messages` must be a non-empty list"),
+    };
+    let max_tokens = body.max_tokens.or(body.max_completion_tokens).unwrap_or(16) as usize;
+    let logprobs = match (kind, &body.logprobs) {
+        (_, None | Some(Value::Null)) => None,
+        (Kind::Text, Some(v)) => match v.as_u64() {
+            Some(k) if k <= 5 => Some(k as usize),
+            _ => return bad_request("logprobs must be an integer from 0 to 5"),
+        },
+        (Kind::Chat, Some(Value::Bool(false))) => None,
+        (Kind::Chat, Some(Value::Bool(true))) => match body.top_logprobs.unwrap_or(0) {
+            k if k <= 5 => Some(k as usize),
+            _ => return bad_request("top_logprobs must be from 0 to 5"),
+        },
+        (Kind::Chat, Some(_)) => return bad_request("logprobs must be a boolean"),
+    };
+    let stop = match stops_of(&body.stop) {
+        Ok(s) => s,
+        Err(e) => return bad_request(e),
+    };
+    let temperature = body.temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return bad_request("temperature must be between 0 and 2");
+    }
+    if body.echo && kind == Kind::Chat {
+        return bad_request("echo is a completions option");
+    }
+    for p in &prompts {
+        if p.is_empty() {
+            return bad_request("prompt has no tokens");
+        }
+        if p.len() + max_tokens > MAX_MODEL_LEN {
+            return bad_request(format!(
+                "prompt ({} tokens) plus max_tokens ({max_tokens}) exceeds the model's length {MAX_MODEL_LEN}",
+                p.len()
+            ));
+        }
+    }
+    if body.stream && prompts.len() > 1 {
+        return bad_request("streaming takes one prompt per request");
+    }
+    let make = |prompt_ids: Vec<u32>, index: u64| {
+        let ticks = inner.engine.submit(arrived, prompt_ids.len(), max_tokens);
+        let drop_at = (body.stream
+            && uniform(mix(fault_roll.to_bits()) ^ index) < inner.params.drop_rate)
+            .then_some(max_tokens / 2);
+        let stall_at = (!inner.params.stall.is_zero()).then_some(max_tokens / 2);
+        Generation {
+            state: state.clone(),
+            context: prompt_ids.clone(),
+            req: Request {
+                prompt_ids,
+                max_tokens,
+                min_tokens: body.min_tokens.unwrap_or(0) as usize,
+                echo: body.echo,
+                logprobs,
+                temperature,
+                seed: request_seed.wrapping_add(index),
+                ignore_eos: body.ignore_eos,
+                stop: stop.clone(),
+            },
+            text: String::new(),
+            generated: 0,
+            done: false,
+            ticks,
+            stall_at,
+            drop_at,
+        }
+    };
+    let generations: Vec<Generation> = prompts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| make(p, i as u64))
+        .collect();
     let prefix = if kind == Kind::Chat {
         "chatcmpl"
     } else {
         "cmpl"
     };
-    let id = format!(
-        "{prefix}-{}",
-        state.0.next_id.fetch_add(1, Ordering::Relaxed)
-    );
-    let object = if kind == Kind::Chat {
-        "chat.completion"
-    } else {
-        "text_completion"
+    let meta = Meta {
+        id: format!("{prefix}-{number}"),
+        created: now_unix(),
+        model: inner.model_name.clone(),
+        kind,
+        usage: inner.params.usage,
     };
-    let prompt_tokens = prompt.split_whitespace().count();
-    let seed = seed_of(&prompt);
-    let n = body.max_tokens as usize;
-    let timing = state.0.timing;
-    // Token i is due at an absolute deadline, so waiting never accumulates drift.
-    let due = move |i: usize| arrived + timing.ttft + timing.tpot * i as u32;
-    let usage = json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": n,
-        "total_tokens": prompt_tokens + n,
-    });
-    let created = now_unix();
-    let model = state.0.model.clone();
-    // `usage = false` models a server that reports no usage at all.
-    let report_usage = state.0.report_usage;
-    if !body.stream {
-        state.0.clock.sleep_until(due(n - 1)).await;
-        let text: String = (0..n).map(|i| token(seed, i)).collect();
-        let choice = match kind {
-            Kind::Text => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": "length"})
-            }
-            Kind::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": null,
-                "finish_reason": "length",
-            }),
-        };
-        let mut whole = json!({
-            "id": id,
-            "object": object,
-            "created": created,
-            "model": model,
-            "choices": [choice],
+    if body.stream {
+        let options = body.stream_options.unwrap_or(StreamOptions {
+            include_usage: false,
+            continuous_usage_stats: false,
         });
-        if report_usage {
-            whole["usage"] = usage;
-        }
-        return Json(whole).into_response();
-    }
-    let mut options = body.stream_options.unwrap_or(StreamOptions {
-        include_usage: false,
-        continuous_usage_stats: false,
-    });
-    options.include_usage &= report_usage;
-    options.continuous_usage_stats &= report_usage;
-    let chunk_object = if kind == Kind::Chat {
-        "chat.completion.chunk"
+        let generation = generations.into_iter().next().expect("one prompt");
+        stream_response(meta, generation, options).into_response()
     } else {
-        "text_completion"
-    };
-    let envelope = {
-        let (id, model) = (id.clone(), model.clone());
-        move |choice: Value| {
-            json!({
-                "id": id,
-                "object": chunk_object,
-                "created": created,
-                "model": model,
-                "choices": [choice],
-            })
-        }
-    };
-    // A chat stream opens with a role-only chunk, sent at once, carrying no token.
-    let preamble = (kind == Kind::Chat).then(|| {
-        envelope(json!({"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}))
-            .to_string()
-    });
-    let events = token_events(n, due, state.0.clock.clone(), move |i| {
-        let finish = if i + 1 == n {
-            Value::from("length")
-        } else {
-            Value::Null
-        };
-        let choice = match kind {
-            Kind::Text => {
-                json!({"index": 0, "text": token(seed, i), "logprobs": null, "finish_reason": finish})
-            }
-            Kind::Chat => {
-                json!({"index": 0, "delta": {"content": token(seed, i)}, "logprobs": null, "finish_reason": finish})
-            }
-        };
-        let mut chunk = envelope(choice);
-        if options.continuous_usage_stats {
-            chunk["usage"] = json!({
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": i + 1,
-                "total_tokens": prompt_tokens + i + 1,
-            });
-        }
-        chunk
-    });
-    let head = stream::iter(
-        preamble
-            .into_iter()
-            .map(|d| Ok::<_, std::convert::Infallible>(Event::default().data(d))),
-    );
-    let tail = stream::iter(
-        options
-            .include_usage
-            .then(|| json!({"id": id, "object": chunk_object, "created": created, "model": model, "choices": [], "usage": usage}).to_string())
-            .into_iter()
-            .chain(std::iter::once("[DONE]".to_string()))
-            .map(|d| Ok::<_, std::convert::Infallible>(Event::default().data(d))),
-    );
-    use futures_util::StreamExt as _;
-    Sse::new(head.chain(events).chain(tail)).into_response()
+        whole_response(meta, generations).await
+    }
 }
 
-fn token_events(
-    n: usize,
-    due: impl Fn(usize) -> Instant + Send + 'static,
-    clock: super::clock::PreciseClock,
-    body: impl Fn(usize) -> Value + Send + 'static,
-) -> impl Stream<Item = Result<Event, std::convert::Infallible>> + Send {
-    stream::unfold(0usize, move |i| {
-        let at = due(i);
-        let event = (i < n).then(|| Event::default().data(body(i).to_string()));
-        let clock = clock.clone();
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    kind: Kind,
+    usage: bool,
+}
+
+impl Meta {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.kind, chunk) {
+            (Kind::Text, _) => "text_completion",
+            (Kind::Chat, false) => "chat.completion",
+            (Kind::Chat, true) => "chat.completion.chunk",
+        }
+    }
+
+    fn envelope(&self, choices: Value, chunk: bool) -> Value {
+        json!({"id": self.id, "object": self.object(chunk), "created": self.created, "model": self.model, "choices": choices})
+    }
+}
+
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+async fn whole_response(meta: Meta, generations: Vec<Generation>) -> Response {
+    let runs = generations.into_iter().enumerate().map(|(index, mut g)| async move {
+        let mut items: Vec<Option<TokenLogprob>> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut chat_items = Vec::new();
+        let mut prompt_text = String::new();
+        if g.req.echo {
+            prompt_text = g.state.0.lm.tokenizer.decode_raw(&g.req.prompt_ids);
+            if let Some(k) = g.req.logprobs {
+                items.extend(g.prompt_logprobs(k));
+                texts.extend(g.req.prompt_ids.iter().map(|&id| g.state.0.token_text[id as usize].clone()));
+            }
+        }
+        let mut finish = "length";
+        while let Some(piece) = g.next().await {
+            if let Some(f) = piece.finish {
+                finish = f;
+            }
+            if let Some(lp) = piece.logprob {
+                texts.push(piece.text.clone());
+                match meta.kind {
+                    Kind::Text => items.push(Some(lp)),
+                    Kind::Chat => chat_items.push(lp),
+                }
+            }
+        }
+        let text = format!("{prompt_text}{}", g.text);
+        let logprobs = match (meta.kind, g.req.logprobs) {
+            (_, None) => Value::Null,
+            (Kind::Text, Some(_)) => legacy_logprobs(&items, &texts, 0),
+            (Kind::Chat, Some(_)) => chat_logprobs(&chat_items),
+        };
+        let choice = match meta.kind {
+            Kind::Text => json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish, "stop_reason": null}),
+            Kind::Chat => json!({"index": index, "message": {"role": "assistant", "content": text}, "logprobs": logprobs, "finish_reason": finish}),
+        };
+        (choice, g.req.prompt_ids.len(), g.generated)
+    });
+    let done = futures_util::future::join_all(runs).await;
+    let prompt_tokens: usize = done.iter().map(|d| d.1).sum();
+    let completion_tokens: usize = done.iter().map(|d| d.2).sum();
+    let choices: Vec<Value> = done.into_iter().map(|d| d.0).collect();
+    let mut body = meta.envelope(Value::Array(choices), false);
+    if meta.usage {
+        body["usage"] = usage(prompt_tokens, completion_tokens);
+    }
+    Json(body).into_response()
+}
+
+enum Phase {
+    Head,
+    Tokens,
+    Tail,
+    Done,
+}
+
+fn stream_response(
+    meta: Meta,
+    generation: Generation,
+    options: StreamOptions,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let meta = Arc::new(meta);
+    let include_usage = options.include_usage && meta.usage;
+    let continuous = options.continuous_usage_stats && meta.usage;
+    let state = (generation, Phase::Head, false);
+    let events = stream::unfold(state, move |(mut g, phase, mut cut)| {
+        let meta = meta.clone();
         async move {
-            let event = event?;
-            clock.sleep_until(at).await;
-            Some((Ok(event), i + 1))
+            match phase {
+                Phase::Head => {
+                    // Chat opens with the role; an echoed completion opens with the prompt.
+                    let prompt_len = g.req.prompt_ids.len();
+                    let head = match meta.kind {
+                        Kind::Chat => Some(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}])),
+                        Kind::Text if g.req.echo => {
+                            let text = g.state.0.lm.tokenizer.decode_raw(&g.req.prompt_ids);
+                            let logprobs = g.req.logprobs.map(|k| {
+                                let texts: Vec<String> = g.req.prompt_ids.iter().map(|&id| g.state.0.token_text[id as usize].clone()).collect();
+                                legacy_logprobs(&g.prompt_logprobs(k), &texts, 0)
+                            });
+                            Some(json!([{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": null}]))
+                        }
+                        Kind::Text => None,
+                    };
+                    let events: Vec<Value> = head.into_iter().map(|choices| {
+                        let mut v = meta.envelope(choices, true);
+                        if continuous {
+                            v["usage"] = usage(prompt_len, 0);
+                        }
+                        v
+                    }).collect();
+                    Some((events, (g, Phase::Tokens, cut)))
+                }
+                Phase::Tokens => match g.next().await {
+                    Some(piece) => {
+                        let logprobs = match (&piece.logprob, meta.kind) {
+                            (None, _) => Value::Null,
+                            (Some(lp), Kind::Text) => {
+                                let offset = g.text.chars().count().saturating_sub(piece.text.chars().count());
+                                let item = Some(TokenLogprob { token: lp.token.clone(), logprob: lp.logprob, top: lp.top.clone() });
+                                legacy_logprobs(&[item], std::slice::from_ref(&piece.text), offset)
+                            }
+                            (Some(lp), Kind::Chat) => chat_logprobs(std::slice::from_ref(lp)),
+                        };
+                        let choice = match meta.kind {
+                            Kind::Text => json!({"index": 0, "text": piece.text, "logprobs": logprobs, "finish_reason": piece.finish}),
+                            Kind::Chat => json!({"index": 0, "delta": {"content": piece.text}, "logprobs": logprobs, "finish_reason": piece.finish}),
+                        };
+                        let mut v = meta.envelope(json!([choice]), true);
+                        if continuous {
+                            v["usage"] = usage(g.req.prompt_ids.len(), piece.generated);
+                        }
+                        Some((vec![v], (g, Phase::Tokens, cut)))
+                    }
+                    None => {
+                        cut = g.drop_at.is_some_and(|at| g.generated == at && g.generated < g.req.max_tokens);
+                        Some((Vec::new(), (g, Phase::Tail, cut)))
+                    }
+                },
+                Phase::Tail => {
+                    if cut {
+                        // Fault: the stream ends here, without usage or [DONE].
+                        return None;
+                    }
+                    let mut events = Vec::new();
+                    if include_usage {
+                        let mut v = meta.envelope(json!([]), true);
+                        v["usage"] = usage(g.req.prompt_ids.len(), g.generated);
+                        events.push(v);
+                    }
+                    events.push(Value::String("[DONE]".into()));
+                    Some((events, (g, Phase::Done, cut)))
+                }
+                Phase::Done => None,
+            }
         }
     })
+    .flat_map(|events| {
+        stream::iter(events.into_iter().map(|v| {
+            let data = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            Ok::<_, Infallible>(Event::default().data(data))
+        }))
+    });
+    Sse::new(events)
 }

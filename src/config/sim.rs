@@ -1,0 +1,218 @@
+//! Resolving an embedded engine's knobs: inline knobs, then the named
+//! profile, then the built-in defaults; and checking every value.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{SimMode, SimSpec};
+
+/// Concrete knobs of one embedded engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimParams {
+    pub mode: SimMode,
+    pub ttft: Duration,
+    pub tpot: Duration,
+    pub max_num_seqs: usize,
+    pub max_batch_tokens: usize,
+    pub kv_capacity_tokens: usize,
+    pub step_base: Duration,
+    pub step_per_seq: Duration,
+    pub prefill_per_token: Duration,
+    pub logprob_noise: f64,
+    pub seed: u64,
+    pub usage: bool,
+    pub error_rate: f64,
+    pub drop_rate: f64,
+    pub stall: Duration,
+    pub startup_delay: Duration,
+    pub crash_after: Option<u64>,
+}
+
+/// The built-in profiles. `constant` is the default.
+pub fn builtin_profile(name: &str) -> Option<SimSpec> {
+    match name {
+        "constant" => Some(SimSpec {
+            mode: Some(SimMode::Constant),
+            ttft_ms: Some(20.0),
+            tpot_ms: Some(5.0),
+            ..SimSpec::default()
+        }),
+        // A small GPU engine's shape: a 4 ms step plus 0.15 ms per running
+        // sequence, 10 µs per prefilled prompt token, 32 sequences at most.
+        "engine" => Some(SimSpec {
+            mode: Some(SimMode::Engine),
+            max_num_seqs: Some(32),
+            max_batch_tokens: Some(4096),
+            kv_capacity_tokens: Some(65536),
+            step_base_ms: Some(4.0),
+            step_per_seq_ms: Some(0.15),
+            prefill_ms_per_token: Some(0.01),
+            ..SimSpec::default()
+        }),
+        _ => None,
+    }
+}
+
+pub const BUILTIN_PROFILES: &[&str] = &["constant", "engine"];
+
+/// A resolution error: the knob at fault and why.
+pub type KnobError = (String, String);
+
+impl SimParams {
+    pub fn resolve(
+        spec: &SimSpec,
+        profiles: &BTreeMap<String, SimSpec>,
+    ) -> Result<Self, KnobError> {
+        let mut layered = spec.clone();
+        if let Some(name) = &spec.profile {
+            let named = profiles
+                .get(name)
+                .cloned()
+                .or_else(|| builtin_profile(name))
+                .ok_or_else(|| {
+                    let mut known: Vec<String> =
+                        BUILTIN_PROFILES.iter().map(|s| s.to_string()).collect();
+                    known.extend(profiles.keys().cloned());
+                    (
+                        "profile".to_string(),
+                        format!("unknown profile `{name}` (known: {})", known.join(", ")),
+                    )
+                })?;
+            layered = layered.over(&named);
+            // A user profile may itself build on a built-in one.
+            if let Some(base) = named.profile.as_deref().and_then(builtin_profile) {
+                layered = layered.over(&base);
+            }
+        }
+        let base_mode = layered.mode.unwrap_or(SimMode::Constant);
+        let base = match base_mode {
+            SimMode::Constant => builtin_profile("constant"),
+            SimMode::Engine => builtin_profile("engine"),
+        }
+        .expect("built-in profile");
+        let s = layered.over(&base);
+        let slowdown = s.slowdown.unwrap_or(1.0);
+        let positive = |knob: &str, v: f64, allow_zero: bool| -> Result<f64, KnobError> {
+            if v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) {
+                Ok(v)
+            } else {
+                Err((
+                    knob.to_string(),
+                    format!(
+                        "must be a {} number, got {v}",
+                        if allow_zero {
+                            "non-negative"
+                        } else {
+                            "positive"
+                        }
+                    ),
+                ))
+            }
+        };
+        let fraction = |knob: &str, v: f64| -> Result<f64, KnobError> {
+            if (0.0..=1.0).contains(&v) {
+                Ok(v)
+            } else {
+                Err((
+                    knob.to_string(),
+                    format!("must be between 0 and 1, got {v}"),
+                ))
+            }
+        };
+        let count = |knob: &str, v: u32| -> Result<usize, KnobError> {
+            if v >= 1 {
+                Ok(v as usize)
+            } else {
+                Err((knob.to_string(), "must be at least 1".to_string()))
+            }
+        };
+        positive("slowdown", slowdown, false)?;
+        let ms = |knob: &str, v: Option<f64>| -> Result<Duration, KnobError> {
+            let v = positive(knob, v.unwrap_or(0.0), true)?;
+            Ok(Duration::from_secs_f64(v * slowdown / 1000.0))
+        };
+        Ok(SimParams {
+            mode: s.mode.unwrap_or(SimMode::Constant),
+            ttft: ms("ttft_ms", s.ttft_ms)?,
+            tpot: ms("tpot_ms", s.tpot_ms)?,
+            max_num_seqs: count("max_num_seqs", s.max_num_seqs.unwrap_or(32))?,
+            max_batch_tokens: count("max_batch_tokens", s.max_batch_tokens.unwrap_or(4096))?,
+            kv_capacity_tokens: count("kv_capacity_tokens", s.kv_capacity_tokens.unwrap_or(65536))?,
+            step_base: ms("step_base_ms", s.step_base_ms)?,
+            step_per_seq: ms("step_per_seq_ms", s.step_per_seq_ms)?,
+            prefill_per_token: ms("prefill_ms_per_token", s.prefill_ms_per_token)?,
+            logprob_noise: positive("logprob_noise", s.logprob_noise.unwrap_or(0.0), true)?,
+            seed: s.seed.unwrap_or(0),
+            usage: s.usage.unwrap_or(true),
+            error_rate: fraction("error_rate", s.error_rate.unwrap_or(0.0))?,
+            drop_rate: fraction("drop_rate", s.drop_rate.unwrap_or(0.0))?,
+            // Faults are not the engine's speed: slowdown does not stretch them.
+            stall: Duration::from_secs_f64(
+                positive("stall_ms", s.stall_ms.unwrap_or(0.0), true)? / 1000.0,
+            ),
+            startup_delay: Duration::from_secs_f64(
+                positive("startup_delay_ms", s.startup_delay_ms.unwrap_or(0.0), true)? / 1000.0,
+            ),
+            crash_after: s.crash_after,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_knobs_win_over_profile_over_defaults() {
+        let mut profiles = BTreeMap::new();
+        profiles.insert(
+            "slowish".to_string(),
+            SimSpec {
+                profile: Some("engine".into()),
+                max_num_seqs: Some(8),
+                ..SimSpec::default()
+            },
+        );
+        let spec = SimSpec {
+            profile: Some("slowish".into()),
+            step_base_ms: Some(10.0),
+            slowdown: Some(2.0),
+            ..SimSpec::default()
+        };
+        let p = SimParams::resolve(&spec, &profiles).unwrap();
+        assert_eq!(p.mode, SimMode::Engine);
+        assert_eq!(p.max_num_seqs, 8);
+        assert_eq!(p.step_base, Duration::from_millis(20));
+        assert_eq!(p.step_per_seq, Duration::from_secs_f64(0.15 * 2.0 / 1000.0));
+        let p = SimParams::resolve(&SimSpec::default(), &profiles).unwrap();
+        assert_eq!(
+            (p.mode, p.ttft, p.tpot),
+            (
+                SimMode::Constant,
+                Duration::from_millis(20),
+                Duration::from_millis(5)
+            )
+        );
+    }
+
+    #[test]
+    fn bad_knobs_are_named() {
+        let none = BTreeMap::new();
+        let bad = SimSpec {
+            error_rate: Some(1.5),
+            ..SimSpec::default()
+        };
+        assert_eq!(SimParams::resolve(&bad, &none).unwrap_err().0, "error_rate");
+        let bad = SimSpec {
+            profile: Some("nope".into()),
+            ..SimSpec::default()
+        };
+        let e = SimParams::resolve(&bad, &none).unwrap_err();
+        assert!(e.0 == "profile" && e.1.contains("engine"), "{e:?}");
+        let bad = SimSpec {
+            slowdown: Some(0.0),
+            ..SimSpec::default()
+        };
+        assert_eq!(SimParams::resolve(&bad, &none).unwrap_err().0, "slowdown");
+    }
+}

@@ -1,0 +1,188 @@
+//! When each token of each request is ready.
+//!
+//! Constant mode: every stream has its own fixed timing (first token `ttft`
+//! after arrival, then one every `tpot`), independent of the others.
+//! Engine mode: a continuous-batching scheduler. Each step admits waiting
+//! requests (at most `max_num_seqs` running, prompt tokens within the step's
+//! token budget, prompt + max_tokens within the KV capacity), lasts
+//! `step_base + step_per_seq × batch + prefill_per_token × prefilled tokens`,
+//! and at its end gives every running request one token. Steps follow each
+//! other on absolute deadlines, so time does not drift.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::clock::PreciseClock;
+use crate::config::{SimMode, SimParams};
+
+/// Counters behind `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    pub running: AtomicUsize,
+    pub waiting: AtomicUsize,
+    pub generation_tokens: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub requests: AtomicU64,
+}
+
+struct Job {
+    prompt_tokens: usize,
+    max_tokens: usize,
+    tick: mpsc::UnboundedSender<()>,
+}
+
+/// The timing source of one request.
+pub enum Ticks {
+    Constant {
+        arrived: Instant,
+        ttft: Duration,
+        tpot: Duration,
+        clock: PreciseClock,
+    },
+    Engine(mpsc::UnboundedReceiver<()>),
+}
+
+impl Ticks {
+    /// Waits until token `i` is ready; false if the engine dropped the request.
+    pub async fn ready(&mut self, i: usize, extra: Duration) -> bool {
+        match self {
+            Ticks::Constant {
+                arrived,
+                ttft,
+                tpot,
+                clock,
+            } => {
+                clock
+                    .sleep_until(*arrived + *ttft + *tpot * i as u32 + extra)
+                    .await;
+                true
+            }
+            Ticks::Engine(rx) => rx.recv().await.is_some(),
+        }
+    }
+}
+
+pub struct Engine {
+    params: SimParams,
+    clock: PreciseClock,
+    jobs: Option<mpsc::UnboundedSender<Job>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Engine {
+    /// Must be called inside the engine's runtime (engine mode spawns the scheduler).
+    pub fn start(params: SimParams, clock: PreciseClock) -> Self {
+        let stats = Arc::new(Stats::default());
+        let jobs = (params.mode == SimMode::Engine).then(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(schedule(params.clone(), clock.clone(), rx, stats.clone()));
+            tx
+        });
+        Self {
+            params,
+            clock,
+            jobs,
+            stats,
+        }
+    }
+
+    /// Registers a request that arrived at `arrived`.
+    pub fn submit(&self, arrived: Instant, prompt_tokens: usize, max_tokens: usize) -> Ticks {
+        self.stats
+            .prompt_tokens
+            .fetch_add(prompt_tokens as u64, Ordering::Relaxed);
+        match &self.jobs {
+            None => Ticks::Constant {
+                arrived,
+                ttft: self.params.ttft,
+                tpot: self.params.tpot,
+                clock: self.clock.clone(),
+            },
+            Some(jobs) => {
+                let (tick, rx) = mpsc::unbounded_channel();
+                let _ = jobs.send(Job {
+                    prompt_tokens,
+                    max_tokens,
+                    tick,
+                });
+                Ticks::Engine(rx)
+            }
+        }
+    }
+}
+
+struct Running {
+    job: Job,
+    emitted: usize,
+    reserved: usize,
+}
+
+async fn schedule(
+    p: SimParams,
+    clock: PreciseClock,
+    mut arrivals: mpsc::UnboundedReceiver<Job>,
+    stats: Arc<Stats>,
+) {
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut running: Vec<Running> = Vec::new();
+    let mut kv_used = 0usize;
+    let mut step_start = Instant::now();
+    loop {
+        while let Ok(job) = arrivals.try_recv() {
+            waiting.push_back(job);
+        }
+        if running.is_empty() && waiting.is_empty() {
+            match arrivals.recv().await {
+                Some(job) => waiting.push_back(job),
+                None => return,
+            }
+            step_start = Instant::now();
+        }
+        // Admit in arrival order while the batch, the token budget and the cache allow.
+        let mut prefill = 0usize;
+        while let Some(job) = waiting.front() {
+            if job.tick.is_closed() {
+                waiting.pop_front();
+                continue;
+            }
+            let reserve = job.prompt_tokens + job.max_tokens;
+            let fits_batch = running.len() < p.max_num_seqs;
+            // An oversized request still runs alone rather than waiting forever.
+            let fits_cache = kv_used + reserve <= p.kv_capacity_tokens || running.is_empty();
+            let fits_budget = prefill + job.prompt_tokens <= p.max_batch_tokens || prefill == 0;
+            if !(fits_batch && fits_cache && fits_budget) {
+                break;
+            }
+            let job = waiting.pop_front().expect("front exists");
+            prefill += job.prompt_tokens;
+            kv_used += reserve;
+            running.push(Running {
+                job,
+                emitted: 0,
+                reserved: reserve,
+            });
+        }
+        stats.running.store(running.len(), Ordering::Relaxed);
+        stats.waiting.store(waiting.len(), Ordering::Relaxed);
+        let step = p.step_base
+            + p.step_per_seq * running.len() as u32
+            + p.prefill_per_token * prefill as u32;
+        let end = step_start + step;
+        clock.sleep_until(end).await;
+        running.retain_mut(|r| {
+            let delivered = r.job.tick.send(()).is_ok();
+            r.emitted += 1;
+            let keep = delivered && r.emitted < r.job.max_tokens;
+            if !keep {
+                kv_used -= r.reserved;
+            }
+            keep
+        });
+        // The next step starts when this one ended, not when we got round to it.
+        step_start = end;
+    }
+}
