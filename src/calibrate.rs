@@ -49,6 +49,8 @@ pub struct Level {
     pub events_per_s: f64,
     /// Client CPU (user + system) per million stream events.
     pub cpu_s_per_million_events: f64,
+    /// The engine's CPU per million stream events (from /proc; NaN where unavailable).
+    pub engine_cpu_s_per_million_events: f64,
 }
 
 /// The engine as a child process; killed when dropped.
@@ -82,6 +84,26 @@ fn raise_fd_limit() {
     }
 }
 
+/// CPU seconds a child process has used, from `/proc/PID/stat` (Linux).
+fn child_cpu_s(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -104,6 +126,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    let engine_pid = child.id();
     let _engine = EngineProcess(child);
     let client = Client::new(&format!("http://127.0.0.1:{port}"), None)?;
     client
@@ -137,8 +160,10 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
             progress: None,
         };
         let cpu_before = process_cpu_s();
+        let engine_before = child_cpu_s(engine_pid);
         let result = bench::run(&client, &spec).await;
         let cpu = process_cpu_s() - cpu_before;
+        let engine_cpu = child_cpu_s(engine_pid) - engine_before;
         let s = &result.summary;
         let events: usize = result.records.iter().map(|r| r.event_times_s.len()).sum();
         // Warm-up events cost CPU too; count them so the ratio is per event sent.
@@ -157,6 +182,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
                 0.0
             },
             cpu_s_per_million_events: cpu / (events as f64 + warm_events) * 1e6,
+            engine_cpu_s_per_million_events: engine_cpu / (events as f64 + warm_events) * 1e6,
         });
     }
     Ok(levels)
@@ -176,6 +202,7 @@ pub fn table(options: &CalibrateOptions, levels: &[Level]) -> String {
         "ITL stddev".into(),
         "events/s".into(),
         "client CPU s / M events".into(),
+        "engine CPU s / M events".into(),
     ]);
     for l in levels {
         t.add_row(vec![
@@ -189,6 +216,7 @@ pub fn table(options: &CalibrateOptions, levels: &[Level]) -> String {
             format!("{:.3} ms", l.itl_stddev_ms),
             format!("{:.0}", l.events_per_s),
             format!("{:.1}", l.cpu_s_per_million_events),
+            format!("{:.1}", l.engine_cpu_s_per_million_events),
         ]);
     }
     t.to_string()

@@ -5,7 +5,7 @@
 //! calibration figure. A dedicated thread parks on a condition variable
 //! (nanosecond timeouts) until the earliest deadline and wakes the waiting
 //! tasks, so tokens leave within tens of microseconds of their due time.
-//! Deadlines are rounded up to a 100 µs grid so that one wake-up releases
+//! Deadlines are rounded up to a 250 µs grid so that one wake-up releases
 //! every token due in the same slice: with a thousand streams that keeps the
 //! thread from waking tens of thousands of times per second.
 
@@ -47,7 +47,7 @@ struct Queue {
 }
 
 /// Width of the deadline grid.
-const SLICE: std::time::Duration = std::time::Duration::from_micros(100);
+const SLICE: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// A shared precise clock; the thread stops when its guard is dropped.
 #[derive(Clone)]

@@ -728,12 +728,20 @@ async fn generate(
     } else {
         "cmpl"
     };
+    let id = format!("{prefix}-{number}");
+    let created = now_unix();
+    let text_prefix = format!(
+        "{{\"id\":{},\"object\":\"text_completion\",\"created\":{created},\"model\":{},\"choices\":[{{\"index\":0,\"text\":",
+        Value::from(id.as_str()),
+        Value::from(inner.model_name.as_str()),
+    );
     let meta = Meta {
-        id: format!("{prefix}-{number}"),
-        created: now_unix(),
+        id,
+        created,
         model: inner.model_name.clone(),
         kind,
         usage: inner.params.usage,
+        text_prefix,
     };
     if body.stream {
         let options = body.stream_options.unwrap_or(StreamOptions {
@@ -753,6 +761,8 @@ struct Meta {
     model: String,
     kind: Kind,
     usage: bool,
+    /// A completion chunk up to its text value, pre-rendered.
+    text_prefix: String,
 }
 
 impl Meta {
@@ -877,6 +887,16 @@ fn stream_response(
                             }
                             (Some(lp), Kind::Chat) => chat_logprobs(std::slice::from_ref(lp)),
                         };
+                        if meta.kind == Kind::Text && logprobs.is_null() && !continuous {
+                            // The common benchmark event, rendered without building a JSON tree.
+                            let finish = match piece.finish {
+                                Some(f) => format!("\"{f}\""),
+                                None => "null".to_string(),
+                            };
+                            let text = serde_json::to_string(&piece.text).expect("string serialises");
+                            let data = format!("{}{text},\"logprobs\":null,\"finish_reason\":{finish}}}]}}", meta.text_prefix);
+                            return Some((vec![Value::String(data)], (g, Phase::Tokens, cut)));
+                        }
                         let choice = match meta.kind {
                             Kind::Text => json!({"index": 0, "text": piece.text, "logprobs": logprobs, "finish_reason": piece.finish}),
                             Kind::Chat => json!({"index": 0, "delta": {"content": piece.text}, "logprobs": logprobs, "finish_reason": piece.finish}),
