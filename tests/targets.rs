@@ -56,6 +56,18 @@ impl TestProject {
         p
     }
 
+    /// A project whose candidate runs `./serve.sh {port}` (with `extra`
+    /// settings) and whose baseline is the embedded engine.
+    fn candidate_script(extra: &str) -> Self {
+        Self::new(
+            &format!(
+                "[targets.candidate]\n{}[targets.baseline]\nsim = {{ ttft_ms = 5.0, tpot_ms = 2.0 }}\n",
+                script_target("serve.sh", extra)
+            ),
+            SMALL_WORKLOAD,
+        )
+    }
+
     fn root(&self) -> &Path {
         self.dir.path()
     }
@@ -238,14 +250,7 @@ fn embedded_baseline() -> &'static str {
 
 #[test]
 fn slow_starter_becomes_ready() {
-    let t = TestProject::new(
-        &format!(
-            "[targets.candidate]\n{}{}",
-            script_target("serve.sh", "ready_timeout_s = 15"),
-            embedded_baseline()
-        ),
-        SMALL_WORKLOAD,
-    );
+    let t = TestProject::candidate_script("ready_timeout_s = 15");
     t.script(
         "serve.sh",
         &format!("echo $$ > pid\necho warming up\nsleep 1.2\necho loaded\nexec {SIM}"),
@@ -267,14 +272,7 @@ fn slow_starter_becomes_ready() {
 
 #[test]
 fn server_that_never_gets_ready_fails_within_its_timeout_quoting_its_log() {
-    let t = TestProject::new(
-        &format!(
-            "[targets.candidate]\n{}{}",
-            script_target("serve.sh", "ready_timeout_s = 1.5\nstop_timeout_s = 2"),
-            embedded_baseline()
-        ),
-        SMALL_WORKLOAD,
-    );
+    let t = TestProject::candidate_script("ready_timeout_s = 1.5\nstop_timeout_s = 2");
     // Prints, forks a child, and never listens.
     t.script(
         "serve.sh",
@@ -304,14 +302,7 @@ fn server_that_never_gets_ready_fails_within_its_timeout_quoting_its_log() {
 
 #[test]
 fn server_that_exits_while_starting_fails_at_once_with_its_status() {
-    let t = TestProject::new(
-        &format!(
-            "[targets.candidate]\n{}{}",
-            script_target("serve.sh", "ready_timeout_s = 30"),
-            embedded_baseline()
-        ),
-        SMALL_WORKLOAD,
-    );
+    let t = TestProject::candidate_script("ready_timeout_s = 30");
     t.script(
         "serve.sh",
         "echo $$ > pid\necho 'fatal: no GPU found' >&2\nexit 3",
@@ -364,14 +355,7 @@ fn server_that_crashes_mid_run_fails_the_case_with_lost_requests() {
 
 #[test]
 fn server_ignoring_sigterm_is_killed_after_stop_timeout() {
-    let t = TestProject::new(
-        &format!(
-            "[targets.candidate]\n{}{}",
-            script_target("serve.sh", "stop_timeout_s = 1"),
-            embedded_baseline()
-        ),
-        SMALL_WORKLOAD,
-    );
+    let t = TestProject::candidate_script("stop_timeout_s = 1");
     // An ignored signal stays ignored across exec.
     t.script(
         "serve.sh",
@@ -390,14 +374,7 @@ fn server_ignoring_sigterm_is_killed_after_stop_timeout() {
 
 #[test]
 fn server_that_forks_leaves_no_child_behind() {
-    let t = TestProject::new(
-        &format!(
-            "[targets.candidate]\n{}{}",
-            script_target("serve.sh", "stop_timeout_s = 1"),
-            embedded_baseline()
-        ),
-        SMALL_WORKLOAD,
-    );
+    let t = TestProject::candidate_script("stop_timeout_s = 1");
     // A forked helper that ignores SIGTERM and would outlive its parent.
     t.script(
         "serve.sh",
@@ -590,14 +567,7 @@ fn state(t: &TestProject, target: &str) -> serde_json::Value {
 
 #[test]
 fn up_shares_a_server_with_later_runs_and_down_stops_it() {
-    let t = TestProject::new(
-        &format!(
-            "[targets.candidate]\n{}{}",
-            script_target("serve.sh", ""),
-            embedded_baseline()
-        ),
-        SMALL_WORKLOAD,
-    );
+    let t = TestProject::candidate_script("");
     t.script("serve.sh", &format!("echo $$ > pid\nexec {SIM}"));
     let out = t.cli(&["up", "--idle-timeout", "0"]);
     assert_eq!(
@@ -643,14 +613,7 @@ fn up_shares_a_server_with_later_runs_and_down_stops_it() {
 
 #[test]
 fn shared_server_stops_itself_when_idle() {
-    let t = TestProject::new(
-        &format!(
-            "[targets.candidate]\n{}{}",
-            script_target("serve.sh", ""),
-            embedded_baseline()
-        ),
-        SMALL_WORKLOAD,
-    );
+    let t = TestProject::candidate_script("");
     t.script("serve.sh", &format!("echo $$ > pid\nexec {SIM}"));
     let out = t.cli(&["up", "candidate", "--idle-timeout", "1"]);
     assert_eq!(out.status.code(), Some(0));
@@ -671,14 +634,7 @@ fn shared_server_stops_itself_when_idle() {
 /// SIGTERM, sends `signal` to servegate once the server runs, and checks
 /// that servegate exits with 128 + the signal leaving nothing behind.
 fn interrupt_run(signal: nix::sys::signal::Signal) {
-    let t = TestProject::new(
-        &format!(
-            "[targets.candidate]\n{}{}",
-            script_target("serve.sh", "ready_timeout_s = 60\nstop_timeout_s = 30"),
-            embedded_baseline()
-        ),
-        SMALL_WORKLOAD,
-    );
+    let t = TestProject::candidate_script("ready_timeout_s = 60\nstop_timeout_s = 30");
     t.script(
         "serve.sh",
         "trap '' TERM\necho $$ > pid\n(exec sleep 60) &\nsleep 60",

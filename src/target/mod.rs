@@ -234,14 +234,7 @@ async fn build_once(
         return Ok(());
     }
     let log = log_path(&env.logs_dir(), name, "-build");
-    let mut child = ChildProcess::spawn(&process::Spec {
-        argv: inv.argv.clone(),
-        env: inv.env,
-        cwd: Some(inv.cwd),
-        log: log.clone(),
-        grace: Duration::from_secs_f64(spec.stop_timeout_s),
-    })
-    .with_context(|| format!("target `{name}`: cannot run build `{}`", inv.argv[0]))?;
+    let mut child = spawn(name, spec, inv, &log, "run build")?;
     let status = loop {
         if let Some(status) = child.exit_status() {
             break status;
@@ -258,6 +251,30 @@ async fn build_once(
     }
     seen(true);
     Ok(())
+}
+
+/// Spawns an invocation of target `name` with its output in `log`.
+fn spawn(
+    name: &str,
+    spec: &TargetSpec,
+    inv: Invocation,
+    log: &Path,
+    what: &str,
+) -> anyhow::Result<ChildProcess> {
+    let program = inv.argv[0].clone();
+    ChildProcess::spawn(&process::Spec {
+        argv: inv.argv,
+        env: inv.env,
+        cwd: Some(inv.cwd),
+        log: log.to_path_buf(),
+        grace: Duration::from_secs_f64(spec.stop_timeout_s),
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "target `{name}`: cannot {what} `{program}`: {e}\n{}",
+            process::quote_log(log)
+        )
+    })
 }
 
 /// Spawns a `command` target and waits until it answers `ready` with 200.
@@ -280,20 +297,7 @@ pub(crate) async fn start_command(
     build_once(name, spec, &vars, env).await?;
     let inv = invocation(spec, argv, &env.root, &vars).map_err(anyhow::Error::msg)?;
     let log = log_path(&env.logs_dir(), name, "");
-    let mut child = ChildProcess::spawn(&process::Spec {
-        argv: inv.argv.clone(),
-        env: inv.env,
-        cwd: Some(inv.cwd),
-        log: log.clone(),
-        grace: Duration::from_secs_f64(spec.stop_timeout_s),
-    })
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "target `{name}`: cannot start `{}`: {e}\n{}",
-            inv.argv[0],
-            process::quote_log(&log)
-        )
-    })?;
+    let mut child = spawn(name, spec, inv, &log, "start")?;
     let url = format!("http://127.0.0.1:{port}");
     let probe_url = format!("{url}{}", spec.ready);
     let timeout = Duration::from_secs_f64(spec.ready_timeout_s);

@@ -134,17 +134,13 @@ pub async fn find(env: &TargetEnv, name: &str, spec: &TargetSpec, model: &str) -
     if !path.exists() {
         return None;
     }
-    let probe = reqwest::Client::new()
-        .get(format!("{}{}", state.url, spec.ready))
-        .timeout(Duration::from_secs(5));
-    let probe = match &spec.api_key_env {
-        Some(var) => probe.bearer_auth(std::env::var(var).unwrap_or_default()),
-        None => probe,
-    };
-    match probe.send().await {
-        Ok(r) if r.status().is_success() => Some(lease),
-        _ => None,
-    }
+    let api_key = super::api_key(name, spec).ok()?;
+    let client = crate::client::Client::new(&state.url, api_key).ok()?;
+    client
+        .wait_ready(&spec.ready, Duration::from_secs(5))
+        .await
+        .ok()
+        .map(|()| lease)
 }
 
 /// Runs in the detached supervisor: starts the server, publishes its state,
