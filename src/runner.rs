@@ -93,7 +93,7 @@ struct Prepared {
 
 fn prepare(project: &Project, case: &Case) -> anyhow::Result<Prepared> {
     if case.kind == CaseKind::Suite {
-        anyhow::bail!("{}: quality evaluation not implemented yet", case.name);
+        anyhow::bail!("quality evaluation not implemented yet");
     }
     let c = &case.config;
     let prompts_dir = config::resolve(&project.root, &c.prompts_dir);
