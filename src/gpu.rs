@@ -11,3 +11,10 @@ pub fn available() -> bool {
 pub fn describe() -> String {
     "no GPU: this build has no CUDA support".to_string()
 }
+
+/// Device memory in use, in bytes, summed over the GPUs servers use; `None`
+/// where it cannot be measured (always, in this build). Exclusive targets use
+/// it to wait until one server's memory is released before the next starts.
+pub fn memory_used_bytes() -> Option<u64> {
+    None
+}

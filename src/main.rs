@@ -8,11 +8,12 @@ use clap::{Parser, Subcommand};
 use servegate::adhoc::{self, BenchFile, Grid};
 use servegate::calibrate;
 use servegate::client::Client;
-use servegate::config::{CaseKind, Endpoint, SimSpec, WorkloadConfig};
+use servegate::config::{CaseConfig, Endpoint, SimSpec, WorkloadConfig};
 use servegate::discover::{Case, Project};
 use servegate::report::{self, CaseError, RunResults};
 use servegate::runner::{self, CaseReport, RunOptions};
 use servegate::sim::SimServer;
+use servegate::target::{shared, TargetEnv};
 use servegate::tokenizer::Tokenizer;
 use servegate::workload;
 
@@ -54,6 +55,23 @@ enum Command {
     },
     /// Validate every case file without running anything.
     Check,
+    /// Start `command` targets (default: the project's candidate and baseline)
+    /// and leave them running for later runs and tests; prints `NAME URL` lines.
+    Up {
+        targets: Vec<String>,
+        /// Stop a server after this many seconds without a user (0: never).
+        #[arg(long, default_value_t = 600.0)]
+        idle_timeout: f64,
+    },
+    /// Stop servers started by `servegate up` (all, or those named).
+    Down { targets: Vec<String> },
+    /// Supervises one server for `servegate up` (internal).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        target: String,
+        #[arg(long)]
+        idle_timeout: Option<f64>,
+    },
     /// Ad-hoc grid benchmark of one server (the old comparison script's flags).
     Bench(BenchArgs),
     /// Measure servegate's own timing error against the embedded engine.
@@ -248,6 +266,15 @@ fn main() -> ExitCode {
         } => run(&project, filter.as_deref(), exact, output, save_detailed),
         Command::List { filter, reasons } => list(&project, filter.as_deref(), reasons),
         Command::Check => check(&project),
+        Command::Up {
+            targets,
+            idle_timeout,
+        } => up(&project, &targets, idle_timeout),
+        Command::Down { targets } => down(&project, &targets),
+        Command::Supervise {
+            target,
+            idle_timeout,
+        } => supervise(&project, &target, idle_timeout),
         Command::Sim(_)
         | Command::Bench(_)
         | Command::Calibrate { .. }
@@ -359,30 +386,27 @@ fn run(
     let mut reports: Vec<CaseReport> = Vec::new();
     let mut errors: Vec<CaseError> = Vec::new();
     let mut ignored = 0;
+    let mut runnable = Vec::new();
     for case in &cases {
         if let Some(why) = &case.ignore_reason {
             println!("{}: ignored ({why})", case.name);
             ignored += 1;
-            continue;
+        } else {
+            runnable.push(case);
         }
-        if case.kind == CaseKind::Suite {
-            let error = "quality evaluation not implemented yet".to_string();
-            println!("{}: error: {error}", case.name);
-            errors.push(CaseError {
-                name: case.name.clone(),
-                error,
-            });
-            continue;
-        }
-        eprintln!("running {} …", case.name);
-        match runner::run_case(
-            project,
-            case,
-            RunOptions {
-                keep_records: save_detailed,
-                progress: true,
-            },
-        ) {
+    }
+    // Every target starts once for all the cases that use it.
+    let results = runner::run_cases(
+        project,
+        &runnable,
+        RunOptions {
+            keep_records: save_detailed,
+            progress: true,
+        },
+        &mut |line| eprintln!("running {line} …"),
+    );
+    for (case, result) in runnable.iter().zip(results) {
+        match result {
             Ok(r) => {
                 println!("\n{} — {}", r.name, if r.passed { "pass" } else { "FAIL" });
                 println!("{}", report::target_table(&r));
@@ -618,4 +642,121 @@ fn sim(args: &SimArgs, root: Option<PathBuf>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The project's settings and where its targets write.
+fn project_config(project: &Project) -> Result<(CaseConfig, TargetEnv), ExitCode> {
+    match servegate::config::load_project(&project.root, &project.env) {
+        Ok(c) => {
+            let env = TargetEnv::new(&project.root, &c.results_dir);
+            Ok((c, env))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(CONFIG_ERROR))
+        }
+    }
+}
+
+fn up(project: &Project, names: &[String], idle_timeout: f64) -> ExitCode {
+    let (config, env) = match project_config(project) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let names: Vec<String> = if names.is_empty() {
+        let mut names = vec![config.candidate.clone()];
+        names.extend(config.baseline.target().map(str::to_string));
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|n| config.targets.get(n).is_some_and(|t| t.command.is_some()))
+            .collect()
+    } else {
+        names.to_vec()
+    };
+    let mut targets = Vec::new();
+    for name in &names {
+        match config.targets.get(name) {
+            Some(spec) if spec.command.is_some() => targets.push((name.clone(), spec.clone())),
+            Some(_) => {
+                eprintln!("error: `{name}` is not a `command` target; only those can be started");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+            None => {
+                eprintln!("error: no target named `{name}` in servegate.toml");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        }
+    }
+    if targets.is_empty() {
+        eprintln!("nothing to start: neither candidate nor baseline is a `command` target");
+        return ExitCode::SUCCESS;
+    }
+    if targets.iter().filter(|(_, t)| t.is_exclusive()).count() > 1 {
+        eprintln!(
+            "warning: {} are exclusive targets and will now run side by side",
+            targets
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: cannot find the servegate binary: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let idle = (idle_timeout > 0.0).then(|| std::time::Duration::from_secs_f64(idle_timeout));
+    match shared::up(&exe, &project.root, &env, &targets, &config.model, idle) {
+        Ok(ups) => {
+            for u in ups {
+                println!("{} {}", u.target, u.url);
+                if u.already_running {
+                    eprintln!("`{}` was already up", u.target);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn down(project: &Project, names: &[String]) -> ExitCode {
+    let env = match project_config(project) {
+        Ok((_, env)) => env,
+        Err(code) => return code,
+    };
+    match shared::down(&env, names) {
+        Ok(stopped) => {
+            for name in stopped {
+                println!("stopped {name}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn supervise(project: &Project, name: &str, idle_timeout: Option<f64>) -> ExitCode {
+    let (config, env) = match project_config(project) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(spec) = config.targets.get(name) else {
+        eprintln!("error: no target named `{name}`");
+        return ExitCode::from(CONFIG_ERROR);
+    };
+    let model = spec.model.clone().unwrap_or(config.model.clone());
+    let idle = idle_timeout.map(std::time::Duration::from_secs_f64);
+    let code = shared::supervise(&env, name, spec, &model, idle);
+    ExitCode::from(code as u8)
 }

@@ -1,16 +1,18 @@
-//! Runs one case end to end: targets up, workload against each, gate checked.
+//! Runs cases end to end: targets up, workload against each, gate checked.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::bench::{self, BenchResult, BenchSpec};
-use crate::config::{self, CaseKind, WorkloadConfig};
+use crate::config::{self, Baseline, CaseKind, RecordedBaseline, RecordedRole, WorkloadConfig};
 use crate::discover::{Case, Project};
 use crate::gate::{self, GateRow};
 use crate::metrics::{RequestRecord, Summary};
-use crate::target::RunningTarget;
+use crate::target::pool::{self, Pool, TargetKey};
+use crate::target::{RunningTarget, TargetEnv};
 use crate::tokenizer::Tokenizer;
 use crate::workload;
 
@@ -25,6 +27,12 @@ pub struct TargetReport {
     pub errors: BTreeMap<String, usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<RequestRecord>,
+    /// The server's log, for targets servegate started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    /// Set when this side was read from an earlier run's results file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_from: Option<PathBuf>,
 }
 
 /// The outcome of one case.
@@ -86,63 +94,150 @@ fn load_prompts(
 }
 
 /// Runs a case. `Err` means the case could not be measured at all (a target
-/// would not start, the prompt set is missing); a gate failure is an `Ok`
-/// report with `passed == false`.
+/// would not start or died, the prompt set is missing); a gate failure is an
+/// `Ok` report with `passed == false`.
 pub fn run_case(project: &Project, case: &Case, options: RunOptions) -> anyhow::Result<CaseReport> {
-    if case.kind == CaseKind::Suite {
-        anyhow::bail!("{}: quality evaluation not implemented yet", case.name);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    runtime.block_on(run_scenario(project, case, options))
+    run_cases(project, &[case], options, &mut |_| {})
+        .pop()
+        .expect("one result per case")
 }
 
-async fn run_scenario(
+/// Runs cases together, one result per case in the same order. Each target
+/// starts once for all the cases that use it (in order of first use) and is
+/// stopped before an exclusive target starts; `progress` hears what runs.
+pub fn run_cases(
     project: &Project,
-    case: &Case,
+    cases: &[&Case],
     options: RunOptions,
-) -> anyhow::Result<CaseReport> {
+    progress: &mut dyn FnMut(&str),
+) -> Vec<anyhow::Result<CaseReport>> {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return cases.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect(),
+    };
+    runtime.block_on(run_scenarios(project, cases, options, progress))
+}
+
+/// What a case needs before any server starts.
+struct Prepared {
+    prompts: std::sync::Arc<Vec<workload::Prompt>>,
+    tokenizer: Option<Tokenizer>,
+    keys: [Option<TargetKey>; 2],
+    recorded: Option<TargetReport>,
+}
+
+fn prepare(project: &Project, case: &Case) -> anyhow::Result<Prepared> {
+    if case.kind == CaseKind::Suite {
+        anyhow::bail!("quality evaluation not implemented yet");
+    }
     let c = &case.config;
     let tokenizer = load_tokenizer(project, c)?;
     let prompts = load_prompts(project, case, tokenizer.as_ref())
         .map_err(|e| anyhow::anyhow!("{}: {e}", case.name))?;
-    let mut spec = BenchSpec {
-        model: c.model.clone(),
-        workload: c.workload.clone(),
+    let key = |name: &str| {
+        let spec = c.targets[name].clone();
+        TargetKey {
+            name: name.to_string(),
+            model: spec.model.clone().unwrap_or_else(|| c.model.clone()),
+            spec,
+        }
+    };
+    let (baseline, recorded) = match &c.baseline {
+        Baseline::Target(name) => (Some(key(name)), None),
+        Baseline::Recorded(r) => (None, Some(recorded_baseline(project, case, r)?)),
+    };
+    Ok(Prepared {
         prompts: std::sync::Arc::new(prompts),
         tokenizer,
-        progress: None,
-    };
-    // One target at a time: the candidate is stopped before the baseline
-    // starts, so the two never share a machine's resources.
-    let mut reports = Vec::new();
-    for name in [&c.candidate, &c.baseline] {
-        let target = RunningTarget::start(name, &c.targets[name], &c.model).await?;
-        spec.model = target.model.clone();
-        spec.progress = options
-            .progress
-            .then(|| progress_bar(name, c.workload.num_requests));
-        let result = bench::run(&target.client, &spec).await;
-        if let Some(p) = &spec.progress {
-            p.finish_and_clear();
-        }
-        reports.push(target_report(&target, result, options));
-    }
-    let baseline = reports.pop().expect("two targets");
-    let candidate = reports.pop().expect("two targets");
-    let rows = gate::evaluate(&c.gate, &candidate.summary, &baseline.summary);
-    Ok(CaseReport {
-        name: case.name.clone(),
-        file: case.file.clone(),
-        description: c.description.clone(),
-        workload: c.workload.clone(),
-        passed: gate::all_pass(&rows),
-        candidate,
-        baseline,
-        gate: rows,
+        keys: [Some(key(&c.candidate)), baseline],
+        recorded,
     })
+}
+
+async fn run_scenarios(
+    project: &Project,
+    cases: &[&Case],
+    options: RunOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Vec<anyhow::Result<CaseReport>> {
+    let mut prepared: Vec<anyhow::Result<Prepared>> =
+        cases.iter().map(|case| prepare(project, case)).collect();
+    let needs: Vec<[Option<TargetKey>; 2]> = prepared
+        .iter()
+        .map(|p| p.as_ref().map(|p| p.keys.clone()).unwrap_or_default())
+        .collect();
+    let mut measured: Vec<[Option<TargetReport>; 2]> = vec![Default::default(); cases.len()];
+    let mut pool = Pool::new();
+    for (i, side) in pool::schedule(&needs) {
+        let Ok(p) = &prepared[i] else { continue };
+        let case = cases[i];
+        let c = &case.config;
+        let key = p.keys[side].as_ref().expect("scheduled jobs have a target");
+        let env = TargetEnv::new(&project.root, &c.results_dir);
+        let role = ["candidate", "baseline"][side];
+        progress(&format!("{}: {role} `{}`", case.name, key.name));
+        let target = match pool.acquire(key, &env).await {
+            Ok(t) => t,
+            Err(e) => {
+                prepared[i] = Err(e.context(role));
+                continue;
+            }
+        };
+        let spec = BenchSpec {
+            model: target.model.clone(),
+            workload: c.workload.clone(),
+            prompts: p.prompts.clone(),
+            tokenizer: p.tokenizer.clone(),
+            progress: options
+                .progress
+                .then(|| progress_bar(role, c.workload.num_requests)),
+        };
+        let result = bench::run(&target.client, &spec).await;
+        if let Some(bar) = &spec.progress {
+            bar.finish_and_clear();
+        }
+        let report = target_report(target, result, options);
+        let failed: usize = report.errors.values().sum();
+        let settle = Duration::from_millis(if failed > 0 { 500 } else { 0 });
+        if let Some(how) = pool.take_exited(key, settle).await {
+            prepared[i] = Err(anyhow::anyhow!(
+                "{role} target `{}` {how}\n{failed} of {} measured requests lost",
+                key.name,
+                c.workload.num_requests,
+            ));
+            continue;
+        }
+        measured[i][side] = Some(report);
+    }
+    pool.stop_all();
+    cases
+        .iter()
+        .zip(prepared)
+        .zip(measured)
+        .map(|((case, p), [candidate, baseline])| {
+            let p = p?;
+            let c = &case.config;
+            let candidate = candidate.expect("candidate measured");
+            let baseline = baseline
+                .or(p.recorded)
+                .expect("baseline measured or recorded");
+            let rows = gate::evaluate(&c.gate, &candidate.summary, &baseline.summary);
+            Ok(CaseReport {
+                name: case.name.clone(),
+                file: case.file.clone(),
+                description: c.description.clone(),
+                workload: c.workload.clone(),
+                passed: gate::all_pass(&rows),
+                candidate,
+                baseline,
+                gate: rows,
+            })
+        })
+        .collect()
 }
 
 fn target_report(target: &RunningTarget, result: BenchResult, options: RunOptions) -> TargetReport {
@@ -161,7 +256,85 @@ fn target_report(target: &RunningTarget, result: BenchResult, options: RunOption
         } else {
             Vec::new()
         },
+        log: target.log.clone(),
+        recorded_from: None,
     }
+}
+
+/// The baseline side of a case read from an earlier run: the case of the
+/// same name in a `RunResults` file, or a single `CaseReport` file. The
+/// recorded workload must match the case's. Errors point at `baseline`.
+fn recorded_baseline(
+    project: &Project,
+    case: &Case,
+    recorded: &RecordedBaseline,
+) -> Result<TargetReport, config::ConfigError> {
+    let path = config::resolve(&project.root, &recorded.results);
+    read_recorded(&path, case, recorded.role).map_err(|message| {
+        // The key is written in the case file or in servegate.toml.
+        let key = ["baseline".to_string(), "results".to_string()];
+        let (origin, line) = [case.file.clone(), project.project_file()]
+            .into_iter()
+            .find_map(|file| {
+                let line = config::key_line(&std::fs::read_to_string(&file).ok()?, &key)?;
+                Some((file, Some(line)))
+            })
+            .unwrap_or((case.file.clone(), None));
+        config::ConfigError {
+            origin: config::Origin::File(origin),
+            line,
+            key: Some("baseline.results".into()),
+            message: format!("{}: {message}", case.name),
+        }
+    })
+}
+
+fn read_recorded(path: &Path, case: &Case, role: RecordedRole) -> Result<TargetReport, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    let is_case =
+        |c: &serde_json::Value| c.get("name").and_then(|n| n.as_str()) == Some(&case.name);
+    let saved = match value.get("cases").and_then(|c| c.as_array()) {
+        Some(cases) => cases.iter().find(|c| is_case(c)).cloned(),
+        None => is_case(&value).then_some(value),
+    }
+    .ok_or_else(|| {
+        format!(
+            "{} has no measured case named `{}`",
+            path.display(),
+            case.name
+        )
+    })?;
+    let now = serde_json::to_value(&case.config.workload).map_err(|e| e.to_string())?;
+    if let (Some(now), Some(then)) = (
+        now.as_object(),
+        saved.get("workload").and_then(|w| w.as_object()),
+    ) {
+        let differ: Vec<String> = now
+            .iter()
+            .filter_map(|(k, v)| {
+                let old = then.get(k)?;
+                (old != v).then(|| format!("workload.{k} = {v} (recorded: {old})"))
+            })
+            .collect();
+        if !differ.is_empty() {
+            return Err(format!(
+                "the case recorded in {} ran another workload: {}",
+                path.display(),
+                differ.join(", ")
+            ));
+        }
+    }
+    let side = match role {
+        RecordedRole::Candidate => "candidate",
+        RecordedRole::Baseline => "baseline",
+    };
+    let mut report: TargetReport = serde_json::from_value(saved[side].clone())
+        .map_err(|e| format!("{side} of the case in {}: {e}", path.display()))?;
+    report.recorded_from = Some(path.to_path_buf());
+    Ok(report)
 }
 
 /// Checks what a case needs from disk (its prompt set) without running it.
@@ -189,5 +362,8 @@ pub fn check_case(project: &Project, case: &Case) -> Result<(), config::ConfigEr
             message: format!("{} ({message})", case.name),
         }
     })?;
+    if let Baseline::Recorded(r) = &c.baseline {
+        recorded_baseline(project, case, r)?;
+    }
     Ok(())
 }

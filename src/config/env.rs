@@ -62,7 +62,13 @@ fn is_string_key(key: &str) -> bool {
         parts.as_slice(),
         ["model" | "description" | "candidate" | "baseline" | "results_dir" | "prompts_dir"]
             | ["workload", "prompts"]
-            | ["targets", _, "url" | "model" | "api_key_env" | "ready"]
+            | ["baseline", "results" | "role"]
+            | [
+                "targets",
+                _,
+                "url" | "model" | "api_key_env" | "ready" | "cwd"
+            ]
+            | ["targets", _, "env", _]
     )
 }
 

@@ -37,9 +37,10 @@ pub struct CaseConfig {
     /// Name of the target under test.
     #[serde(default = "default_candidate")]
     pub candidate: String,
-    /// Name of the reference target.
-    #[serde(default = "default_baseline")]
-    pub baseline: String,
+    /// The reference: a target's name, or `{ results = "path" }` to compare
+    /// with a case recorded by an earlier `servegate run`.
+    #[serde(default)]
+    pub baseline: Baseline,
     /// The case needs a GPU; without one it is listed as ignored.
     #[serde(default)]
     pub requires_gpu: bool,
@@ -63,16 +64,40 @@ pub struct CaseConfig {
     pub limit: Option<usize>,
 }
 
-/// How to reach one server.
+/// How to reach one server: exactly one of `url`, `command` or `sim`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
     /// An already running server, e.g. `http://127.0.0.1:8000`.
     #[serde(default)]
     pub url: Option<String>,
+    /// A server to start: argv, with `{port}` and `{model}` placeholders.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
     /// The embedded simulated engine.
     #[serde(default)]
     pub sim: Option<SimSpec>,
+    /// Run `command` (and `build`), each a single string, through `/bin/sh -c`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub shell: bool,
+    /// Run once before the first start, e.g. `["cargo", "build", "--release"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Vec<String>>,
+    /// Extra environment for `command` and `build` (placeholders allowed).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working folder of `command` and `build`, relative to the project root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Fixed loopback port of a `command` whose argv has no `{port}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// Grace between SIGTERM and SIGKILL when a `command` is stopped.
+    #[serde(default = "default_stop_timeout_s")]
+    pub stop_timeout_s: f64,
+    /// Never run at the same time as another target (default: true for `command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclusive: Option<bool>,
     /// Model name for this target, when it differs from the project's.
     #[serde(default)]
     pub model: Option<String>,
@@ -85,6 +110,80 @@ pub struct TargetSpec {
     /// How long readiness may take.
     #[serde(default = "default_ready_timeout_s")]
     pub ready_timeout_s: f64,
+}
+
+impl TargetSpec {
+    /// Whether this target must never run beside another one.
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive.unwrap_or(self.command.is_some())
+    }
+}
+
+/// What a case compares its candidate with.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Baseline {
+    /// A target, by name, measured in the same run.
+    Target(String),
+    /// A case of the same name in a results file of an earlier run.
+    Recorded(RecordedBaseline),
+}
+
+impl Default for Baseline {
+    fn default() -> Self {
+        Baseline::Target(default_baseline())
+    }
+}
+
+impl Baseline {
+    /// The target's name, when the baseline is measured live.
+    pub fn target(&self) -> Option<&str> {
+        match self {
+            Baseline::Target(name) => Some(name),
+            Baseline::Recorded(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Baseline {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Baseline;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a target name or a table { results = \"path/to/results.json\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Baseline, E> {
+                Ok(Baseline::Target(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Baseline, A::Error> {
+                RecordedBaseline::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(Baseline::Recorded)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+/// A baseline read from a results file instead of measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordedBaseline {
+    /// A results file written by `servegate run` (`RunResults`), or one case's
+    /// report (`<results_dir>/cases/NAME.json`), relative to the project root.
+    pub results: PathBuf,
+    /// Which side of the recorded case to compare with.
+    #[serde(default)]
+    pub role: RecordedRole,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordedRole {
+    /// The recorded run's candidate (the usual choice: an earlier build).
+    #[default]
+    Candidate,
+    Baseline,
 }
 
 /// Knobs of the embedded engine. Every knob is optional: unset knobs come
@@ -398,6 +497,12 @@ fn default_ready_path() -> String {
 }
 fn default_ready_timeout_s() -> f64 {
     30.0
+}
+fn default_stop_timeout_s() -> f64 {
+    10.0
+}
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 fn one() -> f64 {
     1.0

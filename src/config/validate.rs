@@ -1,6 +1,6 @@
 //! Checks that serde cannot express: cross-references, ranges, known metric names.
 
-use super::{CaseConfig, CaseKind, ConfigError, Limit, TargetSpec};
+use super::{Baseline, CaseConfig, CaseKind, ConfigError, Limit, TargetSpec};
 use crate::metrics::MetricName;
 
 type At<'a> = &'a dyn Fn(&str, String) -> ConfigError;
@@ -31,12 +31,20 @@ pub(super) fn validate(
         target(name, spec, &c.sim_profiles, at)?;
     }
     if let Some(kind) = kind {
-        for key in ["candidate", "baseline"] {
-            let name = if key == "candidate" {
-                &c.candidate
-            } else {
-                &c.baseline
-            };
+        if let Baseline::Recorded(r) = &c.baseline {
+            if r.results.as_os_str().is_empty() {
+                return Err(at(
+                    "baseline.results",
+                    "needs the path of a results file".into(),
+                ));
+            }
+        }
+        let names = [
+            ("candidate", Some(&c.candidate[..])),
+            ("baseline", c.baseline.target()),
+        ];
+        for (key, name) in names {
+            let Some(name) = name else { continue };
             if !c.targets.contains_key(name) {
                 let known: Vec<&str> = c.targets.keys().map(String::as_str).collect();
                 return Err(at(
@@ -60,32 +68,56 @@ fn target(
     at: At<'_>,
 ) -> Result<(), ConfigError> {
     let key = format!("targets.{name}");
-    match (&spec.url, &spec.sim) {
-        (Some(_), Some(_)) => {
+    let kinds = [
+        spec.url.is_some(),
+        spec.command.is_some(),
+        spec.sim.is_some(),
+    ];
+    match kinds.iter().filter(|&&k| k).count() {
+        0 => {
             return Err(at(
                 &key,
-                "set exactly one of `url` or `sim`, not both".into(),
+                "set one of `url` (a running server), `command` (a server to start) or `sim` (the embedded engine)".into(),
             ))
         }
-        (None, None) => {
+        1 => {}
+        _ => {
             return Err(at(
                 &key,
-                "set one of `url` (a running server) or `sim` (the embedded engine)".into(),
+                "set exactly one of `url`, `command` or `sim`".into(),
             ))
         }
-        (Some(url), None) => {
-            let parsed = reqwest::Url::parse(url)
-                .map_err(|e| at(&format!("{key}.url"), format!("not a URL: {e}")))?;
-            if !matches!(parsed.scheme(), "http" | "https") {
+    }
+    if let Some(url) = &spec.url {
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| at(&format!("{key}.url"), format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(at(
+                &format!("{key}.url"),
+                "URL scheme must be http or https".into(),
+            ));
+        }
+    }
+    if let Some(sim) = &spec.sim {
+        super::SimParams::resolve(sim, profiles)
+            .map_err(|(knob, message)| at(&format!("{key}.sim.{knob}"), message))?;
+    }
+    match &spec.command {
+        Some(argv) => command(&key, spec, argv, at)?,
+        None => {
+            let set = [
+                ("shell", spec.shell),
+                ("build", spec.build.is_some()),
+                ("env", !spec.env.is_empty()),
+                ("cwd", spec.cwd.is_some()),
+                ("port", spec.port.is_some()),
+            ];
+            if let Some((field, _)) = set.iter().find(|(_, s)| *s) {
                 return Err(at(
-                    &format!("{key}.url"),
-                    "URL scheme must be http or https".into(),
+                    &format!("{key}.{field}"),
+                    format!("`{field}` applies to `command` targets only"),
                 ));
             }
-        }
-        (None, Some(sim)) => {
-            super::SimParams::resolve(sim, profiles)
-                .map_err(|(knob, message)| at(&format!("{key}.sim.{knob}"), message))?;
         }
     }
     if !spec.ready.starts_with('/') {
@@ -94,10 +126,54 @@ fn target(
             "must be a path starting with `/`".into(),
         ));
     }
-    if !positive(spec.ready_timeout_s) {
+    for (field, value) in [
+        ("ready_timeout_s", spec.ready_timeout_s),
+        ("stop_timeout_s", spec.stop_timeout_s),
+    ] {
+        if !positive(value) {
+            return Err(at(&format!("{key}.{field}"), "must be positive".into()));
+        }
+    }
+    Ok(())
+}
+
+/// A `command` target: argv shape and placeholders.
+fn command(key: &str, spec: &TargetSpec, argv: &[String], at: At<'_>) -> Result<(), ConfigError> {
+    use crate::target::placeholders;
+    for (field, argv) in [("command", Some(argv)), ("build", spec.build.as_deref())] {
+        let Some(argv) = argv else { continue };
+        let field = format!("{key}.{field}");
+        if argv.first().is_none_or(|p| p.trim().is_empty()) {
+            return Err(at(&field, "needs at least a program".into()));
+        }
+        if spec.shell && argv.len() != 1 {
+            return Err(at(
+                &field,
+                "with `shell = true`, write the command as one string: [\"./serve --port {port}\"]"
+                    .into(),
+            ));
+        }
+        for arg in argv {
+            placeholders::check(arg).map_err(|e| at(&field, e))?;
+        }
+    }
+    for (var, value) in &spec.env {
+        placeholders::check(value).map_err(|e| at(&format!("{key}.env.{var}"), e))?;
+    }
+    let uses_port = argv
+        .iter()
+        .chain(spec.env.values())
+        .any(|a| placeholders::uses(a, "port"));
+    if !uses_port && spec.port.is_none() {
         return Err(at(
-            &format!("{key}.ready_timeout_s"),
-            "must be positive".into(),
+            &format!("{key}.command"),
+            "no `{port}` placeholder: add one so a free port is chosen, or set `port` to the port the server listens on".into(),
+        ));
+    }
+    if spec.port == Some(0) {
+        return Err(at(
+            &format!("{key}.port"),
+            "must be a port number, not 0".into(),
         ));
     }
     Ok(())
