@@ -55,6 +55,12 @@ enum Command {
     },
     /// Validate every case file without running anything.
     Check,
+    /// Print the GPUs the CUDA driver reports (needs a build with `--features cuda`).
+    Gpu {
+        /// Print the probe as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Start `command` targets (default: the project's candidate and baseline)
     /// and leave them running for later runs and tests; prints `NAME URL` lines.
     Up {
@@ -231,6 +237,9 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Gpu { json } = &cli.command {
+        return gpu(*json);
+    }
     if let Command::Sim(args) = &cli.command {
         return sim(args, cli.root.clone());
     }
@@ -276,6 +285,7 @@ fn main() -> ExitCode {
             idle_timeout,
         } => supervise(&project, &target, idle_timeout),
         Command::Sim(_)
+        | Command::Gpu { .. }
         | Command::Bench(_)
         | Command::Calibrate { .. }
         | Command::TrainTokenizer { .. } => {
@@ -759,4 +769,51 @@ fn supervise(project: &Project, name: &str, idle_timeout: Option<f64>) -> ExitCo
     let idle = idle_timeout.map(std::time::Duration::from_secs_f64);
     let code = shared::supervise(&env, name, spec, &model, idle);
     ExitCode::from(code as u8)
+}
+
+fn gpu(json: bool) -> ExitCode {
+    let probe = servegate::gpu::probe();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&probe).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    match &probe {
+        servegate::gpu::Probe::NotBuilt { reason } | servegate::gpu::Probe::NoDevice { reason } => {
+            println!("no GPU: {reason}");
+        }
+        servegate::gpu::Probe::Devices { devices } => {
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_header(vec![
+                "GPU",
+                "name",
+                "compute",
+                "SMs",
+                "memory",
+                "free",
+                "memory clock",
+                "bus",
+                "peak bandwidth",
+            ]);
+            let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+            for d in devices {
+                t.add_row(vec![
+                    d.index.to_string(),
+                    d.name.clone(),
+                    format!("{}.{}", d.compute_capability.0, d.compute_capability.1),
+                    d.sm_count.to_string(),
+                    gib(d.total_memory_bytes),
+                    d.free_memory_bytes.map(gib).unwrap_or_else(|| "?".into()),
+                    format!("{} MHz", d.memory_clock_khz / 1000),
+                    format!("{} bit", d.bus_width_bits),
+                    format!("{:.0} GB/s", d.peak_bandwidth_bytes_per_s / 1e9),
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -234,6 +234,10 @@ pub struct Summary {
     /// Failed requests by kind (`http_5xx`, `timeout`, …).
     #[serde(default)]
     pub errors_by_kind: BTreeMap<String, usize>,
+    /// Peak device memory in use during the phase, bytes, summed over GPUs;
+    /// set by the runner when a GPU is watched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_mem_peak_bytes: Option<f64>,
     /// Requests whose token count came from the server's usage report.
     pub tokens_from_usage: usize,
     /// Requests whose token count came from the tokenizer.
@@ -318,6 +322,7 @@ impl Summary {
                 let e2e = r.e2e_s()?;
                 (e2e > 0.0).then(|| r.output_tokens as f64 / e2e)
             })),
+            gpu_mem_peak_bytes: None,
             tokens_from_usage: ok
                 .iter()
                 .filter(|r| r.token_source == TokenSource::Usage)
@@ -340,6 +345,7 @@ impl Summary {
             MetricName::TotalTokenThroughput => self.total_token_throughput,
             MetricName::RequestThroughput => self.request_throughput,
             MetricName::Goodput => self.goodput.unwrap_or(f64::NAN),
+            MetricName::GpuMemPeak => self.gpu_mem_peak_bytes.unwrap_or(f64::NAN),
             MetricName::ErrorRate => self.error_rate,
         }
     }
@@ -385,6 +391,7 @@ pub enum MetricName {
     TotalTokenThroughput,
     RequestThroughput,
     Goodput,
+    GpuMemPeak,
     ErrorRate,
 }
 
@@ -395,6 +402,7 @@ impl MetricName {
             "total_token_throughput" => return Some(Self::TotalTokenThroughput),
             "request_throughput" => return Some(Self::RequestThroughput),
             "goodput" => return Some(Self::Goodput),
+            "gpu_mem_peak" => return Some(Self::GpuMemPeak),
             "error_rate" => return Some(Self::ErrorRate),
             _ => {}
         }
@@ -421,7 +429,7 @@ impl MetricName {
     }
 
     pub fn help() -> &'static str {
-        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, total_token_throughput, request_throughput, goodput, error_rate"
+        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, total_token_throughput, request_throughput, goodput, gpu_mem_peak, error_rate"
     }
 
     /// Whether a larger value is better (throughputs) or worse (latencies, errors).
@@ -442,6 +450,7 @@ impl MetricName {
             | Self::ThroughputTotal
             | Self::TotalTokenThroughput => "tok/s",
             Self::RequestThroughput | Self::Goodput => "req/s",
+            Self::GpuMemPeak => "B",
             Self::ErrorRate => "",
             Self::Dist(..) => "ms",
         }

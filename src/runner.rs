@@ -33,6 +33,9 @@ pub struct TargetReport {
     /// Set when this side was read from an earlier run's results file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recorded_from: Option<PathBuf>,
+    /// Device memory while this target was measured (empty without a GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_memory: Vec<crate::gpu::MemoryStats>,
 }
 
 /// The outcome of one case.
@@ -47,6 +50,10 @@ pub struct CaseReport {
     pub baseline: TargetReport,
     pub gate: Vec<GateRow>,
     pub passed: bool,
+    /// What memory bandwidth allows for decode, against the candidate's rate
+    /// (with a GPU and a known weight size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline: Option<crate::gpu::Roofline>,
 }
 
 /// Options that do not change what is measured.
@@ -196,11 +203,19 @@ async fn run_scenarios(
                 .progress
                 .then(|| progress_bar(role, c.workload.num_requests)),
         };
-        let result = bench::run(&target.client, &spec).await;
+        // Device memory is watched while this target alone is measured.
+        let monitor = crate::gpu::MemoryMonitor::start(Duration::from_millis(100));
+        let mut result = bench::run(&target.client, &spec).await;
+        let gpu_memory = monitor.map(|m| m.finish()).unwrap_or_default();
+        if !gpu_memory.is_empty() {
+            let peak: u64 = gpu_memory.iter().map(|m| m.peak_used_bytes).sum();
+            result.summary.gpu_mem_peak_bytes = Some(peak as f64);
+        }
         if let Some(bar) = &spec.progress {
             bar.finish_and_clear();
         }
-        let report = target_report(target, result, options);
+        let mut report = target_report(target, result, options);
+        report.gpu_memory = gpu_memory;
         let failed: usize = report.errors.values().sum();
         let settle = Duration::from_millis(if failed > 0 { 500 } else { 0 });
         if let Some(how) = pool.take_exited(key, settle).await {
@@ -226,7 +241,9 @@ async fn run_scenarios(
                 .or(p.recorded)
                 .expect("baseline measured or recorded");
             let rows = gate::evaluate(&c.gate, &candidate.summary, &baseline.summary);
+            let roofline = roofline(project, c, &candidate.summary);
             Ok(CaseReport {
+                roofline,
                 name: case.name.clone(),
                 file: case.file.clone(),
                 description: c.description.clone(),
@@ -258,7 +275,30 @@ fn target_report(target: &RunningTarget, result: BenchResult, options: RunOption
         },
         log: target.log.clone(),
         recorded_from: None,
+        gpu_memory: Vec::new(),
     }
+}
+
+/// The decode roofline of the first GPU, when the weights' size is known.
+fn roofline(
+    project: &Project,
+    c: &config::CaseConfig,
+    candidate: &Summary,
+) -> Option<crate::gpu::Roofline> {
+    let probe = crate::gpu::probe();
+    let device = probe.devices().first()?;
+    let weights = match (c.model_weights_bytes, &c.model_dir) {
+        (Some(bytes), _) => bytes,
+        (None, Some(dir)) => {
+            crate::gpu::safetensors_weight_bytes(&config::resolve(&project.root, dir)).ok()?
+        }
+        (None, None) => return None,
+    };
+    Some(crate::gpu::Roofline::new(
+        device,
+        weights,
+        candidate.tpot_ms.p50,
+    ))
 }
 
 /// The baseline side of a case read from an earlier run: the case of the

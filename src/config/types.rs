@@ -28,6 +28,13 @@ pub struct CaseConfig {
     /// server sends no usage, and builds synthetic prompts of exact length.
     #[serde(default)]
     pub tokenizer: Option<PathBuf>,
+    /// Size of the model's weights in bytes, for the decode roofline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_weights_bytes: Option<u64>,
+    /// A folder of `*.safetensors` files whose headers give the weights' size
+    /// (used when `model_weights_bytes` is not set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<PathBuf>,
     /// Named knob sets for embedded engines (`sim = { profile = "NAME" }`).
     #[serde(default)]
     pub sim_profiles: BTreeMap<String, SimSpec>,

@@ -147,10 +147,9 @@ impl Pool {
     }
 }
 
-/// The hook between exclusive targets on a GPU: waits until device memory
-/// in use is back to `level` (what was in use before the first exclusive
-/// target started), for at most `timeout`. This build has no GPU support, so
-/// `gpu::memory_used_bytes` gives `None` and there is nothing to wait for.
+/// The wait between exclusive targets on a GPU: until device memory in use
+/// is back to `level` (what was in use before the first exclusive target
+/// started), for at most `timeout`. Without a GPU there is nothing to wait for.
 pub async fn wait_for_gpu_memory_release(
     level: Option<u64>,
     timeout: Duration,
@@ -160,23 +159,9 @@ pub async fn wait_for_gpu_memory_release(
     let Some(level) = level else {
         return Ok(());
     };
-    let deadline = Instant::now() + timeout;
-    loop {
-        let Some(used) = crate::gpu::memory_used_bytes() else {
-            return Ok(());
-        };
-        if used <= level + SLACK {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "GPU memory still {} MiB above its level before the first server after {:.0} s",
-                (used - level) >> 20,
-                timeout.as_secs_f64()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    tokio::task::spawn_blocking(move || crate::gpu::wait_for_release(level, SLACK, timeout))
+        .await
+        .map_err(|e| e.to_string())?
 }
 
 #[cfg(test)]
