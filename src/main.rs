@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 use servegate::adhoc::{self, BenchFile, Grid};
 use servegate::calibrate;
 use servegate::client::Client;
-use servegate::config::{CaseConfig, Endpoint, SimSpec, WorkloadConfig};
+use servegate::config::{CaseConfig, CaseKind, Endpoint, SimSpec, WorkloadConfig};
 use servegate::discover::{Case, Project};
+use servegate::environment::Environment;
+use servegate::gatecheck;
 use servegate::report::{self, CaseError, RunResults};
 use servegate::runner::{self, CaseReport, RunOptions};
 use servegate::sim::SimServer;
@@ -45,6 +47,42 @@ enum Command {
         /// Keep every request's record in the results file.
         #[arg(long)]
         save_detailed: bool,
+        /// Markdown summary (default: the results file with `.md`); also
+        /// appended to $GITHUB_STEP_SUMMARY when that is set.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
+    /// Ratio table (A / B) of two saved runs: `servegate run` results or `servegate bench --output` files.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// Which target of `servegate run` files to compare.
+        #[arg(long, value_enum, default_value = "candidate")]
+        target: SideArg,
+    },
+    /// Tables, history and reports from saved results (files, or folders of run-*.json), oldest first.
+    Report {
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Write one self-contained HTML page with charts.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Write the Markdown summary of the latest run.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
+    /// Measure the gate itself on the embedded engine: false failures of
+    /// A/A comparisons and detections of a slowed candidate.
+    GateCheck {
+        /// Cases whose name contains this (trials take turns among them).
+        #[arg(default_value = DEFAULT_GATE_CHECK_CASE)]
+        filter: String,
+        /// A/A trials, and as many slowed ones.
+        #[arg(long, default_value_t = 100)]
+        trials: u32,
+        /// Slowdown of the slowed candidate (1.1: every time × 1.1).
+        #[arg(long, default_value_t = 1.1)]
+        slowdown: f64,
     },
     /// Print case names, one per line.
     List {
@@ -186,6 +224,15 @@ struct SimArgs {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
+enum SideArg {
+    Candidate,
+    Baseline,
+}
+
+/// The representative point `gate-check` measures by default.
+const DEFAULT_GATE_CHECK_CASE: &str = "scenario::grid::short_mt64_c4";
+
+#[derive(Clone, Copy, clap::ValueEnum)]
 enum EndpointArg {
     Completions,
     Chat,
@@ -198,6 +245,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Bench(args) = &cli.command {
         return bench(args, cli.root.clone());
+    }
+    if let Command::Compare { a, b, target } = &cli.command {
+        return compare(a, b, *target);
+    }
+    if let Command::Report {
+        results,
+        html,
+        markdown,
+    } = &cli.command
+    {
+        return report_command(results, html.as_deref(), markdown.as_deref());
     }
     if let Command::TrainTokenizer { output, vocab_size } = &cli.command {
         let saved = servegate::sim::lm::train_tokenizer(*vocab_size)
@@ -272,7 +330,15 @@ fn main() -> ExitCode {
             exact,
             output,
             save_detailed,
-        } => run(&project, filter.as_deref(), exact, output, save_detailed),
+            markdown,
+        } => run(
+            &project,
+            filter.as_deref(),
+            exact,
+            output,
+            save_detailed,
+            markdown,
+        ),
         Command::List { filter, reasons } => list(&project, filter.as_deref(), reasons),
         Command::Check => check(&project),
         Command::Up {
@@ -284,10 +350,17 @@ fn main() -> ExitCode {
             target,
             idle_timeout,
         } => supervise(&project, &target, idle_timeout),
+        Command::GateCheck {
+            filter,
+            trials,
+            slowdown,
+        } => gate_check(&project, &filter, trials, slowdown),
         Command::Sim(_)
         | Command::Gpu { .. }
         | Command::Bench(_)
         | Command::Calibrate { .. }
+        | Command::Compare { .. }
+        | Command::Report { .. }
         | Command::TrainTokenizer { .. } => {
             unreachable!("handled above")
         }
@@ -383,6 +456,7 @@ fn run(
     exact: bool,
     output: Option<PathBuf>,
     save_detailed: bool,
+    markdown: Option<PathBuf>,
 ) -> ExitCode {
     let cases = match select(project, filter, exact) {
         Ok(c) => c,
@@ -418,9 +492,21 @@ fn run(
     for (case, result) in runnable.iter().zip(results) {
         match result {
             Ok(r) => {
-                println!("\n{} — {}", r.name, if r.passed { "pass" } else { "FAIL" });
+                println!("\n{} — {}", r.name, report::console::case_verdict(&r.gate));
                 println!("{}", report::target_table(&r));
                 println!("{}", report::gate_table(&r.gate));
+                if let Some(note) = report::console::inconclusive_note(&r) {
+                    println!("{note}");
+                }
+                if let Some(rl) = &r.roofline {
+                    println!(
+                        "roofline on {}: {:.1} tok/s per sequence at batch 1 allowed, {:.1} measured ({:.0}%)",
+                        rl.device,
+                        rl.ideal_tokens_per_s,
+                        rl.measured_tokens_per_s,
+                        rl.fraction * 100.0
+                    );
+                }
                 reports.push(r);
             }
             Err(e) => {
@@ -443,9 +529,12 @@ fn run(
         started_at: started.to_rfc3339(),
         finished_at: chrono::Local::now().to_rfc3339(),
         passed: failed == 0,
+        environment: Some(Environment::collect(&project.root)),
         cases: reports,
         errors,
+        quality: Vec::new(),
     };
+    let inconclusive = results.counts().2;
     let path = output.unwrap_or_else(|| {
         let dir = match servegate::config::load_project(&project.root, &project.env) {
             Ok(c) => servegate::config::resolve(&project.root, &c.results_dir),
@@ -457,7 +546,23 @@ fn run(
         Ok(()) => println!("results: {}", path.display()),
         Err(e) => eprintln!("warning: could not write {}: {e:#}", path.display()),
     }
-    println!("{passed} passed, {failed} failed, {ignored} ignored");
+    let summary = report::markdown::run_summary(&results);
+    let md_path = markdown.unwrap_or_else(|| path.with_extension("md"));
+    match write_text_atomic(&md_path, &summary) {
+        Ok(()) => println!("summary: {}", md_path.display()),
+        Err(e) => eprintln!("warning: could not write {}: {e:#}", md_path.display()),
+    }
+    if let Some(step_summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()) {
+        if let Err(e) = append_text(std::path::Path::new(&step_summary), &summary) {
+            eprintln!("warning: could not append to $GITHUB_STEP_SUMMARY: {e}");
+        }
+    }
+    let inconclusive = if inconclusive > 0 {
+        format!(" ({inconclusive} inconclusive)")
+    } else {
+        String::new()
+    };
+    println!("{passed} passed{inconclusive}, {failed} failed, {ignored} ignored");
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -816,4 +921,188 @@ fn gpu(json: bool) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Writes text atomically (temporary file in the same folder, then rename).
+fn write_text_atomic(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    report::write_atomic(path, text.as_bytes())
+}
+
+fn append_text(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(f, "{text}")
+}
+
+fn compare(a: &std::path::Path, b: &std::path::Path, side: SideArg) -> ExitCode {
+    let side = match side {
+        SideArg::Candidate => report::compare::Side::Candidate,
+        SideArg::Baseline => report::compare::Side::Baseline,
+    };
+    let load = |p: &std::path::Path| -> anyhow::Result<Vec<report::compare::Entry>> {
+        let text = std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", p.display()))?;
+        report::compare::entries(&value, side)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", p.display()))
+    };
+    let (ea, eb) = match (load(a), load(b)) {
+        (Ok(ea), Ok(eb)) => (ea, eb),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let (rows, unmatched) = report::compare::compare(&ea, &eb);
+    println!("A = {}\nB = {}\nratios A / B", a.display(), b.display());
+    println!("{}", report::compare::table_text(&rows));
+    for u in &unmatched {
+        println!("not compared: {u}");
+    }
+    if rows.is_empty() {
+        eprintln!("error: the two files have no point in common");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Results files named on the command line; a folder stands for its
+/// `run-*.json` files, or, without any, for all its `*.json` files (the case
+/// reports the gate trials write under `<results_dir>/cases/`).
+fn results_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let json: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "json"))
+                .collect();
+            let is_run = |f: &PathBuf| {
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("run-"))
+            };
+            let mut files: Vec<PathBuf> = if json.iter().any(is_run) {
+                json.into_iter().filter(is_run).collect()
+            } else {
+                json
+            };
+            files.sort();
+            if files.is_empty() {
+                return Err(format!("{} holds no results (*.json)", p.display()));
+            }
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn report_command(
+    paths: &[PathBuf],
+    html: Option<&std::path::Path>,
+    markdown: Option<&std::path::Path>,
+) -> ExitCode {
+    let files = match results_files(paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    };
+    let mut runs = Vec::new();
+    let mut single_cases = Vec::new();
+    for f in &files {
+        match report::read_results(f) {
+            Ok(r) if r.is_single_case() => single_cases.push(r),
+            Ok(r) => runs.push(r),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(CONFIG_ERROR);
+            }
+        }
+    }
+    // Case reports of single cases make up one run, the latest.
+    if !single_cases.is_empty() {
+        runs.push(RunResults::combine(single_cases));
+    }
+    let latest = runs.last().expect("at least one file (clap requires it)");
+    for c in &latest.cases {
+        println!("\n{} — {}", c.name, report::console::case_verdict(&c.gate));
+        println!("{}", report::target_table(c));
+        println!("{}", report::gate_table(&c.gate));
+    }
+    if !latest.cases.is_empty() {
+        println!("\nCandidate / baseline ratios");
+        println!("{}", report::comparison_table(&latest.cases));
+    }
+    if runs.len() > 1 {
+        println!("\nHistory ({} runs, oldest first)", runs.len());
+        println!("{}", report::history::history_table(&runs));
+    }
+    if let Some(path) = html {
+        match write_text_atomic(path, &report::html::render(&runs)) {
+            Ok(()) => println!("html: {}", path.display()),
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Some(path) = markdown {
+        match write_text_atomic(path, &report::markdown::run_summary(latest)) {
+            Ok(()) => println!("markdown: {}", path.display()),
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn gate_check(project: &Project, filter: &str, trials: u32, slowdown: f64) -> ExitCode {
+    let cases: Vec<Case> = match select(project, Some(filter), false) {
+        Ok(c) => c
+            .into_iter()
+            .filter(|c| c.kind == CaseKind::Scenario && c.ignore_reason.is_none())
+            .collect(),
+        Err(code) => return code,
+    };
+    if cases.is_empty() {
+        eprintln!("error: no scenario matches {filter}");
+        return ExitCode::from(CONFIG_ERROR);
+    }
+    if trials == 0 || !(slowdown.is_finite() && slowdown > 0.0) {
+        eprintln!("error: --trials must be at least 1 and --slowdown positive");
+        return ExitCode::from(CONFIG_ERROR);
+    }
+    let options = gatecheck::GateCheckOptions { trials, slowdown };
+    let step = (trials / 10).max(1);
+    let outcome = gatecheck::run(project, &cases, &options, |done, total| {
+        if done % step == 0 || done == total {
+            eprintln!("gate-check: {done}/{total} trials");
+        }
+    });
+    match outcome {
+        Ok(r) => {
+            print!("{}", gatecheck::table(&r));
+            if r.meets_targets() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

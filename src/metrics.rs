@@ -338,9 +338,59 @@ impl Summary {
         }
     }
 
+    /// One summary of several measured phases of the same target (`repeats`):
+    /// distributions, counts and the error rate pool every request; rates are
+    /// the phases' work over their summed durations (each phase's own wall
+    /// time, so the pauses between phases never count); peak concurrency is
+    /// the largest of any phase.
+    pub fn from_runs(runs: &[&[RequestRecord]], slo: Option<&Slo>) -> Self {
+        if let [only] = runs {
+            return Self::from_records(only, slo);
+        }
+        let all: Vec<RequestRecord> = runs.iter().flat_map(|r| r.iter().cloned()).collect();
+        let mut pooled = Self::from_records(&all, slo);
+        let per_run: Vec<Summary> = runs.iter().map(|r| Self::from_records(r, slo)).collect();
+        let duration_s: f64 = per_run.iter().map(|s| s.duration_s).sum();
+        let per_second = |x: f64| {
+            if duration_s > 0.0 {
+                x / duration_s
+            } else {
+                0.0
+            }
+        };
+        pooled.duration_s = duration_s;
+        pooled.throughput_total = per_second(pooled.total_output_tokens as f64);
+        pooled.total_token_throughput =
+            per_second((pooled.total_output_tokens + pooled.total_input_tokens) as f64);
+        pooled.request_throughput = per_second(pooled.completed as f64);
+        pooled.goodput = slo.map(|_| {
+            per_second(
+                per_run
+                    .iter()
+                    .map(|s| s.goodput.unwrap_or(0.0) * s.duration_s)
+                    .sum(),
+            )
+        });
+        pooled.peak_concurrency = per_run
+            .iter()
+            .map(|s| s.peak_concurrency)
+            .max()
+            .unwrap_or(0);
+        pooled
+    }
+
     pub fn metric(&self, name: MetricName) -> f64 {
         match name {
-            MetricName::Dist(series, stat) => self.distribution(series).stat(stat),
+            // A series with no value (every request failed, or no request
+            // had two tokens for TPOT) was not measured.
+            MetricName::Dist(series, stat) => {
+                let d = self.distribution(series);
+                if d.count == 0 {
+                    f64::NAN
+                } else {
+                    d.stat(stat)
+                }
+            }
             MetricName::ThroughputTotal => self.throughput_total,
             MetricName::TotalTokenThroughput => self.total_token_throughput,
             MetricName::RequestThroughput => self.request_throughput,
@@ -371,6 +421,33 @@ pub enum Series {
     E2e,
     Queue,
     Throughput,
+}
+
+impl Series {
+    /// The values one request adds to this series (milliseconds, or tokens
+    /// per second for throughput), exactly as `Summary::from_records` pools them.
+    pub fn per_request(self, r: &RequestRecord, out: &mut Vec<f64>) {
+        let ms = |s: f64| s * 1000.0;
+        if self == Series::Queue {
+            out.push(ms(r.queue_s));
+            return;
+        }
+        if !r.ok() {
+            return;
+        }
+        match self {
+            Series::Ttft => out.extend(r.ttft_s().map(ms)),
+            Series::Tpot => out.extend(r.tpot_s().map(ms)),
+            Series::Itl => out.extend(r.itl_s().map(ms)),
+            Series::E2e => out.extend(r.e2e_s().map(ms)),
+            Series::Throughput => out.extend(
+                r.e2e_s()
+                    .filter(|&e2e| e2e > 0.0)
+                    .map(|e2e| r.output_tokens as f64 / e2e),
+            ),
+            Series::Queue => unreachable!("handled above"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use crate::discover::{Case, Project};
 use crate::gate::{self, GateRow};
 use crate::metrics::{RequestRecord, Summary};
 use crate::target::pool::{self, Pool, TargetKey};
-use crate::target::{RunningTarget, TargetEnv};
+use crate::target::TargetEnv;
 use crate::tokenizer::Tokenizer;
 use crate::workload;
 
@@ -22,9 +22,20 @@ pub struct TargetReport {
     pub target: String,
     pub url: String,
     pub model: String,
+    /// All measured phases together (see `Summary::from_runs`).
     pub summary: Summary,
+    /// Each measured phase's own summary, in the order measured, when the
+    /// case has `repeats` > 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Summary>,
+    /// When each phase (its warm-up first) began, in seconds from the start
+    /// of the run; with `runs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_offsets_s: Vec<f64>,
     /// Failure reasons and how often each occurred.
     pub errors: BTreeMap<String, usize>,
+    /// Every request's record, phase after phase (phase k holds
+    /// `runs[k].completed + runs[k].failed` records).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<RequestRecord>,
     /// The server's log, for targets servegate started.
@@ -38,6 +49,27 @@ pub struct TargetReport {
     pub gpu_memory: Vec<crate::gpu::MemoryStats>,
 }
 
+impl TargetReport {
+    /// The kept records split by measured phase (empty without records).
+    pub fn record_runs(&self) -> Vec<&[RequestRecord]> {
+        if self.records.is_empty() {
+            return Vec::new();
+        }
+        if self.runs.is_empty() {
+            return vec![&self.records];
+        }
+        let mut out = Vec::new();
+        let mut rest: &[RequestRecord] = &self.records;
+        for run in &self.runs {
+            let n = (run.completed + run.failed).min(rest.len());
+            let (head, tail) = rest.split_at(n);
+            out.push(head);
+            rest = tail;
+        }
+        out
+    }
+}
+
 /// The outcome of one case.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaseReport {
@@ -46,6 +78,9 @@ pub struct CaseReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub workload: WorkloadConfig,
+    /// The case's configuration as resolved (all layers merged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<config::CaseConfig>,
     pub candidate: TargetReport,
     pub baseline: TargetReport,
     pub gate: Vec<GateRow>,
@@ -90,7 +125,7 @@ pub fn load_tokenizer(
         .transpose()
 }
 
-fn load_prompts(
+pub(crate) fn load_prompts(
     project: &Project,
     case: &Case,
     tokenizer: Option<&Tokenizer>,
@@ -178,55 +213,107 @@ async fn run_scenarios(
         .map(|p| p.as_ref().map(|p| p.keys.clone()).unwrap_or_default())
         .collect();
     let mut measured: Vec<[Option<TargetReport>; 2]> = vec![Default::default(); cases.len()];
+    let run_start = std::time::Instant::now();
     let mut pool = Pool::new();
     for (i, side) in pool::schedule(&needs) {
         let Ok(p) = &prepared[i] else { continue };
+        if measured[i][side].is_some() {
+            continue; // measured already, interleaved with the other side
+        }
         let case = cases[i];
         let c = &case.config;
-        let key = p.keys[side].as_ref().expect("scheduled jobs have a target");
+        let repeats = c.repeats.max(1) as usize;
         let env = TargetEnv::new(&project.root, &c.results_dir);
-        let role = ["candidate", "baseline"][side];
-        progress(&format!("{}: {role} `{}`", case.name, key.name));
-        let target = match pool.acquire(key, &env).await {
-            Ok(t) => t,
-            Err(e) => {
-                prepared[i] = Err(e.context(role));
-                continue;
+        // With repeats and two targets that may be up together, both stay up
+        // and are measured in turn (A B A B …), so slow drift of the machine
+        // hits both alike. Otherwise each side repeats its phases on its own.
+        let sides: Vec<usize> = match &p.keys {
+            [Some(a), Some(b)]
+                if side == 0 && repeats > 1 && !a.spec.is_exclusive() && !b.spec.is_exclusive() =>
+            {
+                vec![0, 1]
             }
+            _ => vec![side],
         };
-        let spec = BenchSpec {
-            model: target.model.clone(),
-            workload: c.workload.clone(),
-            prompts: p.prompts.clone(),
-            tokenizer: p.tokenizer.clone(),
-            progress: options
-                .progress
-                .then(|| progress_bar(role, c.workload.num_requests)),
-        };
-        // Device memory is watched while this target alone is measured.
-        let monitor = crate::gpu::MemoryMonitor::start(Duration::from_millis(100));
-        let mut result = bench::run(&target.client, &spec).await;
-        let gpu_memory = monitor.map(|m| m.finish()).unwrap_or_default();
-        if !gpu_memory.is_empty() {
-            let peak: u64 = gpu_memory.iter().map(|m| m.peak_used_bytes).sum();
-            result.summary.gpu_mem_peak_bytes = Some(peak as f64);
+        let mut targets = Vec::new();
+        let mut failure = None;
+        for &k in &sides {
+            let key = p.keys[k].as_ref().expect("scheduled jobs have a target");
+            let role = ["candidate", "baseline"][k];
+            progress(&format!("{}: {role} `{}`", case.name, key.name));
+            match pool.acquire(key, &env).await {
+                Ok(t) => targets.push((
+                    k,
+                    t.name.clone(),
+                    t.url.clone(),
+                    t.model.clone(),
+                    t.log.clone(),
+                    t.client.clone(),
+                )),
+                Err(e) => {
+                    failure = Some(e.context(role));
+                    break;
+                }
+            }
         }
-        if let Some(bar) = &spec.progress {
-            bar.finish_and_clear();
-        }
-        let mut report = target_report(target, result, options);
-        report.gpu_memory = gpu_memory;
-        let failed: usize = report.errors.values().sum();
-        let settle = Duration::from_millis(if failed > 0 { 500 } else { 0 });
-        if let Some(how) = pool.take_exited(key, settle).await {
-            prepared[i] = Err(anyhow::anyhow!(
-                "{role} target `{}` {how}\n{failed} of {} measured requests lost",
-                key.name,
-                c.workload.num_requests,
-            ));
+        if let Some(e) = failure {
+            prepared[i] = Err(e);
             continue;
         }
-        measured[i][side] = Some(report);
+        let mut phases: Vec<Vec<(f64, BenchResult)>> = vec![Vec::new(); targets.len()];
+        // Device memory is watched while this case's phases run.
+        let monitor = crate::gpu::MemoryMonitor::start(Duration::from_millis(100));
+        for round in 0..repeats {
+            for (slot, (k, _, _, model, _, client)) in targets.iter().enumerate() {
+                let role = ["candidate", "baseline"][*k];
+                let label = if repeats == 1 {
+                    role.to_string()
+                } else {
+                    format!("{role} {}/{repeats}", round + 1)
+                };
+                let spec = BenchSpec {
+                    model: model.clone(),
+                    workload: c.workload.clone(),
+                    prompts: p.prompts.clone(),
+                    tokenizer: p.tokenizer.clone(),
+                    progress: options
+                        .progress
+                        .then(|| progress_bar(&label, c.workload.num_requests)),
+                };
+                let began = run_start.elapsed().as_secs_f64();
+                let result = bench::run(client, &spec).await;
+                if let Some(bar) = &spec.progress {
+                    bar.finish_and_clear();
+                }
+                phases[slot].push((began, result));
+            }
+        }
+        let gpu_memory = monitor.map(|m| m.finish()).unwrap_or_default();
+        let mut lost = None;
+        for ((k, name, url, model, log, _), phases) in targets.into_iter().zip(phases) {
+            let key = p.keys[k].as_ref().expect("scheduled jobs have a target");
+            let mut report = target_report((name, url, model), phases, c.workload.slo.as_ref());
+            report.log = log;
+            if !gpu_memory.is_empty() {
+                let peak: u64 = gpu_memory.iter().map(|m| m.peak_used_bytes).sum();
+                report.summary.gpu_mem_peak_bytes = Some(peak as f64);
+                report.gpu_memory = gpu_memory.clone();
+            }
+            let failed: usize = report.errors.values().sum();
+            let settle = Duration::from_millis(if failed > 0 { 500 } else { 0 });
+            if let Some(how) = pool.take_exited(key, settle).await {
+                let role = ["candidate", "baseline"][k];
+                lost = Some(anyhow::anyhow!(
+                    "{role} target `{}` {how}\n{failed} of {} measured requests lost",
+                    key.name,
+                    c.workload.num_requests as usize * repeats,
+                ));
+            }
+            measured[i][k] = Some(report);
+        }
+        if let Some(e) = lost {
+            prepared[i] = Err(e);
+        }
     }
     pool.stop_all();
     cases
@@ -240,40 +327,80 @@ async fn run_scenarios(
             let baseline = baseline
                 .or(p.recorded)
                 .expect("baseline measured or recorded");
-            let rows = gate::evaluate(&c.gate, &candidate.summary, &baseline.summary);
+            let slo = c.workload.slo.as_ref();
+            let (cr, br) = (candidate.record_runs(), baseline.record_runs());
+            let rows = gate::evaluate_samples(
+                &c.gate,
+                &gate::Sample {
+                    summary: &candidate.summary,
+                    runs: &cr,
+                    slo,
+                },
+                &gate::Sample {
+                    summary: &baseline.summary,
+                    runs: &br,
+                    slo,
+                },
+                &gate::bootstrap::Options::default(),
+            );
             let roofline = roofline(project, c, &candidate.summary);
+            let keep = |mut t: TargetReport| {
+                if !options.keep_records {
+                    t.records = Vec::new();
+                }
+                t
+            };
             Ok(CaseReport {
                 roofline,
                 name: case.name.clone(),
                 file: case.file.clone(),
                 description: c.description.clone(),
                 workload: c.workload.clone(),
+                config: Some(c.clone()),
                 passed: gate::all_pass(&rows),
-                candidate,
-                baseline,
+                candidate: keep(candidate),
+                baseline: keep(baseline),
                 gate: rows,
             })
         })
         .collect()
 }
 
-fn target_report(target: &RunningTarget, result: BenchResult, options: RunOptions) -> TargetReport {
+/// Folds a target's measured phases into its report.
+fn target_report(
+    (name, url, model): (String, String, String),
+    phases: Vec<(f64, BenchResult)>,
+    slo: Option<&config::Slo>,
+) -> TargetReport {
+    let (offsets, phases): (Vec<f64>, Vec<BenchResult>) = phases.into_iter().unzip();
     let mut errors = BTreeMap::new();
-    for reason in result.records.iter().filter_map(|r| r.error.as_ref()) {
+    for reason in phases
+        .iter()
+        .flat_map(|p| &p.records)
+        .filter_map(|r| r.error.as_ref())
+    {
         *errors.entry(reason.clone()).or_insert(0) += 1;
     }
+    let runs: Vec<&[RequestRecord]> = phases.iter().map(|p| p.records.as_slice()).collect();
+    let summary = match phases.as_slice() {
+        [one] => one.summary.clone(),
+        _ => Summary::from_runs(&runs, slo),
+    };
+    let repeated = phases.len() > 1;
     TargetReport {
-        target: target.name.clone(),
-        url: target.url.clone(),
-        model: target.model.clone(),
-        summary: result.summary,
-        errors,
-        records: if options.keep_records {
-            result.records
+        target: name,
+        url,
+        model,
+        summary,
+        runs: if repeated {
+            phases.iter().map(|p| p.summary.clone()).collect()
         } else {
             Vec::new()
         },
-        log: target.log.clone(),
+        run_offsets_s: if repeated { offsets } else { Vec::new() },
+        errors,
+        records: phases.into_iter().flat_map(|p| p.records).collect(),
+        log: None,
         recorded_from: None,
         gpu_memory: Vec::new(),
     }

@@ -63,6 +63,11 @@ pub struct CaseConfig {
     /// Gate entries keyed by metric name (see `metrics::MetricName`).
     #[serde(default)]
     pub gate: BTreeMap<String, Limit>,
+    /// Measured phases per target. With more than one, candidate and baseline
+    /// are both kept up and measured in turn (A B A B …) so that drift of the
+    /// machine cancels out; every phase has its own warm-up.
+    #[serde(default = "default_repeats")]
+    pub repeats: u32,
     /// Quality tasks (suites only).
     #[serde(default)]
     pub tasks: Vec<String>,
@@ -473,6 +478,11 @@ pub struct Limit {
     pub min: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<f64>,
+    /// Decide ratio limits on a bootstrap confidence interval of the ratio at
+    /// this level (e.g. 0.95): fail only when the whole interval is beyond the
+    /// limit, `inconclusive` when it straddles it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
 }
 
 impl Limit {
@@ -484,6 +494,9 @@ impl Limit {
     }
 }
 
+fn default_repeats() -> u32 {
+    1
+}
 fn default_model() -> String {
     "servegate-sim".to_string()
 }

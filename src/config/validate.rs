@@ -281,6 +281,9 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             "a matrix axis needs at least one value".into(),
         ));
     }
+    if c.repeats == 0 {
+        return Err(at("repeats", "must be at least 1".into()));
+    }
     if c.gate.is_empty() {
         return Err(at(
             "gate",
@@ -318,6 +321,20 @@ fn gate_entry(metric: &str, limit: &Limit, at: At<'_>) -> Result<(), ConfigError
             if !v.is_finite() || (ratio && v <= 0.0) {
                 return Err(at(&format!("{key}.{field}"), format!("invalid limit {v}")));
             }
+        }
+    }
+    if let Some(level) = limit.confidence {
+        if !(level.is_finite() && level > 0.0 && level < 1.0) {
+            return Err(at(
+                &format!("{key}.confidence"),
+                format!("must be a level between 0 and 1 (e.g. 0.95), got {level}"),
+            ));
+        }
+        if limit.min_ratio.is_none() && limit.max_ratio.is_none() {
+            return Err(at(
+                &format!("{key}.confidence"),
+                "applies to ratio limits; set min_ratio or max_ratio (absolute limits are checked on the measured value)".into(),
+            ));
         }
     }
     Ok(())

@@ -1,0 +1,430 @@
+//! `servegate gate-check`: how often the gate of a case is wrong.
+//!
+//! Three embedded engines are started with the case's baseline engine
+//! settings: the baseline B, an identical candidate A, and a candidate S
+//! slowed by `slowdown`. Each trial measures B, A and S once each with the
+//! case's workload (warm-up included), then applies the case's gate to A
+//! against B (an A/A comparison: any failing gate is a false failure) and to
+//! S against B (any failing gate is a detection). Trials of several cases
+//! take turns. A trial is exactly what a case run does, minus starting the
+//! servers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::bench::{self, BenchSpec};
+use crate::client::Client;
+use crate::config::{Limit, SimSpec};
+use crate::discover::{Case, Project};
+use crate::gate::{self, GateRow, Verdict};
+use crate::metrics::RequestRecord;
+use crate::sim::SimServer;
+
+#[derive(Debug, Clone)]
+pub struct GateCheckOptions {
+    /// A/A trials, and as many slowed trials.
+    pub trials: u32,
+    /// How much slower the slowed candidate is (1.1: every time × 1.1).
+    pub slowdown: f64,
+}
+
+impl Default for GateCheckOptions {
+    fn default() -> Self {
+        Self {
+            trials: 100,
+            slowdown: 1.1,
+        }
+    }
+}
+
+/// Counts for one kind of comparison.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Tally {
+    pub trials: u32,
+    /// Trials where at least one gate failed.
+    pub failed: u32,
+    /// Trials with no failed gate but at least one inconclusive one.
+    pub inconclusive: u32,
+    /// Trials that would have failed had the measured ratio decided every
+    /// ratio limit (the gate without `confidence`), for comparison.
+    pub failed_by_point: u32,
+    /// Per gate metric: failures, inconclusives, and the sum of measured ratios.
+    pub per_metric: BTreeMap<String, MetricTally>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MetricTally {
+    pub failed: u32,
+    pub inconclusive: u32,
+    pub ratio_sum: f64,
+    /// Smallest and largest measured ratio.
+    pub ratio_min: f64,
+    pub ratio_max: f64,
+}
+
+impl Tally {
+    fn add(&mut self, rows: &[GateRow], gate_config: &BTreeMap<String, Limit>) {
+        self.trials += 1;
+        let point_fails = rows.iter().any(|r| {
+            let limit = gate_config.get(&r.metric).map(|l| Limit {
+                confidence: None,
+                ..*l
+            });
+            limit.is_some_and(|l| gate::verdict(&l, r.candidate, r.ratio, None) == Verdict::Fail)
+        });
+        if point_fails {
+            self.failed_by_point += 1;
+        }
+        let worst = rows
+            .iter()
+            .map(|r| r.verdict)
+            .max()
+            .unwrap_or(Verdict::Pass);
+        match worst {
+            Verdict::Fail => self.failed += 1,
+            Verdict::Inconclusive => self.inconclusive += 1,
+            Verdict::Pass => {}
+        }
+        for r in rows {
+            let m = self
+                .per_metric
+                .entry(r.metric.clone())
+                .or_insert(MetricTally {
+                    ratio_min: f64::INFINITY,
+                    ratio_max: f64::NEG_INFINITY,
+                    ..Default::default()
+                });
+            match r.verdict {
+                Verdict::Fail => m.failed += 1,
+                Verdict::Inconclusive => m.inconclusive += 1,
+                Verdict::Pass => {}
+            }
+            m.ratio_sum += r.ratio;
+            m.ratio_min = m.ratio_min.min(r.ratio);
+            m.ratio_max = m.ratio_max.max(r.ratio);
+        }
+    }
+
+    pub fn failure_rate(&self) -> f64 {
+        if self.trials == 0 {
+            0.0
+        } else {
+            self.failed as f64 / self.trials as f64
+        }
+    }
+}
+
+/// The outcome of a gate check.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateCheckReport {
+    pub cases: Vec<String>,
+    pub slowdown: f64,
+    /// A/A: failures are false failures.
+    pub same: Tally,
+    /// Slowed candidate: failures are detections.
+    pub slowed: Tally,
+    /// The gate of the first case, as written.
+    pub limits: BTreeMap<String, String>,
+    pub elapsed_s: f64,
+}
+
+impl GateCheckReport {
+    /// Whether the gate meets the targets: under 1% false failures, over 95% detections.
+    pub fn meets_targets(&self) -> bool {
+        self.same.failure_rate() < 0.01 && self.slowed.failure_rate() > 0.95
+    }
+}
+
+/// The engine settings a case's gate is checked with: its baseline's, when
+/// that is an embedded engine, else the embedded engine's defaults.
+fn engine_of(case: &Case) -> SimSpec {
+    let c = &case.config;
+    c.baseline
+        .target()
+        .and_then(|name| c.targets.get(name))
+        .and_then(|t| t.sim.clone())
+        .unwrap_or_default()
+}
+
+struct Engines {
+    _servers: Vec<SimServer>,
+    clients: [Client; 3],
+}
+
+fn start_engines(case: &Case, slowdown: f64) -> anyhow::Result<Engines> {
+    let base = engine_of(case);
+    let slow = SimSpec {
+        slowdown: Some(base.slowdown.unwrap_or(1.0) * slowdown),
+        ..base.clone()
+    };
+    let model = &case.config.model;
+    let servers = vec![
+        SimServer::start_local(&base, model)?,
+        SimServer::start_local(&base, model)?,
+        SimServer::start_local(&slow, model)?,
+    ];
+    let client = |s: &SimServer| Client::new(&s.url(), None);
+    let clients = [
+        client(&servers[0])?,
+        client(&servers[1])?,
+        client(&servers[2])?,
+    ];
+    Ok(Engines {
+        _servers: servers,
+        clients,
+    })
+}
+
+fn evaluate(case: &Case, candidate: &[RequestRecord], baseline: &[RequestRecord]) -> Vec<GateRow> {
+    let slo = case.config.workload.slo.as_ref();
+    let (c, b) = (
+        crate::metrics::Summary::from_records(candidate, slo),
+        crate::metrics::Summary::from_records(baseline, slo),
+    );
+    let (cr, br): (Vec<&[RequestRecord]>, Vec<&[RequestRecord]>) =
+        (vec![candidate], vec![baseline]);
+    gate::evaluate_samples(
+        &case.config.gate,
+        &gate::Sample {
+            summary: &c,
+            runs: &cr,
+            slo,
+        },
+        &gate::Sample {
+            summary: &b,
+            runs: &br,
+            slo,
+        },
+        &gate::bootstrap::Options::default(),
+    )
+}
+
+/// Runs the check over `cases` (trials take turns among them). `progress`
+/// is called after each trial with (done, total).
+pub fn run(
+    project: &Project,
+    cases: &[Case],
+    options: &GateCheckOptions,
+    mut progress: impl FnMut(u32, u32),
+) -> anyhow::Result<GateCheckReport> {
+    anyhow::ensure!(!cases.is_empty(), "no case to check");
+    anyhow::ensure!(
+        options.slowdown.is_finite() && options.slowdown > 0.0,
+        "slowdown must be positive"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let mut prepared = Vec::new();
+    for case in cases {
+        let c = &case.config;
+        let tokenizer = crate::runner::load_tokenizer(project, c)?;
+        let prompts = crate::runner::load_prompts(project, case, tokenizer.as_ref())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", case.name))?;
+        let spec = BenchSpec {
+            model: c.model.clone(),
+            workload: c.workload.clone(),
+            prompts: Arc::new(prompts),
+            tokenizer,
+            progress: None,
+        };
+        let engines = start_engines(case, options.slowdown)?;
+        runtime.block_on(async {
+            for client in &engines.clients {
+                client
+                    .wait_ready("/v1/models", Duration::from_secs(10))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+            }
+            anyhow::Ok(())
+        })?;
+        prepared.push((case, spec, engines));
+    }
+    let mut same = Tally::default();
+    let mut slowed = Tally::default();
+    for trial in 0..options.trials {
+        let (case, spec, engines) = &prepared[trial as usize % prepared.len()];
+        let [b, a, s] = runtime.block_on(async {
+            let mut out: [Vec<RequestRecord>; 3] = Default::default();
+            for (k, client) in engines.clients.iter().enumerate() {
+                out[k] = bench::run(client, spec).await.records;
+            }
+            out
+        });
+        same.add(&evaluate(case, &a, &b), &case.config.gate);
+        slowed.add(&evaluate(case, &s, &b), &case.config.gate);
+        progress(trial + 1, options.trials);
+    }
+    let limits = cases[0]
+        .config
+        .gate
+        .iter()
+        .map(|(name, limit)| {
+            let mut text = gate::limit_text(limit);
+            if let Some(level) = limit.confidence {
+                text.push_str(&format!(" @ {:.0}%", level * 100.0));
+            }
+            (name.clone(), text)
+        })
+        .collect();
+    Ok(GateCheckReport {
+        cases: cases.iter().map(|c| c.name.clone()).collect(),
+        slowdown: options.slowdown,
+        same,
+        slowed,
+        limits,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The one-sided 95% upper bound (Clopper–Pearson) of a rate seen `k` times in `n`.
+pub fn upper_bound_95(k: u32, n: u32) -> f64 {
+    if n == 0 || k >= n {
+        return 1.0;
+    }
+    // The p at which P(X <= k) = 0.05, by bisection (P falls as p grows).
+    let (mut lo, mut hi) = (k as f64 / n as f64, 1.0);
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if binomial_cdf(k, n, mid) > 0.05 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// The one-sided 95% lower bound of a rate seen `k` times in `n`.
+pub fn lower_bound_95(k: u32, n: u32) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    1.0 - upper_bound_95(n - k, n)
+}
+
+fn binomial_cdf(k: u32, n: u32, p: f64) -> f64 {
+    let ln_choose = |n: u32, j: u32| -> f64 {
+        (1..=j)
+            .map(|i| ((n - j + i) as f64).ln() - (i as f64).ln())
+            .sum()
+    };
+    (0..=k)
+        .map(|j| (ln_choose(n, j) + j as f64 * p.ln() + (n - j) as f64 * (1.0 - p).ln()).exp())
+        .sum::<f64>()
+        .min(1.0)
+}
+
+/// The figures as a table.
+pub fn table(report: &GateCheckReport) -> String {
+    let pct = |x: f64| format!("{:.1}%", x * 100.0);
+    let mut out = String::new();
+    out.push_str(&format!(
+        "gate-check: {} ({} trials each way, slowed candidate × {} = {} throughput, {:.0} s)\n",
+        report.cases.join(", "),
+        report.same.trials,
+        report.slowdown,
+        pct(1.0 / report.slowdown - 1.0),
+        report.elapsed_s
+    ));
+    let mut t = crate::report::console::table(&[
+        "comparison",
+        "trials",
+        "failed",
+        "inconclusive",
+        "rate",
+        "95% bound",
+        "failed by measured ratio alone",
+    ]);
+    let same = &report.same;
+    let slowed = &report.slowed;
+    t.add_row(vec![
+        "A/A: false failures".to_string(),
+        same.trials.to_string(),
+        same.failed.to_string(),
+        same.inconclusive.to_string(),
+        pct(same.failure_rate()),
+        format!("< {}", pct(upper_bound_95(same.failed, same.trials))),
+        same.failed_by_point.to_string(),
+    ]);
+    t.add_row(vec![
+        "slowed: detections".to_string(),
+        slowed.trials.to_string(),
+        slowed.failed.to_string(),
+        slowed.inconclusive.to_string(),
+        pct(slowed.failure_rate()),
+        format!("> {}", pct(lower_bound_95(slowed.failed, slowed.trials))),
+        slowed.failed_by_point.to_string(),
+    ]);
+    out.push_str(&t.to_string());
+    out.push('\n');
+    let mut t = crate::report::console::table(&[
+        "gate",
+        "limit",
+        "A/A fail",
+        "A/A inconcl.",
+        "A/A ratio (min–max)",
+        "slowed fail",
+        "slowed inconcl.",
+        "slowed ratio (min–max)",
+    ]);
+    for (metric, a) in &same.per_metric {
+        let s = slowed.per_metric.get(metric).cloned().unwrap_or_default();
+        let range = |m: &MetricTally, n: u32| {
+            if n == 0 {
+                "n/a".to_string()
+            } else {
+                format!(
+                    "{:.3} ({:.3}–{:.3})",
+                    m.ratio_sum / n as f64,
+                    m.ratio_min,
+                    m.ratio_max
+                )
+            }
+        };
+        t.add_row(vec![
+            metric.clone(),
+            report.limits.get(metric).cloned().unwrap_or_default(),
+            a.failed.to_string(),
+            a.inconclusive.to_string(),
+            range(a, same.trials),
+            s.failed.to_string(),
+            s.inconclusive.to_string(),
+            range(&s, slowed.trials),
+        ]);
+    }
+    out.push_str(&t.to_string());
+    out.push_str(&format!(
+        "\ntargets (< 1% false failures, > 95% detections): {}\n",
+        if report.meets_targets() {
+            "met"
+        } else {
+            "NOT met"
+        }
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binomial_bounds() {
+        // Zero events in 300 trials: the rule of three, 3/n.
+        let u = upper_bound_95(0, 300);
+        assert!((u - (1.0 - 0.05f64.powf(1.0 / 300.0))).abs() < 1e-9, "{u}");
+        assert!((0.0099..0.0100).contains(&u), "{u}");
+        // One in 100: about 4.7%.
+        let u = upper_bound_95(1, 100);
+        assert!((0.046..0.048).contains(&u), "{u}");
+        assert_eq!(upper_bound_95(5, 5), 1.0);
+        let l = lower_bound_95(100, 100);
+        assert!((l - 0.05f64.powf(0.01)).abs() < 1e-9, "{l}");
+    }
+}

@@ -1,0 +1,933 @@
+//! One self-contained HTML page with charts drawn as inline SVG (plotters'
+//! SVG backend: text stays text, no font files, nothing fetched), so the
+//! file opens offline in any browser.
+//!
+//! Sections: the verdict of every case; the ratio of every gated metric per
+//! case with its confidence interval; throughput and TTFT against
+//! concurrency; latency CDFs per target; quality per task; with several
+//! runs, each metric's history; and the gate tables.
+
+use std::fmt::Write;
+
+use plotters::coord::ranged1d::SegmentValue;
+use plotters::prelude::*;
+
+use super::console::{case_verdict, num, ratios};
+use super::history;
+use super::markdown::html_escape as esc;
+use super::{RunResults, TaskScore};
+use crate::config::Limit;
+use crate::gate::{Interval, Verdict};
+use crate::metrics::Series;
+use crate::runner::{CaseReport, TargetReport};
+
+type DrawResult = Result<(), Box<dyn std::error::Error>>;
+
+const CANDIDATE: RGBColor = RGBColor(31, 119, 180);
+const BASELINE: RGBColor = RGBColor(255, 127, 14);
+const PASS: RGBColor = RGBColor(44, 160, 44);
+const FAIL: RGBColor = RGBColor(214, 39, 40);
+const INCONCLUSIVE: RGBColor = RGBColor(230, 160, 0);
+const GREY: RGBColor = RGBColor(120, 120, 120);
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+const FONT: &str = "sans-serif";
+
+fn verdict_color(v: Verdict) -> RGBColor {
+    match v {
+        Verdict::Pass => PASS,
+        Verdict::Inconclusive => INCONCLUSIVE,
+        Verdict::Fail => FAIL,
+    }
+}
+
+/// Draws into an SVG string; a drawing error becomes a visible message.
+fn svg(
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> DrawResult,
+) -> String {
+    let mut out = String::new();
+    let result = {
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| e.into())
+            .and_then(|_| draw(&root))
+            .and_then(|_| root.present().map_err(|e| e.into()))
+    };
+    match result {
+        Ok(()) => out,
+        Err(e) => format!(
+            "<p class=\"error\">chart could not be drawn: {}</p>",
+            esc(&e.to_string())
+        ),
+    }
+}
+
+/// A chart area with one centred message (no data).
+fn message_svg(size: (u32, u32), title: &str, message: &str) -> String {
+    svg(size, |root| {
+        root.titled(title, (FONT, 18))?;
+        root.draw(&Text::new(
+            message.to_string(),
+            (size.0 as i32 / 2, size.1 as i32 / 2),
+            TextStyle::from((FONT, 16).into_font()).color(&GREY).pos(
+                plotters::style::text_anchor::Pos::new(
+                    plotters::style::text_anchor::HPos::Center,
+                    plotters::style::text_anchor::VPos::Center,
+                ),
+            ),
+        ))?;
+        Ok(())
+    })
+}
+
+fn figure(kind: &str, id: &str, caption: &str, svg: String) -> String {
+    format!(
+        "<figure class=\"chart\" data-chart=\"{kind}\" id=\"{}\">{svg}<figcaption>{}</figcaption></figure>\n",
+        esc(id),
+        esc(caption)
+    )
+}
+
+/// The last `::` segment of a case name (`scenario::grid::short_mt64_c1` → `short_mt64_c1`),
+/// or the whole name for a single-case file.
+fn short(name: &str) -> String {
+    let parts: Vec<&str> = name.split("::").collect();
+    match parts.as_slice() {
+        [_, file, point] => format!("{file}::{point}"),
+        [_, file] => file.to_string(),
+        _ => name.to_string(),
+    }
+}
+
+/// `(lo, hi)` padded by 8% (and never empty).
+fn padded(lo: f64, hi: f64) -> (f64, f64) {
+    let (lo, hi) = if lo.is_finite() && hi.is_finite() {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let span = (hi - lo).abs().max(hi.abs() * 0.02).max(1e-9);
+    (lo - span * 0.08, hi + span * 0.08)
+}
+
+/// One case's point in a ratio chart.
+struct RatioRow {
+    case: String,
+    ratio: f64,
+    interval: Option<Interval>,
+    verdict: Verdict,
+    limit: Option<Limit>,
+}
+
+/// One workload's points against concurrency: (concurrency, candidate, baseline).
+struct Group {
+    key: String,
+    points: Vec<(f64, f64, f64)>,
+}
+
+/// One forest plot per gated ratio metric: a row per case, the measured
+/// ratio with its interval, the limit(s) and 1.0 marked.
+fn ratio_charts(cases: &[&CaseReport]) -> String {
+    let mut metrics: Vec<String> = Vec::new();
+    for c in cases {
+        // Only ratio limits compare with the baseline; an absolute limit
+        // (`error_rate = { max = 0.0 }`) has no ratio worth drawing.
+        for r in c.gate.iter().filter(|r| r.limit.contains("ratio")) {
+            if !metrics.contains(&r.metric) {
+                metrics.push(r.metric.clone());
+            }
+        }
+    }
+    let mut out = String::new();
+    for metric in metrics {
+        let rows: Vec<RatioRow> = cases
+            .iter()
+            .filter_map(|c| {
+                let r = c.gate.iter().find(|r| r.metric == metric)?;
+                let limit = c
+                    .config
+                    .as_ref()
+                    .and_then(|cfg| cfg.gate.get(&metric).copied());
+                Some(RatioRow {
+                    case: short(&c.name),
+                    ratio: r.ratio,
+                    interval: r.interval,
+                    verdict: r.verdict,
+                    limit,
+                })
+            })
+            .filter(|r| r.ratio.is_finite())
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let limits: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| r.limit)
+            .flat_map(|l| [l.min_ratio, l.max_ratio])
+            .flatten()
+            .collect();
+        let values = rows
+            .iter()
+            .flat_map(|row| {
+                let r = row.ratio;
+                let (lo, hi) = row.interval.map(|i| (i.lo, i.hi)).unwrap_or((r, r));
+                [r, lo, hi]
+            })
+            .chain(limits.iter().copied())
+            .chain([1.0])
+            .filter(|v| v.is_finite());
+        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+        let (x0, x1) = padded(lo, hi);
+        let n = rows.len() as i32;
+        let height = 110 + 26 * rows.len() as u32;
+        let level = rows
+            .iter()
+            .find_map(|r| r.interval.map(|i| i.level))
+            .unwrap_or(crate::gate::DEFAULT_LEVEL);
+        let title = format!(
+            "{metric}: candidate / baseline, {:.0}% interval",
+            level * 100.0
+        );
+        let chart = svg((640, height), |root| {
+            let mut chart = ChartBuilder::on(root)
+                .caption(&title, (FONT, 16))
+                .margin(10)
+                .x_label_area_size(30)
+                .y_label_area_size(190)
+                .build_cartesian_2d(x0..x1, (0..n).into_segmented())?;
+            // The first case on top.
+            let names: Vec<String> = rows.iter().rev().map(|r| r.case.clone()).collect();
+            let label = move |v: &SegmentValue<i32>| match v {
+                SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+                _ => String::new(),
+            };
+            chart
+                .configure_mesh()
+                .y_labels(rows.len())
+                .y_label_formatter(&label)
+                .x_label_formatter(&|x| format!("{x:.3}"))
+                .label_style((FONT, 11))
+                .axis_desc_style((FONT, 12))
+                .x_desc("ratio")
+                .disable_y_mesh()
+                .draw()?;
+            let top = SegmentValue::Last;
+            let bottom = SegmentValue::Exact(0);
+            chart.draw_series(DashedLineSeries::new(
+                [(1.0, bottom.clone()), (1.0, top.clone())],
+                4,
+                4,
+                GREY.stroke_width(1),
+            ))?;
+            for l in &limits {
+                chart.draw_series(LineSeries::new(
+                    [(*l, bottom.clone()), (*l, top.clone())],
+                    FAIL.stroke_width(2),
+                ))?;
+            }
+            for (i, row) in rows.iter().enumerate() {
+                let color = verdict_color(row.verdict);
+                let y = SegmentValue::CenterOf(n - 1 - i as i32);
+                let ratio = row.ratio;
+                if let Some(iv) = row.interval {
+                    chart.draw_series(std::iter::once(ErrorBar::new_horizontal(
+                        y.clone(),
+                        iv.lo,
+                        ratio,
+                        iv.hi,
+                        color.stroke_width(2),
+                        8,
+                    )))?;
+                }
+                chart.draw_series(std::iter::once(Circle::new((ratio, y), 5, color.filled())))?;
+            }
+            Ok(())
+        });
+        out.push_str(&figure(
+            "ratio",
+            &format!("ratio-{metric}"),
+            &format!("{metric}: dot = measured ratio (green pass, red fail, amber inconclusive), bar = interval, red line = limit, dashed = 1.0"),
+            chart,
+        ));
+    }
+    out
+}
+
+/// The workload minus concurrency, as a series label: `short, 64 tokens`.
+fn group_key(c: &CaseReport) -> String {
+    let w = &c.workload;
+    let mut key = format!("{}, {} tokens", w.prompts.label(), w.max_tokens);
+    if let Some(rate) = w.rate {
+        let _ = write!(key, ", {rate} req/s");
+    }
+    key
+}
+
+/// `metric` of candidate (solid) and baseline (dashed) against concurrency,
+/// one colour per workload.
+fn concurrency_chart(
+    cases: &[&CaseReport],
+    metric: &str,
+    y_desc: &str,
+    pick: impl Fn(&TargetReport) -> f64,
+) -> String {
+    let mut groups: Vec<Group> = Vec::new();
+    for c in cases {
+        let key = group_key(c);
+        let point = (
+            c.workload.concurrency as f64,
+            pick(&c.candidate),
+            pick(&c.baseline),
+        );
+        match groups.iter_mut().find(|g| g.key == key) {
+            Some(g) => g.points.push(point),
+            None => groups.push(Group {
+                key,
+                points: vec![point],
+            }),
+        }
+    }
+    for g in &mut groups {
+        g.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let title = format!("{metric} vs concurrency");
+    let id = format!("concurrency-{metric}");
+    let caption = format!("{metric} against concurrency: solid = candidate, dashed = baseline, one colour per prompt set and output length");
+    let finite: Vec<f64> = groups
+        .iter()
+        .flat_map(|g| g.points.iter().flat_map(|p| [p.1, p.2]))
+        .filter(|v| v.is_finite())
+        .collect();
+    if finite.is_empty() {
+        return figure(
+            "concurrency",
+            &id,
+            &caption,
+            message_svg((640, 360), &title, "no measurements"),
+        );
+    }
+    let (ymin, ymax) = finite
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (_, y1) = padded(ymin.min(0.0), ymax);
+    let cmax = groups
+        .iter()
+        .flat_map(|g| g.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let chart = svg((640, 360), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(&title, (FONT, 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..cmax * 1.1 + 0.5, 0.0..y1)?;
+        chart
+            .configure_mesh()
+            .x_desc("concurrency")
+            .y_desc(y_desc)
+            .label_style((FONT, 11))
+            .axis_desc_style((FONT, 12))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .draw()?;
+        for (k, Group { key, points }) in groups.iter().enumerate() {
+            let color = PALETTE[k % PALETTE.len()];
+            let cand: Vec<(f64, f64)> = points
+                .iter()
+                .map(|p| (p.0, p.1))
+                .filter(|p| p.1.is_finite())
+                .collect();
+            let base: Vec<(f64, f64)> = points
+                .iter()
+                .map(|p| (p.0, p.2))
+                .filter(|p| p.1.is_finite())
+                .collect();
+            chart
+                .draw_series(LineSeries::new(cand.clone(), color.stroke_width(2)))?
+                .label(key.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart.draw_series(cand.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+            chart.draw_series(DashedLineSeries::new(
+                base.clone(),
+                5,
+                4,
+                color.stroke_width(1),
+            ))?;
+            chart.draw_series(
+                base.iter()
+                    .map(|&p| Circle::new(p, 3, color.stroke_width(1))),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(GREY)
+            .label_font((FONT, 12))
+            .draw()?;
+        Ok(())
+    });
+    figure("concurrency", &id, &caption, chart)
+}
+
+/// Empirical CDF points of a series from records, else from the summary's
+/// percentiles (min, p50, p90, p95, p99, max).
+fn cdf_points(t: &TargetReport, series: Series) -> (Vec<(f64, f64)>, bool) {
+    if !t.records.is_empty() {
+        let mut values = Vec::new();
+        for r in &t.records {
+            series.per_request(r, &mut values);
+        }
+        values.sort_by(f64::total_cmp);
+        let n = values.len() as f64;
+        let points = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v, (i + 1) as f64 / n))
+            .collect();
+        return (points, true);
+    }
+    let d = t.summary.distribution(series);
+    if d.count == 0 {
+        return (Vec::new(), false);
+    }
+    (
+        vec![
+            (d.min, 0.0),
+            (d.p50, 0.5),
+            (d.p90, 0.9),
+            (d.p95, 0.95),
+            (d.p99, 0.99),
+            (d.max, 1.0),
+        ],
+        false,
+    )
+}
+
+/// Step function through sorted CDF points.
+fn steps(points: &[(f64, f64)], exact: bool) -> Vec<(f64, f64)> {
+    if !exact {
+        return points.to_vec();
+    }
+    let mut out = Vec::with_capacity(points.len() * 2 + 1);
+    let mut prev = 0.0;
+    for &(x, y) in points {
+        out.push((x, prev));
+        out.push((x, y));
+        prev = y;
+    }
+    out
+}
+
+/// One CDF panel: candidate and baseline of one series.
+fn cdf_panel(
+    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
+    case: &CaseReport,
+    series: Series,
+    label: &str,
+) -> DrawResult {
+    let (cand, exact_c) = cdf_points(&case.candidate, series);
+    let (base, exact_b) = cdf_points(&case.baseline, series);
+    let xs: Vec<f64> = cand
+        .iter()
+        .chain(&base)
+        .map(|p| p.0)
+        .filter(|x| x.is_finite())
+        .collect();
+    if xs.is_empty() {
+        area.titled(&format!("{label}: no successful request"), (FONT, 13))?;
+        return Ok(());
+    }
+    let (lo, hi) = xs
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let (x0, x1) = padded(lo, hi);
+    let mut chart = ChartBuilder::on(area)
+        .caption(format!("{label} CDF"), (FONT, 13))
+        .margin(8)
+        .x_label_area_size(34)
+        .y_label_area_size(36)
+        .build_cartesian_2d(x0.max(0.0)..x1, 0.0..1.0)?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("{label} (ms)"))
+        .x_labels(5)
+        .y_labels(5)
+        .label_style((FONT, 11))
+        .axis_desc_style((FONT, 11))
+        .x_label_formatter(&|x| num(*x))
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            steps(&cand, exact_c),
+            CANDIDATE.stroke_width(2),
+        ))?
+        .label("candidate")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], CANDIDATE.stroke_width(2)));
+    chart
+        .draw_series(LineSeries::new(
+            steps(&base, exact_b),
+            BASELINE.stroke_width(2),
+        ))?
+        .label("baseline")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BASELINE.stroke_width(2)));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .label_font((FONT, 11))
+        .draw()?;
+    Ok(())
+}
+
+/// TTFT and E2E latency CDFs of one case, candidate against baseline.
+fn cdf_chart(case: &CaseReport) -> String {
+    let exact = !case.candidate.records.is_empty() && !case.baseline.records.is_empty();
+    let id = format!("cdf-{}", crate::report::file_stem(&case.name));
+    let caption = format!(
+        "{}: TTFT and end-to-end latency of every request, cumulative; blue = candidate ({}), orange = baseline ({}){}",
+        case.name,
+        case.candidate.target,
+        case.baseline.target,
+        if exact {
+            ""
+        } else {
+            "; without saved records (--save-detailed) the curve joins the percentiles"
+        }
+    );
+    let title = short(&case.name);
+    let chart = svg((640, 270), |root| {
+        let root = root.titled(&title, (FONT, 14))?;
+        let panels = root.split_evenly((1, 2));
+        cdf_panel(&panels[0], case, Series::Ttft, "TTFT")?;
+        cdf_panel(&panels[1], case, Series::E2e, "E2E latency")?;
+        Ok(())
+    });
+    figure("cdf", &id, &caption, chart)
+}
+
+/// Candidate and baseline score per task, with standard errors; a message
+/// when there are no quality results.
+pub fn quality_chart(scores: &[TaskScore]) -> String {
+    let title = "quality per task";
+    let caption =
+        "accuracy per task: blue = candidate, orange = baseline, whiskers = ± standard error";
+    if scores.is_empty() {
+        return figure(
+            "quality",
+            "quality-chart",
+            caption,
+            message_svg((640, 240), title, "no quality results"),
+        );
+    }
+    let n = scores.len() as i32;
+    let ymax = scores
+        .iter()
+        .flat_map(|s| {
+            [
+                s.candidate + s.candidate_stderr.unwrap_or(0.0),
+                s.baseline + s.baseline_stderr.unwrap_or(0.0),
+            ]
+        })
+        .fold(0.0, f64::max)
+        .max(0.05);
+    let names: Vec<String> = scores
+        .iter()
+        .map(|s| format!("{} {}", s.task, s.metric))
+        .collect();
+    let chart = svg((640, 360), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, (FONT, 16))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..n as f64, 0.0..ymax * 1.15)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(scores.len() * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - x.floor() - 0.5).abs() < 0.26 {
+                    names.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .y_desc("score")
+            .label_style((FONT, 11))
+            .axis_desc_style((FONT, 12))
+            .draw()?;
+        for (i, s) in scores.iter().enumerate() {
+            let x = i as f64;
+            for (offset, value, stderr, color) in [
+                (0.15, s.candidate, s.candidate_stderr, CANDIDATE),
+                (0.5, s.baseline, s.baseline_stderr, BASELINE),
+            ] {
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(x + offset, 0.0), (x + offset + 0.33, value)],
+                    color.filled(),
+                )))?;
+                if let Some(e) = stderr {
+                    chart.draw_series(std::iter::once(ErrorBar::new_vertical(
+                        x + offset + 0.165,
+                        value - e,
+                        value,
+                        value + e,
+                        BLACK.stroke_width(1),
+                        6,
+                    )))?;
+                }
+            }
+        }
+        Ok(())
+    });
+    figure("quality", "quality-chart", caption, chart)
+}
+
+/// One chart per followed metric: its value in each run, a line per case.
+fn history_charts(runs: &[RunResults]) -> String {
+    let trends = history::trends(runs);
+    let labels: Vec<String> = runs.iter().enumerate().map(|(i, r)| r.label(i)).collect();
+    let mut metrics: Vec<String> = Vec::new();
+    for t in &trends {
+        if !metrics.contains(&t.metric) {
+            metrics.push(t.metric.clone());
+        }
+    }
+    let mut out = String::new();
+    for metric in metrics {
+        let lines: Vec<&history::Trend> = trends.iter().filter(|t| t.metric == metric).collect();
+        let values: Vec<f64> = lines
+            .iter()
+            .flat_map(|t| t.values.iter().flatten().copied())
+            .filter(|v| v.is_finite())
+            .collect();
+        if values.is_empty() {
+            continue;
+        }
+        let (lo, hi) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                (a.min(v), b.max(v))
+            });
+        let (y0, y1) = padded(lo, hi);
+        let unit = lines.first().map(|t| t.unit.clone()).unwrap_or_default();
+        let title = format!("history: {metric}");
+        let n = runs.len() as i32;
+        // Empty slots on the right leave room for the legend.
+        let slots = n + (n * 3 / 5).max(1);
+        // Dates fit under a few runs; more runs are numbered.
+        let names: Vec<String> = if n <= 4 {
+            labels.clone()
+        } else {
+            (1..=n).map(|i| format!("#{i}")).collect()
+        };
+        let chart = svg((640, 340), |root| {
+            let mut chart = ChartBuilder::on(root)
+                .caption(&title, (FONT, 16))
+                .margin(10)
+                .x_label_area_size(35)
+                .y_label_area_size(60)
+                .build_cartesian_2d((0..slots).into_segmented(), y0..y1)?;
+            let label = move |v: &SegmentValue<i32>| match v {
+                SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+                _ => String::new(),
+            };
+            chart
+                .configure_mesh()
+                .x_labels(slots as usize)
+                .x_label_formatter(&label)
+                .disable_x_mesh()
+                .y_desc(unit.clone())
+                .label_style((FONT, 11))
+                .axis_desc_style((FONT, 12))
+                .draw()?;
+            for (k, t) in lines.iter().enumerate() {
+                let color = PALETTE[k % PALETTE.len()];
+                let points: Vec<(SegmentValue<i32>, f64)> = t
+                    .values
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, v)| {
+                        v.filter(|v| v.is_finite())
+                            .map(|v| (SegmentValue::CenterOf(i as i32), v))
+                    })
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                    .label(short(&t.case))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                    });
+                chart.draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, color.filled())),
+                )?;
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(GREY)
+                .label_font((FONT, 11))
+                .draw()?;
+            Ok(())
+        });
+        out.push_str(&figure(
+            "history",
+            &format!("history-{metric}"),
+            &format!(
+                "{metric} in each run, oldest first ({} to {}), one line per case",
+                labels.first().cloned().unwrap_or_default(),
+                labels.last().cloned().unwrap_or_default()
+            ),
+            chart,
+        ));
+    }
+    out
+}
+
+fn verdict_html(v: Verdict) -> String {
+    let class = match v {
+        Verdict::Pass => "pass",
+        Verdict::Inconclusive => "inconclusive",
+        Verdict::Fail => "fail",
+    };
+    format!("<span class=\"verdict {class}\">{v}</span>")
+}
+
+fn gate_table_html(c: &CaseReport) -> String {
+    let mut out = String::from(
+        "<table><thead><tr><th>metric</th><th>candidate</th><th>baseline</th><th>ratio</th><th>interval</th><th>limit</th><th>verdict</th></tr></thead><tbody>\n",
+    );
+    for r in &c.gate {
+        let interval = match &r.interval {
+            Some(i) => format!("[{:.3}, {:.3}] ({:.0}%)", i.lo, i.hi, i.level * 100.0),
+            None => "—".into(),
+        };
+        let mut limit = r.limit.clone();
+        if let Some(conf) = r.confidence {
+            let _ = write!(limit, " @ {:.0}%", conf * 100.0);
+        }
+        let _ = writeln!(
+            out,
+            "<tr><td><code>{}</code></td><td>{} {}</td><td>{} {}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.metric),
+            num(r.candidate),
+            esc(&r.unit),
+            num(r.baseline),
+            esc(&r.unit),
+            r.ratio,
+            interval,
+            esc(&limit),
+            verdict_html(r.verdict)
+        );
+    }
+    out.push_str("</tbody></table>\n");
+    out
+}
+
+const STYLE: &str = r#"
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px; color: #222; max-width: 1360px; }
+h1 { margin-bottom: 4px; } h2 { margin-top: 36px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }
+.env { color: #555; font-size: 13px; }
+table { border-collapse: collapse; margin: 8px 0 16px; font-size: 14px; }
+th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f4f4f4; }
+.verdict { font-weight: 600; } .pass { color: #2c8a2c; } .fail { color: #c62828; } .inconclusive { color: #b07800; }
+.charts { display: flex; flex-wrap: wrap; gap: 12px; }
+figure.chart { margin: 0; border: 1px solid #e4e4e4; padding: 6px; background: #fff; width: min-content; }
+figure.chart figcaption { font-size: 12px; color: #555; }
+.banner { display: inline-block; padding: 6px 14px; border-radius: 4px; color: #fff; font-weight: 600; }
+.banner.pass { background: #2c8a2c; } .banner.fail { background: #c62828; }
+"#;
+
+/// The whole page for one or more runs (oldest first; the last is shown in
+/// detail, all of them in the history).
+pub fn render(runs: &[RunResults]) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>servegate report</title><style>{STYLE}</style></head><body>\n<h1>servegate report</h1>\n"
+    );
+    let Some(latest) = runs.last() else {
+        html.push_str("<p>No results.</p></body></html>\n");
+        return html;
+    };
+    let (passed, failed, inconclusive, errors) = latest.counts();
+    let _ = writeln!(
+        html,
+        "<p><span class=\"banner {}\">{}</span> {passed} passed, {failed} failed{}{} — {}</p>",
+        if latest.passed { "pass" } else { "fail" },
+        if latest.passed { "PASSED" } else { "FAILED" },
+        if inconclusive > 0 {
+            format!(" ({inconclusive} inconclusive)")
+        } else {
+            String::new()
+        },
+        if errors > 0 {
+            format!(", {errors} could not run")
+        } else {
+            String::new()
+        },
+        esc(&latest.label(runs.len() - 1))
+    );
+    if let Some(env) = &latest.environment {
+        let _ = writeln!(html, "<p class=\"env\">{}</p>", esc(&env.one_line()));
+    }
+    if runs.len() > 1 {
+        let _ = writeln!(html, "<p class=\"env\">{} runs; details below are of the latest, the history section covers all.</p>", runs.len());
+    }
+    let cases: Vec<&CaseReport> = latest.cases.iter().collect();
+
+    html.push_str("<h2 id=\"summary\">Cases</h2>\n<table><thead><tr><th>case</th><th>TTFT</th><th>Thr/req</th><th>ThrTot</th><th>Latency</th><th>verdict</th></tr></thead><tbody>\n");
+    for c in &cases {
+        let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
+        let _ = writeln!(
+            html,
+            "<tr><td><a href=\"#case-{}\">{}</a></td><td>{ttft:.3}</td><td>{per_req:.3}</td><td>{total:.3}</td><td>{latency:.3}</td><td>{}</td></tr>",
+            esc(&crate::report::file_stem(&c.name)),
+            esc(&c.name),
+            verdict_html(case_verdict(&c.gate))
+        );
+    }
+    html.push_str("</tbody></table>\n<p class=\"env\">Ratios are candidate / baseline: TTFT p50, mean per-request throughput, total throughput, E2E latency p50.</p>\n");
+    for e in &latest.errors {
+        let _ = writeln!(
+            html,
+            "<p class=\"fail\">{}: {}</p>",
+            esc(&e.name),
+            esc(&e.error)
+        );
+    }
+
+    html.push_str("<h2 id=\"ratios\">Ratios with their intervals</h2>\n<div class=\"charts\">\n");
+    html.push_str(&ratio_charts(&cases));
+    html.push_str("</div>\n<h2 id=\"concurrency\">Throughput and TTFT against concurrency</h2>\n<div class=\"charts\">\n");
+    html.push_str(&concurrency_chart(
+        &cases,
+        "throughput_total",
+        "output tok/s",
+        |t| t.summary.throughput_total,
+    ));
+    html.push_str(&concurrency_chart(
+        &cases,
+        "ttft_p50",
+        "TTFT p50 (ms)",
+        |t| {
+            t.summary.metric(crate::metrics::MetricName::Dist(
+                Series::Ttft,
+                crate::metrics::Stat::P50,
+            ))
+        },
+    ));
+    html.push_str("</div>\n<h2 id=\"quality\">Quality</h2>\n<div class=\"charts\">\n");
+    html.push_str(&quality_chart(&latest.quality));
+    html.push_str("</div>\n");
+    if runs.len() > 1 {
+        html.push_str("<h2 id=\"history\">History</h2>\n<div class=\"charts\">\n");
+        html.push_str(&history_charts(runs));
+        html.push_str("</div>\n");
+    }
+    html.push_str("<h2 id=\"cdf\">Latency distributions</h2>\n<div class=\"charts\">\n");
+    for c in &cases {
+        html.push_str(&cdf_chart(c));
+    }
+    html.push_str("</div>\n<h2 id=\"gates\">Gates</h2>\n");
+    for c in &cases {
+        let _ = writeln!(
+            html,
+            "<h3 id=\"case-{}\">{} — {}</h3>",
+            esc(&crate::report::file_stem(&c.name)),
+            esc(&c.name),
+            verdict_html(case_verdict(&c.gate))
+        );
+        if let Some(d) = &c.description {
+            let _ = writeln!(html, "<p>{}</p>", esc(d));
+        }
+        html.push_str(&gate_table_html(c));
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures;
+
+    #[test]
+    fn quality_chart_draws_bars_when_there_are_scores() {
+        let scores = vec![
+            TaskScore {
+                case: "suite::hs".into(),
+                task: "hellaswag".into(),
+                metric: "acc_norm".into(),
+                candidate: 0.41,
+                baseline: 0.42,
+                candidate_stderr: Some(0.01),
+                baseline_stderr: Some(0.01),
+            },
+            TaskScore {
+                case: "suite::arc".into(),
+                task: "arc_easy".into(),
+                metric: "acc".into(),
+                candidate: 0.6,
+                baseline: 0.6,
+                candidate_stderr: None,
+                baseline_stderr: None,
+            },
+        ];
+        let svg = quality_chart(&scores);
+        assert!(!svg.contains("no quality results"));
+        assert!(svg.contains("hellaswag acc_norm"), "{svg}");
+        // Four bars (filled rectangles) besides the background.
+        assert!(svg.matches("<rect").count() >= 5, "{svg}");
+        assert!(quality_chart(&[]).contains("no quality results"));
+    }
+
+    #[test]
+    fn failing_case_is_drawn_red_and_marked() {
+        let run = fixtures::run(&[("scenario::same", 1.0), ("scenario::slow", 1.25)]);
+        let html = render(&[run]);
+        assert!(html.contains("<span class=\"banner fail\">FAILED</span>"));
+        assert!(html.contains("<span class=\"verdict fail\">FAIL</span>"));
+        // The failing case's ratio dot and interval bar in red, the other in green.
+        let ratio_chart = html
+            .split("<figure")
+            .find(|f| f.contains("id=\"ratio-throughput_total\""))
+            .unwrap();
+        assert!(ratio_chart.contains("#D62728") || ratio_chart.contains("#d62728"));
+        assert!(ratio_chart.contains("#2CA02C") || ratio_chart.contains("#2ca02c"));
+        // Without records the CDFs join percentiles, and say so.
+        let mut run = fixtures::run(&[("scenario::x", 1.0)]);
+        run.cases[0].candidate.records.clear();
+        run.errors.clear();
+        run.passed = true;
+        let html = render(&[run]);
+        assert!(html.contains("<span class=\"banner pass\">PASSED</span>"));
+        assert!(html.contains("the curve joins the percentiles"));
+        assert!(!html.contains("chart could not be drawn"));
+    }
+}

@@ -1,0 +1,166 @@
+//! A Markdown summary of a run, fit for a CI job summary
+//! (`$GITHUB_STEP_SUMMARY`) or a pull-request comment.
+
+use std::fmt::Write;
+
+use super::console::{case_verdict, num, ratios};
+use super::RunResults;
+use crate::gate::{GateRow, Verdict};
+
+/// Escapes text for a table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn verdict_md(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "✅ pass",
+        Verdict::Inconclusive => "⚠️ inconclusive",
+        Verdict::Fail => "❌ **FAIL**",
+    }
+}
+
+fn gate_rows_md(out: &mut String, rows: &[GateRow]) {
+    out.push_str("| metric | candidate | baseline | ratio | interval | limit | verdict |\n");
+    out.push_str("|---|--:|--:|--:|--:|---|---|\n");
+    for r in rows {
+        let unit = if r.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", r.unit)
+        };
+        let interval = match &r.interval {
+            Some(i) => format!("[{:.3}, {:.3}] ({:.0}%)", i.lo, i.hi, i.level * 100.0),
+            None => "—".into(),
+        };
+        let mut limit = r.limit.clone();
+        if let Some(c) = r.confidence {
+            let _ = write!(limit, " @ {:.0}%", c * 100.0);
+        }
+        let _ = writeln!(
+            out,
+            "| `{}` | {}{unit} | {}{unit} | {:.3} | {} | {} | {} |",
+            cell(&r.metric),
+            num(r.candidate),
+            num(r.baseline),
+            r.ratio,
+            interval,
+            cell(&limit),
+            verdict_md(r.verdict)
+        );
+    }
+}
+
+/// The summary of one run.
+pub fn run_summary(results: &RunResults) -> String {
+    let mut out = String::new();
+    let (passed, failed, inconclusive, errors) = results.counts();
+    let _ = writeln!(
+        out,
+        "## servegate: {}\n",
+        if results.passed {
+            "✅ passed"
+        } else {
+            "❌ failed"
+        }
+    );
+    let mut line = format!("{passed} passed, {failed} failed");
+    if inconclusive > 0 {
+        let _ = write!(line, " ({inconclusive} of the passed inconclusive)");
+    }
+    if errors > 0 {
+        let _ = write!(line, ", {errors} could not run");
+    }
+    let _ = writeln!(out, "{line}.\n");
+    if !results.cases.is_empty() {
+        out.push_str("Candidate / baseline ratios (TTFT and latency: lower is better; throughput: higher is better).\n\n");
+        out.push_str("| case | TTFT | Thr/req | ThrTot | Latency | verdict |\n");
+        out.push_str("|---|--:|--:|--:|--:|---|\n");
+        for c in &results.cases {
+            let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
+            let _ = writeln!(
+                out,
+                "| `{}` | {ttft:.3} | {per_req:.3} | {total:.3} | {latency:.3} | {} |",
+                cell(&c.name),
+                verdict_md(case_verdict(&c.gate))
+            );
+        }
+        out.push('\n');
+    }
+    // Failed and inconclusive cases are shown open; the rest folded.
+    for c in &results.cases {
+        let verdict = case_verdict(&c.gate);
+        let open = if verdict == Verdict::Pass {
+            ""
+        } else {
+            " open"
+        };
+        let _ = writeln!(
+            out,
+            "<details{open}><summary><code>{}</code> — {}</summary>\n",
+            html_escape(&c.name),
+            verdict_md(verdict)
+        );
+        if let Some(d) = &c.description {
+            let _ = writeln!(out, "{}\n", cell(d));
+        }
+        gate_rows_md(&mut out, &c.gate);
+        for tr in [&c.candidate, &c.baseline] {
+            for (reason, count) in &tr.errors {
+                let _ = writeln!(
+                    out,
+                    "\n- `{}`: {count} × {}",
+                    cell(&tr.target),
+                    cell(reason)
+                );
+            }
+        }
+        out.push_str("\n</details>\n\n");
+    }
+    if !results.errors.is_empty() {
+        out.push_str("### Could not run\n\n");
+        for e in &results.errors {
+            let _ = writeln!(out, "- `{}`: {}", cell(&e.name), cell(&e.error));
+        }
+        out.push('\n');
+    }
+    if let Some(env) = &results.environment {
+        let _ = writeln!(out, "<sub>{}</sub>", html_escape(&env.one_line()));
+    }
+    out
+}
+
+pub(crate) fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures;
+
+    #[test]
+    fn summary_shows_verdicts_ratios_intervals_and_environment() {
+        let run = fixtures::run(&[("scenario::same", 1.0), ("scenario::slow", 1.25)]);
+        let md = run_summary(&run);
+        assert!(md.starts_with("## servegate: ❌ failed"), "{md}");
+        assert!(md.contains("1 passed, 1 failed, 1 could not run."), "{md}");
+        assert!(md.contains("| `scenario::slow` | "), "{md}");
+        // The slow case fails on throughput with an interval wholly below 0.95.
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| `throughput_total` |") && l.contains("FAIL"))
+            .expect(&md);
+        assert!(row.contains("0.800") && row.contains("(95%)"), "{row}");
+        assert!(row.contains("ratio >= 0.95 @ 95%"), "{row}");
+        // Failed cases open, passing ones folded; table cells escaped.
+        assert!(md.contains("<details open><summary><code>scenario::slow</code>"));
+        assert!(md.contains("<details><summary><code>scenario::same</code>"));
+        assert!(md.contains("a \\| piped <description>"), "{md}");
+        assert!(md.contains("- `suite::q`: not implemented"));
+        assert!(md.contains("commit 0123456789 (modified)"), "{md}");
+    }
+}

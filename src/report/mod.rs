@@ -1,0 +1,374 @@
+//! Reports: console tables, the JSON results file, a Markdown summary, a
+//! self-contained HTML page with charts, history over saved runs, and the
+//! comparison of two saved runs. Pure rendering: callers read and write files.
+
+pub mod compare;
+pub mod console;
+pub mod history;
+pub mod html;
+pub mod markdown;
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::environment::Environment;
+use crate::runner::CaseReport;
+
+pub use console::{comparison_table, failure_message, gate_table, target_table};
+
+/// One run's results file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResults {
+    pub servegate_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub passed: bool,
+    /// Where and on what the run happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    pub cases: Vec<CaseReport>,
+    /// Cases that could not be measured, with the reason.
+    #[serde(default)]
+    pub errors: Vec<CaseError>,
+    /// Quality scores per task (filled by quality suites).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<TaskScore>,
+}
+
+/// One quality task's score on candidate and baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskScore {
+    pub case: String,
+    pub task: String,
+    /// `acc`, `acc_norm`, …
+    pub metric: String,
+    pub candidate: f64,
+    pub baseline: f64,
+    /// Standard errors, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_stderr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_stderr: Option<f64>,
+}
+
+impl RunResults {
+    /// A results file holding one case report (as the gate trials write them
+    /// under `<results_dir>/cases/`).
+    pub fn from_case(case: CaseReport) -> Self {
+        Self {
+            passed: case.passed,
+            cases: vec![case],
+            ..Self::from_case_list()
+        }
+    }
+
+    /// Whether this holds one case report read from its own file (no run around it).
+    pub fn is_single_case(&self) -> bool {
+        self.started_at.is_empty() && self.cases.len() == 1 && self.environment.is_none()
+    }
+
+    /// One run made of single-case files (the gate trials' `cases/*.json`).
+    pub fn combine(parts: Vec<RunResults>) -> Self {
+        let cases: Vec<CaseReport> = parts.into_iter().flat_map(|r| r.cases).collect();
+        Self {
+            passed: cases.iter().all(|c| c.passed),
+            cases,
+            ..Self::from_case_list()
+        }
+    }
+
+    fn from_case_list() -> Self {
+        Self {
+            servegate_version: String::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            passed: true,
+            environment: None,
+            cases: Vec::new(),
+            errors: Vec::new(),
+            quality: Vec::new(),
+        }
+    }
+
+    /// Counts: (passed, failed, inconclusive cases among the passed, errors).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let failed = self.cases.iter().filter(|c| !c.passed).count();
+        let inconclusive = self
+            .cases
+            .iter()
+            .filter(|c| {
+                c.passed && console::case_verdict(&c.gate) == crate::gate::Verdict::Inconclusive
+            })
+            .count();
+        (
+            self.cases.len() - failed,
+            failed,
+            inconclusive,
+            self.errors.len(),
+        )
+    }
+
+    /// A short label for tables and chart axes: the start time, else `run N`.
+    pub fn label(&self, index: usize) -> String {
+        match chrono::DateTime::parse_from_rfc3339(&self.started_at) {
+            Ok(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            Err(_) => format!("run {}", index + 1),
+        }
+    }
+}
+
+/// Reads a results file: a `servegate run` results file, or one case report.
+pub fn read_results(path: &Path) -> anyhow::Result<RunResults> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;
+    let parsed = if value.get("cases").is_some() {
+        serde_json::from_value::<RunResults>(value)
+    } else if value.get("gate").is_some() && value.get("candidate").is_some() {
+        serde_json::from_value::<CaseReport>(value).map(RunResults::from_case)
+    } else {
+        anyhow::bail!(
+            "{}: not a servegate results file (no `cases`)",
+            path.display()
+        );
+    };
+    parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseError {
+    pub name: String,
+    pub error: String,
+}
+
+/// Writes JSON to `path` atomically: a temporary file in the same folder,
+/// flushed and synced, then renamed over the destination.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` atomically (see `write_json_atomic`); the file
+/// is readable by everyone, like one written in place.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A file-name-safe form of a case name (`scenario::grid::c4` → `scenario__grid__c4`).
+pub fn file_stem(name: &str) -> String {
+    name.replace("::", "__")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/r.json");
+        write_json_atomic(&path, &vec![1, 2, 3]).unwrap();
+        write_json_atomic(&path, &vec![4]).unwrap();
+        let back: Vec<u32> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, vec![4]);
+        let leftovers = std::fs::read_dir(dir.path().join("sub")).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files remain");
+    }
+
+    #[test]
+    fn stems_are_file_safe() {
+        assert_eq!(
+            file_stem("scenario::grid::short_mt64_c1"),
+            "scenario__grid__short_mt64_c1"
+        );
+        assert_eq!(file_stem("a/b c"), "a_b_c");
+    }
+
+    #[test]
+    fn reads_run_files_and_single_case_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = fixtures::run(&[("scenario::a", 1.0), ("scenario::b", 0.8)]);
+        let path = dir.path().join("run.json");
+        write_json_atomic(&path, &run).unwrap();
+        let back = read_results(&path).unwrap();
+        assert_eq!(back.cases.len(), 2);
+        assert_eq!(back.environment, run.environment);
+        let case = dir.path().join("case.json");
+        write_json_atomic(&case, &run.cases[1]).unwrap();
+        let single = read_results(&case).unwrap();
+        assert_eq!(single.cases[0].name, "scenario::b");
+        std::fs::write(dir.path().join("other.json"), "{\"x\": 1}").unwrap();
+        let e = read_results(&dir.path().join("other.json")).unwrap_err();
+        assert!(
+            e.to_string().contains("not a servegate results file"),
+            "{e}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn written_files_are_readable_by_others() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.html");
+        write_atomic(&path, b"<html></html>").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+}
+
+/// Synthetic results for the report modules' tests.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+    use crate::config::{CaseConfig, Limit};
+    use crate::gate::{self, Sample};
+    use crate::metrics::{RequestRecord, Summary, TokenSource};
+    use crate::runner::TargetReport;
+
+    /// `n` requests of 8 tokens one after the other, each taking `scale` ×
+    /// 100 ms (± a little).
+    pub fn records(n: usize, scale: f64) -> Vec<RequestRecord> {
+        let mut t = 0.0;
+        (0..n)
+            .map(|i| {
+                let e2e = scale * (0.1 + (i % 3) as f64 * 0.002);
+                let start = t;
+                t += e2e;
+                RequestRecord {
+                    start_s: start,
+                    end_s: start + e2e,
+                    event_times_s: (1..=8).map(|k| e2e * k as f64 / 8.0).collect(),
+                    event_tokens: Vec::new(),
+                    output_tokens: 8,
+                    token_source: TokenSource::Usage,
+                    input_tokens: Some(4),
+                    queue_s: 0.0,
+                    error: None,
+                    error_kind: None,
+                }
+            })
+            .collect()
+    }
+
+    fn target(name: &str, records: Vec<RequestRecord>) -> TargetReport {
+        TargetReport {
+            target: name.into(),
+            url: "http://127.0.0.1:1".into(),
+            model: "m".into(),
+            summary: Summary::from_records(&records, None),
+            runs: Vec::new(),
+            run_offsets_s: Vec::new(),
+            errors: Default::default(),
+            records,
+            log: None,
+            recorded_from: None,
+            gpu_memory: Vec::new(),
+        }
+    }
+
+    /// A case whose candidate takes `slowdown` × the baseline's time.
+    pub fn case(name: &str, slowdown: f64) -> CaseReport {
+        let mut config: CaseConfig = toml::from_str("").unwrap();
+        config.gate.insert(
+            "throughput_total".into(),
+            Limit {
+                min_ratio: Some(0.95),
+                confidence: Some(0.95),
+                ..Default::default()
+            },
+        );
+        config.gate.insert(
+            "error_rate".into(),
+            Limit {
+                max: Some(0.0),
+                ..Default::default()
+            },
+        );
+        let candidate = target("candidate", records(12, slowdown));
+        let baseline = target("baseline", records(12, 1.0));
+        let (cr, br) = (candidate.record_runs(), baseline.record_runs());
+        let rows = gate::evaluate_samples(
+            &config.gate,
+            &Sample {
+                summary: &candidate.summary,
+                runs: &cr,
+                slo: None,
+            },
+            &Sample {
+                summary: &baseline.summary,
+                runs: &br,
+                slo: None,
+            },
+            &Default::default(),
+        );
+        CaseReport {
+            name: name.into(),
+            file: "scenarios/x.toml".into(),
+            description: Some("a | piped <description>".into()),
+            workload: config.workload.clone(),
+            passed: gate::all_pass(&rows),
+            config: Some(config),
+            candidate,
+            baseline,
+            gate: rows,
+            roofline: None,
+        }
+    }
+
+    pub fn run(cases: &[(&str, f64)]) -> RunResults {
+        let cases: Vec<CaseReport> = cases.iter().map(|(n, s)| case(n, *s)).collect();
+        RunResults {
+            servegate_version: "0.0.0".into(),
+            started_at: "2025-01-02T03:04:05+00:00".into(),
+            finished_at: "2025-01-02T03:05:05+00:00".into(),
+            // One case could not run, so the run fails whatever the gates say.
+            passed: false,
+            environment: Some(crate::environment::Environment {
+                servegate_version: "0.0.0".into(),
+                git_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                git_dirty: Some(true),
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                cpu: Some("Test CPU".into()),
+                cpus: 2,
+                gpu: "no GPU".into(),
+            }),
+            cases,
+            errors: vec![CaseError {
+                name: "suite::q".into(),
+                error: "not implemented".into(),
+            }],
+            quality: Vec::new(),
+        }
+    }
+}

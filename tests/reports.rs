@@ -1,0 +1,503 @@
+//! Verdicts and reports end to end: results files with environment and
+//! resolved config, the Markdown summary, the HTML page and its charts,
+//! history, compare, repeats, and the gate check in a tiny configuration.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use servegate::config::SimSpec;
+use servegate::discover::Project;
+use servegate::gatecheck::{self, GateCheckOptions};
+use servegate::runner;
+use servegate::sim::SimServer;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A small project: two identical fast engines, short prompts, and one
+/// scenario file with `body`.
+fn project(body: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("servegate.toml"),
+        "model = \"m\"\n\
+         [targets.candidate]\nsim = { ttft_ms = 5.0, tpot_ms = 1.0 }\n\
+         [targets.baseline]\nsim = { ttft_ms = 5.0, tpot_ms = 1.0 }\n\
+         [workload]\nmax_tokens = 12\nnum_requests = 6\nwarmup = 1\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("prompts")).unwrap();
+    std::fs::copy(
+        repo().join("prompts/short.txt"),
+        root.join("prompts/short.txt"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("scenarios")).unwrap();
+    std::fs::write(root.join("scenarios/speed.toml"), body).unwrap();
+    dir
+}
+
+const TWO_POINTS: &str = "description = \"two concurrency levels\"\n\
+    [matrix]\nconcurrency = [1, 2]\n\
+    [gate]\nthroughput_total = { min_ratio = 0.5, confidence = 0.95 }\n\
+    ttft_p50 = { max_ratio = 2.0 }\nerror_rate = { max = 0.0 }\n";
+
+fn servegate(root: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_servegate"));
+    cmd.arg("--root").arg(root).args(args);
+    for var in ["SERVEGATE_CONCURRENCY", "GITHUB_STEP_SUMMARY", "NO_COLOR"] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn run_writes_environment_config_intervals_and_a_markdown_summary() {
+    let dir = project(TWO_POINTS);
+    let root = dir.path();
+    let results = root.join("out/run.json");
+    let step_summary = root.join("step-summary.md");
+    let out = servegate(
+        root,
+        &[
+            "run",
+            "--save-detailed",
+            "--output",
+            results.to_str().unwrap(),
+        ],
+        &[("GITHUB_STEP_SUMMARY", &step_summary)],
+    );
+    let stdout = ok(&out);
+    // Tables: per target, gates with the interval, the ratio table.
+    for needle in [
+        "TTFT p50", "95% CI", "@ 95%", "Thr/req", "ThrTot", "Latency",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?}:\n{stdout}");
+    }
+    // Not a terminal: no colour codes.
+    assert!(!stdout.contains('\u{1b}'), "{stdout}");
+
+    let r = json(&results);
+    let env = &r["environment"];
+    assert_eq!(env["servegate_version"], env!("CARGO_PKG_VERSION"));
+    assert!(env["cpus"].as_u64().unwrap() >= 1);
+    assert!(!env["gpu"].as_str().unwrap().is_empty());
+    assert!(env["os"].is_string() && env["arch"].is_string());
+    // A temporary folder is no git checkout: no commit, and no failure.
+    assert!(env.get("git_commit").is_none(), "{env}");
+    let case = &r["cases"][1];
+    assert_eq!(case["name"], "scenario::speed::c2");
+    // The configuration as resolved: project defaults, file and matrix merged.
+    assert_eq!(case["config"]["workload"]["concurrency"], 2);
+    assert_eq!(case["config"]["workload"]["max_tokens"], 12);
+    assert_eq!(case["config"]["targets"]["baseline"]["sim"]["ttft_ms"], 5.0);
+    assert_eq!(case["config"]["repeats"], 1);
+    // Per-request records (--save-detailed) and a seeded interval per gate.
+    assert_eq!(case["candidate"]["records"].as_array().unwrap().len(), 6);
+    let tput = case["gate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metric"] == "throughput_total")
+        .unwrap();
+    let (lo, hi, ratio) = (
+        tput["interval"]["lo"].as_f64().unwrap(),
+        tput["interval"]["hi"].as_f64().unwrap(),
+        tput["ratio"].as_f64().unwrap(),
+    );
+    assert!(lo <= ratio && ratio <= hi, "{tput}");
+    assert_eq!(tput["interval"]["level"], 0.95);
+    assert_eq!(tput["confidence"], 0.95);
+    assert_eq!(tput["verdict"], "pass");
+
+    // The Markdown summary next to the JSON, and in the CI job summary.
+    let md = std::fs::read_to_string(root.join("out/run.md")).unwrap();
+    for needle in [
+        "## servegate: ✅ passed",
+        "| case | TTFT | Thr/req | ThrTot | Latency | verdict |",
+        "`scenario::speed::c1`",
+        "| `throughput_total` |",
+        "ratio >= 0.5 @ 95%",
+        "<sub>servegate ",
+    ] {
+        assert!(md.contains(needle), "missing {needle:?}:\n{md}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&step_summary).unwrap().trim(),
+        md.trim()
+    );
+
+    // The same file renders again, with the same intervals (seeded).
+    let html = root.join("out/report.html");
+    let again = root.join("out/again.md");
+    let out = servegate(
+        root,
+        &[
+            "report",
+            results.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+            "--markdown",
+            again.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = ok(&out);
+    assert!(stdout.contains("Candidate / baseline ratios"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), md);
+    check_html(&std::fs::read_to_string(&html).unwrap());
+}
+
+/// The page holds every chart as inline SVG and references nothing outside.
+fn check_html(html: &str) {
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(html.trim_end().ends_with("</html>"));
+    let count = |needle: &str| html.matches(needle).count();
+    // A ratio chart per metric with a ratio limit (throughput_total,
+    // ttft_p50; error_rate has an absolute limit), 2 against concurrency,
+    // the latency CDFs of each case, 1 quality.
+    assert_eq!(count("data-chart=\"ratio\""), 2, "ratio charts");
+    assert_eq!(count("data-chart=\"concurrency\""), 2);
+    assert_eq!(count("data-chart=\"cdf\""), 2);
+    assert_eq!(count("data-chart=\"quality\""), 1);
+    assert_eq!(count("data-chart=\"history\""), 0, "one run has no history");
+    let charts = count("<figure class=\"chart\"");
+    assert_eq!(charts, 7);
+    assert_eq!(count("<svg"), charts, "every chart is an inline SVG");
+    assert_eq!(count("</svg>"), charts);
+    assert!(!html.contains("chart could not be drawn"));
+    for id in [
+        "id=\"ratio-throughput_total\"",
+        "id=\"concurrency-throughput_total\"",
+        "id=\"concurrency-ttft_p50\"",
+        "id=\"cdf-scenario__speed__c1\"",
+        "id=\"cdf-scenario__speed__c2\"",
+        "TTFT CDF",
+        "E2E latency CDF",
+    ] {
+        assert!(html.contains(id), "missing {id}");
+    }
+    // Text is drawn as SVG text (titles, axes, legends), not as glyph paths.
+    assert!(count("<text") > 50, "{} text elements", count("<text"));
+    assert!(html.contains("throughput_total: candidate / baseline, 95% interval"));
+    assert!(html.contains("no quality results"));
+    // Lines and markers are there: CDF and concurrency lines, ratio dots.
+    assert!(count("<polyline") >= 8, "{} polylines", count("<polyline"));
+    assert!(count("<circle") >= 6);
+    // Self-contained: no script, stylesheet, image or font fetched.
+    for bad in ["<script", "<link", "<img", "src=", "@import", "url("] {
+        assert!(!html.contains(bad), "found {bad}");
+    }
+    let outside = html
+        .match_indices("http")
+        .filter(|(i, _)| !html[*i..].starts_with("http://www.w3.org/"))
+        .count();
+    assert_eq!(outside, 0, "only SVG namespaces may name a URL");
+}
+
+#[test]
+fn history_compare_and_folders_of_runs() {
+    let dir = project(TWO_POINTS);
+    let root = dir.path();
+    let results = root.join("results");
+    for name in ["run-1.json", "run-2.json"] {
+        ok(&servegate(
+            root,
+            &["run", "--output", results.join(name).to_str().unwrap()],
+            &[],
+        ));
+    }
+    // A folder stands for its run-*.json files, oldest first.
+    let html = root.join("history.html");
+    let out = servegate(
+        root,
+        &[
+            "report",
+            results.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains("History (2 runs, oldest first)"),
+        "{stdout}"
+    );
+    for needle in [
+        "ratio throughput_total",
+        "latency_p50",
+        "change",
+        "scenario::speed::c2",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?}:\n{stdout}");
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    // One history chart per followed metric: 4 candidate metrics and the
+    // 2 metrics with a ratio limit.
+    assert_eq!(page.matches("data-chart=\"history\"").count(), 6);
+    assert!(page.contains("id=\"history-ratio throughput_total\""));
+
+    // Two saved runs compared: identical engines, ratios near 1.
+    let out = servegate(
+        root,
+        &[
+            "compare",
+            results.join("run-1.json").to_str().unwrap(),
+            results.join("run-2.json").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = ok(&out);
+    for needle in [
+        "TTFT",
+        "Thr/req",
+        "ThrTot",
+        "Latency",
+        "scenario::speed::c1",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?}:\n{stdout}");
+    }
+}
+
+#[test]
+fn compare_two_bench_files_from_servers_of_different_speed() {
+    let fast = SimServer::start_local(&SimSpec::constant(5.0, 1.0), "m").unwrap();
+    let slow = SimServer::start_local(
+        &SimSpec {
+            slowdown: Some(2.0),
+            ..SimSpec::constant(5.0, 1.0)
+        },
+        "m",
+    )
+    .unwrap();
+    let dir = project(TWO_POINTS);
+    let root = dir.path();
+    let mut files = Vec::new();
+    for (server, name) in [(&slow, "a.json"), (&fast, "b.json")] {
+        let path = root.join(name);
+        ok(&servegate(
+            root,
+            &[
+                "bench",
+                "--base-url",
+                &server.url(),
+                "--prompt-length",
+                "short",
+                "--max-tokens",
+                "12",
+                "--concurrency",
+                "2",
+                "--num-requests",
+                "8",
+                "--warmup",
+                "1",
+                "--save-detailed",
+                "--output",
+                path.to_str().unwrap(),
+            ],
+            &[],
+        ));
+        files.push(path);
+    }
+    let out = servegate(
+        root,
+        &[
+            "compare",
+            files[0].to_str().unwrap(),
+            files[1].to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = ok(&out);
+    let row = stdout
+        .lines()
+        .find(|l| l.contains("short_mt12_c2"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let cells: Vec<&str> = row
+        .split(['│', '┆'])
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    // point, TTFT, Thr/req, ThrTot, interval, Latency: A is twice as slow.
+    let ttft: f64 = cells[1].parse().unwrap();
+    let total: f64 = cells[3].parse().unwrap();
+    assert!((1.6..2.6).contains(&ttft), "{row}");
+    assert!((0.4..0.6).contains(&total), "{row}");
+    assert!(
+        cells[4].starts_with('['),
+        "interval from saved records: {row}"
+    );
+}
+
+#[test]
+fn repeats_interleave_candidate_and_baseline() {
+    let dir = project(
+        "repeats = 3\n[workload]\nconcurrency = 2\n\
+         [gate]\nthroughput_total = { min_ratio = 0.5, confidence = 0.95 }\n",
+    );
+    let p = Project::with_env(dir.path(), Vec::new());
+    let case = &p
+        .load(&p.file_for_name("scenario::speed").unwrap())
+        .unwrap()[0];
+    let options = runner::RunOptions {
+        keep_records: true,
+        progress: false,
+    };
+    let report = runner::run_case(&p, case, options).unwrap();
+    let (c, b) = (&report.candidate, &report.baseline);
+    assert_eq!(c.runs.len(), 3);
+    assert_eq!(b.runs.len(), 3);
+    assert_eq!(c.summary.completed, 18, "the summary pools every phase");
+    assert_eq!(c.record_runs().len(), 3);
+    assert!(c.record_runs().iter().all(|r| r.len() == 6));
+    // A B A B A B: each candidate phase starts before the baseline phase of
+    // its round, which starts before the next candidate phase.
+    let (co, bo) = (&c.run_offsets_s, &b.run_offsets_s);
+    for k in 0..3 {
+        assert!(co[k] < bo[k], "{co:?} {bo:?}");
+        if k + 1 < 3 {
+            assert!(bo[k] < co[k + 1], "{co:?} {bo:?}");
+        }
+    }
+    let row = &report.gate[0];
+    let i = row.interval.expect("interval from the phases' records");
+    assert!(i.lo <= row.ratio && row.ratio <= i.hi);
+    assert!(report.passed);
+}
+
+#[test]
+fn confidence_and_repeats_are_validated_with_their_line() {
+    let cases = [
+        (
+            "[gate]\nthroughput_total = { min_ratio = 0.9, confidence = 1.5 }\n",
+            "gate.throughput_total.confidence",
+            2,
+        ),
+        (
+            "[gate]\nerror_rate = { max = 0.0, confidence = 0.95 }\n",
+            "gate.error_rate.confidence",
+            2,
+        ),
+        (
+            "repeats = 0\n[gate]\nerror_rate = { max = 0.0 }\n",
+            "repeats",
+            1,
+        ),
+    ];
+    for (body, key, line) in cases {
+        let dir = project(body);
+        let p = Project::with_env(dir.path(), Vec::new());
+        let e = p
+            .load(&p.file_for_name("scenario::speed").unwrap())
+            .expect_err(body);
+        assert_eq!(e.key.as_deref(), Some(key), "{e}");
+        assert_eq!(e.line, Some(line), "{e}");
+    }
+}
+
+#[test]
+fn gate_check_in_a_tiny_configuration() {
+    let dir = project(
+        "[workload]\nconcurrency = 2\nmax_tokens = 8\n\
+         [gate]\nthroughput_total = { min_ratio = 0.9, confidence = 0.95 }\n",
+    );
+    let p = Project::with_env(dir.path(), Vec::new());
+    let cases = p
+        .load(&p.file_for_name("scenario::speed").unwrap())
+        .unwrap();
+    let mut ticks = Vec::new();
+    let report = gatecheck::run(
+        &p,
+        &cases,
+        &GateCheckOptions {
+            trials: 3,
+            slowdown: 2.0,
+        },
+        |done, _| ticks.push(done),
+    )
+    .unwrap();
+    assert_eq!(ticks, vec![1, 2, 3]);
+    assert_eq!(report.same.trials, 3);
+    assert_eq!(report.slowed.trials, 3);
+    // Twice as slow halves the throughput: caught every time.
+    assert_eq!(report.slowed.failed, 3, "{report:?}");
+    let tput = &report.slowed.per_metric["throughput_total"];
+    assert!(tput.ratio_max < 0.7, "{tput:?}");
+    let text = gatecheck::table(&report);
+    for needle in [
+        "A/A: false failures",
+        "slowed: detections",
+        "ratio >= 0.9 @ 95%",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?}:\n{text}");
+    }
+
+    // The command: one trial each way; its exit status says whether the
+    // targets were met, which one A/A trial cannot promise, so only the
+    // output is checked.
+    let out = servegate(
+        dir.path(),
+        &["gate-check", "speed", "--trials", "1", "--slowdown", "2"],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("gate-check: scenario::speed (1 trials each way"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(matches!(out.status.code(), Some(0 | 1)));
+}
+
+#[test]
+fn report_combines_the_case_files_of_the_gate_trials() {
+    let dir = project(TWO_POINTS);
+    let root = dir.path();
+    let p = Project::with_env(root, Vec::new());
+    let cases = p
+        .load(&p.file_for_name("scenario::speed").unwrap())
+        .unwrap();
+    // What each gate trial writes: its report under results/cases/.
+    let folder = root.join("results/cases");
+    for case in &cases {
+        let report = runner::run_case(&p, case, Default::default()).unwrap();
+        let path = folder.join(format!("{}.json", servegate::report::file_stem(&case.name)));
+        servegate::report::write_json_atomic(&path, &report).unwrap();
+    }
+    let md = root.join("summary.md");
+    let out = servegate(
+        root,
+        &[
+            "report",
+            folder.to_str().unwrap(),
+            "--markdown",
+            md.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = ok(&out);
+    assert!(!stdout.contains("History"), "one run, not two: {stdout}");
+    let md = std::fs::read_to_string(md).unwrap();
+    assert!(md.contains("2 passed, 0 failed"), "{md}");
+    assert!(md.contains("`scenario::speed::c1`") && md.contains("`scenario::speed::c2`"));
+}
