@@ -62,14 +62,18 @@ impl Interval {
     }
 }
 
-/// One gate entry checked.
+/// One gate entry checked. A value that could not be measured (NaN) or an
+/// infinite ratio is written as JSON `null` and read back as NaN.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateRow {
     pub metric: String,
     pub unit: String,
+    #[serde(deserialize_with = "null_as_nan")]
     pub candidate: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub baseline: f64,
     /// candidate / baseline.
+    #[serde(deserialize_with = "null_as_nan")]
     pub ratio: f64,
     /// Bootstrap interval of the ratio (absent without per-request records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,6 +84,10 @@ pub struct GateRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
     pub verdict: Verdict,
+}
+
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// candidate / baseline, with 0/0 read as "equal".
@@ -510,5 +518,25 @@ mod tests {
         let rows = evaluate(&g, &cs, &bs);
         assert_eq!(rows[0].interval, None);
         assert_eq!(rows[0].verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn unmeasured_values_survive_a_json_round_trip() {
+        let row = GateRow {
+            metric: "ttft_p50".into(),
+            unit: "ms".into(),
+            candidate: f64::NAN,
+            baseline: 20.0,
+            ratio: f64::NAN,
+            interval: None,
+            limit: "ratio <= 1.1".into(),
+            confidence: None,
+            verdict: Verdict::Fail,
+        };
+        let text = serde_json::to_string(&row).unwrap();
+        assert!(text.contains("\"candidate\":null"), "{text}");
+        let back: GateRow = serde_json::from_str(&text).unwrap();
+        assert!(back.candidate.is_nan() && back.ratio.is_nan());
+        assert_eq!(back.baseline, 20.0);
     }
 }

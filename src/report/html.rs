@@ -341,7 +341,14 @@ fn concurrency_chart(
             .y_desc(y_desc)
             .label_style((FONT, 11))
             .axis_desc_style((FONT, 12))
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            // Concurrency is a whole number: label whole ticks only.
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-9 {
+                    format!("{x:.0}")
+                } else {
+                    String::new()
+                }
+            })
             .draw()?;
         for (k, Group { key, points }) in groups.iter().enumerate() {
             let color = PALETTE[k % PALETTE.len()];
