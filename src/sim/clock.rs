@@ -2,19 +2,25 @@
 //!
 //! tokio's timer wheel has 1 ms resolution and rounds deadlines up, which
 //! would put up to a millisecond of the engine's own error into every
-//! calibration figure. A dedicated thread parks on a condition variable
-//! (nanosecond timeouts) until the earliest deadline and wakes the waiting
-//! tasks, so tokens leave within tens of microseconds of their due time.
-//! Deadlines are rounded up to a 250 µs grid so that one wake-up releases
-//! every token due in the same slice: with a thousand streams that keeps the
-//! thread from waking tens of thousands of times per second.
+//! calibration figure. The clock here is a task on the engine's own runtime:
+//! it sleeps on tokio's timer until a deadline is close, then yields in a
+//! loop (letting every other task run) until the deadline passes, and wakes
+//! the waiting streams. Everything stays on one thread, so a token costs no
+//! cross-thread wake-up. Deadlines are rounded up to a 100 µs grid so that one
+//! pass releases every token due in the same slice.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
+
+/// Width of the deadline grid.
+const SLICE: Duration = Duration::from_micros(100);
+/// Closer than this to the next deadline, the clock stops trusting tokio's
+/// millisecond timer and yields until the deadline instead.
+const SPIN: Duration = Duration::from_micros(1500);
 
 struct Entry {
     due: Instant,
@@ -43,55 +49,33 @@ impl Ord for Entry {
 struct Queue {
     heap: BinaryHeap<Reverse<Entry>>,
     seq: u64,
-    closed: bool,
 }
 
-/// Width of the deadline grid.
-const SLICE: std::time::Duration = std::time::Duration::from_micros(250);
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signals the driver that an earlier deadline arrived.
+    earlier: Notify,
+}
 
-/// A shared precise clock; the thread stops when its guard is dropped.
+/// A handle for waiting on precise deadlines; `drive` must run on the same runtime.
 #[derive(Clone)]
 pub struct PreciseClock {
     shared: Arc<Shared>,
     origin: Instant,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
-    changed: Condvar,
-}
-
-struct StopOnDrop(Arc<Shared>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.queue.lock().expect("clock lock").closed = true;
-        self.0.changed.notify_all();
-    }
-}
-
-/// Keeps the clock thread alive; dropping it stops the thread.
-pub struct ClockGuard(#[allow(dead_code)] StopOnDrop);
-
 impl PreciseClock {
-    pub fn start() -> (Self, ClockGuard) {
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            changed: Condvar::new(),
-        });
-        let worker = shared.clone();
-        std::thread::Builder::new()
-            .name("sim-clock".into())
-            .spawn(move || run(&worker))
-            .expect("clock thread");
-        let clock = Self {
-            shared: shared.clone(),
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                queue: Mutex::new(Queue::default()),
+                earlier: Notify::new(),
+            }),
             origin: Instant::now(),
-        };
-        (clock, ClockGuard(StopOnDrop(shared)))
+        }
     }
 
-    /// Completes at `due` (at once if it has passed).
+    /// Completes at `due` (at once if it has passed), never early.
     pub async fn sleep_until(&self, due: Instant) {
         if due <= Instant::now() {
             return;
@@ -99,52 +83,51 @@ impl PreciseClock {
         // Round up onto the grid: never early, at most one slice late.
         let offset = due.saturating_duration_since(self.origin).as_nanos();
         let slice = SLICE.as_nanos();
-        let due =
-            self.origin + std::time::Duration::from_nanos((offset.div_ceil(slice) * slice) as u64);
+        let due = self.origin + Duration::from_nanos((offset.div_ceil(slice) * slice) as u64);
         let (tx, rx) = oneshot::channel();
         {
             let mut q = self.shared.queue.lock().expect("clock lock");
-            if q.closed {
-                return;
-            }
             q.seq += 1;
             let seq = q.seq;
             let earliest = q.heap.peek().map(|Reverse(e)| e.due);
             q.heap.push(Reverse(Entry { due, seq, wake: tx }));
-            // The thread only needs waking when this deadline comes first.
             if earliest.is_none_or(|e| due < e) {
-                self.shared.changed.notify_one();
+                self.shared.earlier.notify_one();
             }
         }
         let _ = rx.await;
     }
-}
 
-fn run(shared: &Shared) {
-    let mut q = shared.queue.lock().expect("clock lock");
-    loop {
-        if q.closed {
-            return;
-        }
-        let now = Instant::now();
-        while q.heap.peek().is_some_and(|Reverse(e)| e.due <= now) {
-            let Reverse(e) = q.heap.pop().expect("peeked");
-            let _ = e.wake.send(());
-        }
-        q = match q.heap.peek().map(|Reverse(e)| e.due) {
-            Some(due) => {
-                let wait = due.saturating_duration_since(Instant::now());
-                shared.changed.wait_timeout(q, wait).expect("clock lock").0
+    /// Releases due entries for as long as the runtime runs.
+    pub async fn drive(self) {
+        loop {
+            let next = {
+                let mut q = self.shared.queue.lock().expect("clock lock");
+                let now = Instant::now();
+                while q.heap.peek().is_some_and(|Reverse(e)| e.due <= now) {
+                    let Reverse(e) = q.heap.pop().expect("peeked");
+                    let _ = e.wake.send(());
+                }
+                q.heap.peek().map(|Reverse(e)| e.due)
+            };
+            match next {
+                None => self.shared.earlier.notified().await,
+                Some(due) if due.saturating_duration_since(Instant::now()) > SPIN => {
+                    let coarse = tokio::time::sleep_until((due - SPIN).into());
+                    tokio::select! {
+                        _ = coarse => {}
+                        _ = self.shared.earlier.notified() => {}
+                    }
+                }
+                Some(_) => tokio::task::yield_now().await,
             }
-            None => shared.changed.wait(q).expect("clock lock"),
-        };
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn wakes_in_deadline_order_close_to_due() {
@@ -152,10 +135,11 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let (clock, _guard) = PreciseClock::start();
+        let clock = PreciseClock::new();
         let start = Instant::now();
         let late: Vec<Duration> = rt.block_on(async {
-            let tasks: Vec<_> = [7u64, 3, 5, 1]
+            tokio::spawn(clock.clone().drive());
+            let tasks: Vec<_> = [7u64, 3, 5, 1, 30]
                 .into_iter()
                 .map(|ms| {
                     let clock = clock.clone();

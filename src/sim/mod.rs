@@ -60,13 +60,13 @@ impl SimServer {
         let thread = std::thread::Builder::new()
             .name(format!("sim-{}", addr.port()))
             .spawn(move || {
-                let (clock, clock_guard) = clock::PreciseClock::start();
+                let clock = clock::PreciseClock::new();
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("sim runtime");
-                let _clock = clock_guard;
                 runtime.block_on(async move {
+                    tokio::spawn(clock.clone().drive());
                     let state = server::State::new(&model, params, clock, standalone);
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                     // Stopping drops the runtime, which aborts in-flight streams
