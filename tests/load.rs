@@ -1,6 +1,9 @@
 //! The load generator against real HTTP servers: the embedded engine, and
 //! hand-written broken servers.
 
+mod common;
+use common::rt;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,14 +52,6 @@ fn workload(max_tokens: u32, concurrency: u32, num_requests: u32) -> WorkloadCon
         warmup: 1,
         ..WorkloadConfig::default()
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// A word-level tokenizer saved as `tokenizer.json`: one token per whitespace-separated word.

@@ -1,17 +1,16 @@
 //! The case pipeline end to end: files become trials, trials gate candidate
 //! against baseline, bad configuration is reported with file, line and key.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::repo;
+
+use std::path::Path;
 use std::process::Command;
 
 use libtest_mimic::Arguments;
 use servegate::config::{env_overrides, ConfigError, Origin};
 use servegate::discover::Project;
 use servegate::{harness, report, runner};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -54,13 +53,7 @@ fn small_project(candidate_sim: &str) -> tempfile::TempDir {
         ),
     )
     .unwrap();
-    std::fs::create_dir_all(root.join("prompts")).unwrap();
-    std::fs::copy(
-        repo().join("prompts/short.txt"),
-        root.join("prompts/short.txt"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(root.join("scenarios")).unwrap();
+    common::add_prompts_and_scenarios(root);
     std::fs::write(
         root.join("scenarios/speed.toml"),
         "[gate]\nthroughput_total = { min_ratio = 0.9 }\nlatency_p50 = { max_ratio = 1.1 }\nerror_rate = { max = 0.0 }\n",

@@ -2,7 +2,9 @@
 //! resolved config, the Markdown summary, the HTML page and its charts,
 //! history, compare, repeats, and the gate check in a tiny configuration.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use servegate::config::SimSpec;
@@ -10,10 +12,6 @@ use servegate::discover::Project;
 use servegate::gatecheck::{self, GateCheckOptions};
 use servegate::runner;
 use servegate::sim::SimServer;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A small project: two identical fast engines, short prompts, and one
 /// scenario file with `body`.
@@ -28,13 +26,7 @@ fn project(body: &str) -> tempfile::TempDir {
          [workload]\nmax_tokens = 12\nnum_requests = 6\nwarmup = 1\n",
     )
     .unwrap();
-    std::fs::create_dir_all(root.join("prompts")).unwrap();
-    std::fs::copy(
-        repo().join("prompts/short.txt"),
-        root.join("prompts/short.txt"),
-    )
-    .unwrap();
-    std::fs::create_dir_all(root.join("scenarios")).unwrap();
+    common::add_prompts_and_scenarios(root);
     std::fs::write(root.join("scenarios/speed.toml"), body).unwrap();
     dir
 }

@@ -1,20 +1,15 @@
 //! The embedded engine through real HTTP: wire format, scheduler, language
 //! model, determinism and faults.
 
+mod common;
+use common::rt;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use servegate::client::SseDecoder;
 use servegate::config::{SimMode, SimSpec};
 use servegate::sim::SimServer;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn fast() -> SimSpec {
     SimSpec::constant(2.0, 1.0)

@@ -7,6 +7,8 @@
 //! that all their descendants inherit, and ends by asserting that no process
 //! carrying its mark (and no member of the server's process group) is left.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -16,10 +18,6 @@ use servegate::discover::{Case, Project};
 use servegate::runner::{self, CaseReport};
 
 const SERVEGATE: &str = env!("CARGO_BIN_EXE_servegate");
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// A temporary project whose targets are given as TOML, with one scenario.
 struct TestProject {
@@ -44,13 +42,7 @@ impl TestProject {
             ),
         )
         .unwrap();
-        std::fs::create_dir_all(root.join("prompts")).unwrap();
-        std::fs::copy(
-            repo().join("prompts/short.txt"),
-            root.join("prompts/short.txt"),
-        )
-        .unwrap();
-        std::fs::create_dir_all(root.join("scenarios")).unwrap();
+        common::add_prompts_and_scenarios(root);
         let p = Self { dir, mark };
         p.scenario("speed", "");
         p
