@@ -273,11 +273,11 @@ fn history_compare_and_folders_of_runs() {
 
 #[test]
 fn compare_two_bench_files_from_servers_of_different_speed() {
-    let fast = SimServer::start_local(&SimSpec::constant(5.0, 1.0), "m").unwrap();
+    let fast = SimServer::start_local(&SimSpec::constant(20.0, 1.0), "m").unwrap();
     let slow = SimServer::start_local(
         &SimSpec {
             slowdown: Some(2.0),
-            ..SimSpec::constant(5.0, 1.0)
+            ..SimSpec::constant(20.0, 1.0)
         },
         "m",
     )
