@@ -86,6 +86,24 @@ pub struct GateRow {
     pub verdict: Verdict,
 }
 
+impl GateRow {
+    /// The limit as written, with its confidence level when it has one.
+    pub fn limit_with_confidence(&self) -> String {
+        match self.confidence {
+            Some(c) => format!("{} @ {:.0}%", self.limit, c * 100.0),
+            None => self.limit.clone(),
+        }
+    }
+
+    /// The ratio's interval, `[lo, hi] (level%)`, or a dash without one.
+    pub fn interval_text(&self) -> String {
+        match &self.interval {
+            Some(i) => format!("[{:.3}, {:.3}] ({:.0}%)", i.lo, i.hi, i.level * 100.0),
+            None => "—".into(),
+        }
+    }
+}
+
 fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }

@@ -94,10 +94,7 @@ pub fn gate_table(rows: &[GateRow]) -> String {
         } else {
             format!(" {}", r.unit)
         };
-        let mut limit = r.limit.clone();
-        if let Some(c) = r.confidence {
-            limit.push_str(&format!(" @ {:.0}%", c * 100.0));
-        }
+        let limit = r.limit_with_confidence();
         t.add_row(vec![
             Cell::new(&r.metric).set_alignment(CellAlignment::Left),
             Cell::new(format!("{}{unit}", num(r.candidate))),

@@ -728,14 +728,8 @@ fn gate_table_html(c: &CaseReport) -> String {
         "<table><thead><tr><th>metric</th><th>candidate</th><th>baseline</th><th>ratio</th><th>interval</th><th>limit</th><th>verdict</th></tr></thead><tbody>\n",
     );
     for r in &c.gate {
-        let interval = match &r.interval {
-            Some(i) => format!("[{:.3}, {:.3}] ({:.0}%)", i.lo, i.hi, i.level * 100.0),
-            None => "—".into(),
-        };
-        let mut limit = r.limit.clone();
-        if let Some(conf) = r.confidence {
-            let _ = write!(limit, " @ {:.0}%", conf * 100.0);
-        }
+        let interval = r.interval_text();
+        let limit = r.limit_with_confidence();
         let _ = writeln!(
             out,
             "<tr><td><code>{}</code></td><td>{} {}</td><td>{} {}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -29,14 +29,8 @@ fn gate_rows_md(out: &mut String, rows: &[GateRow]) {
         } else {
             format!(" {}", r.unit)
         };
-        let interval = match &r.interval {
-            Some(i) => format!("[{:.3}, {:.3}] ({:.0}%)", i.lo, i.hi, i.level * 100.0),
-            None => "—".into(),
-        };
-        let mut limit = r.limit.clone();
-        if let Some(c) = r.confidence {
-            let _ = write!(limit, " @ {:.0}%", c * 100.0);
-        }
+        let interval = r.interval_text();
+        let limit = r.limit_with_confidence();
         let _ = writeln!(
             out,
             "| `{}` | {}{unit} | {}{unit} | {:.3} | {} | {} | {} |",
