@@ -18,6 +18,7 @@ pub mod gatecheck;
 pub mod gpu;
 pub mod harness;
 pub mod metrics;
+pub mod quality;
 pub mod report;
 pub mod runner;
 pub mod sim;

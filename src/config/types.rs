@@ -71,9 +71,64 @@ pub struct CaseConfig {
     /// Quality tasks (suites only).
     #[serde(default)]
     pub tasks: Vec<String>,
-    /// Number of documents per task (suites only).
+    /// Number of documents per task (suites only; per subject for mmlu).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Few-shot examples per question (suites only; mmlu takes them from its dev records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_fewshot: Option<u32>,
+    /// Where a suite's records are: a folder holding `<task>.jsonl` or
+    /// `<task>.parquet`, or one file per task (`{ hellaswag = "hs.jsonl" }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataPaths>,
+    /// A folder of task records used when a suite names no `data`
+    /// (`--data-dir`, `SERVEGATE_DATA_DIR`); then the Hugging Face cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Multiple-choice tasks over the user's own records, by task name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mc_tasks: BTreeMap<String, McTaskSpec>,
+}
+
+/// A suite's `data`: a folder, or a file per task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum DataPaths {
+    Folder(PathBuf),
+    Files(BTreeMap<String, PathBuf>),
+}
+
+/// A multiple-choice task over user records (`[mc_tasks.NAME]`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct McTaskSpec {
+    /// A JSONL or Parquet file of records, relative to the project root
+    /// (else the suite's `data`, then `data_dir`, as for built-in tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    /// The question: `{field}` is replaced by a record's field (`{a.b}` and
+    /// `{list.0}` reach into nested values); `{{` and `}}` are literal braces.
+    pub template: String,
+    /// The name of the field holding the list of choices, or the choices themselves.
+    pub choices: ChoiceSource,
+    /// The field holding the right answer: a choice's index, or its text.
+    pub answer: String,
+    /// Put between the question and a choice.
+    #[serde(default = "space")]
+    pub delimiter: String,
+    /// Put before every question (and before few-shot examples).
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Where a generic task's choices come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ChoiceSource {
+    /// A field of each record holding a list of strings.
+    Field(String),
+    /// The same choices for every record (e.g. `["A", "B", "C", "D"]`).
+    Fixed(Vec<String>),
 }
 
 /// How to reach one server: exactly one of `url`, `command` or `sim`.
@@ -523,6 +578,9 @@ fn default_stop_timeout_s() -> f64 {
 }
 fn is_false(b: &bool) -> bool {
     !*b
+}
+fn space() -> String {
+    " ".to_string()
 }
 fn one() -> f64 {
     1.0

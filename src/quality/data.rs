@@ -1,0 +1,1 @@
+//! Finding and reading task records: JSONL, Parquet, the Hugging Face cache.
