@@ -86,6 +86,9 @@ fn case_trial(project: &Project, case: Case) -> Trial {
 }
 
 fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
+    if case.kind == crate::config::CaseKind::Suite {
+        return run_suite_trial(project, case);
+    }
     let report = runner::run_case(
         project,
         case,
@@ -111,5 +114,25 @@ fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
         Ok(())
     } else {
         Err(Failed::from(report::failure_message(&report)))
+    }
+}
+
+fn run_suite_trial(project: &Project, case: &Case) -> Result<(), Failed> {
+    let report = crate::eval::run_suites(project, &[case], false, &mut |_| {})
+        .pop()
+        .expect("one result per suite")
+        .map_err(|e| Failed::from(format!("{e:#}")))?;
+    println!("{}", report::quality::suite_text(&report));
+    let results_dir = crate::config::resolve(&project.root, &case.config.results_dir);
+    let path = results_dir
+        .join("cases")
+        .join(format!("{}.json", report::file_stem(&case.name)));
+    if let Err(e) = report::write_json_atomic(&path, &report) {
+        eprintln!("warning: could not write {}: {e:#}", path.display());
+    }
+    if report.passed {
+        Ok(())
+    } else {
+        Err(Failed::from(report::quality::failure_message(&report)))
     }
 }

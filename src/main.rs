@@ -143,6 +143,66 @@ enum Command {
     },
     /// Run the embedded engine as a standalone server until interrupted.
     Sim(SimArgs),
+    /// Ad-hoc quality evaluation of one server, or of a candidate against a
+    /// baseline (lm-evaluation-harness's scoring, done natively).
+    Eval(EvalArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The server to evaluate (its base URL, e.g. http://127.0.0.1:8000).
+    #[arg(long)]
+    url: String,
+    /// Model name; the server's first model when omitted.
+    #[arg(long)]
+    model: Option<String>,
+    /// Comma-separated tasks (hellaswag, arc_easy, arc_challenge, truthfulqa_mc2, mmlu).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// A task list of the old script: quick (hellaswag), standard (+ arc_easy,
+    /// truthfulqa_mc2), full (+ mmlu). Used when --tasks is not given.
+    #[arg(long, value_enum)]
+    suite: Option<SuiteArg>,
+    /// First N documents of each task (per subject for mmlu).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Few-shot examples (mmlu only).
+    #[arg(long)]
+    num_fewshot: Option<u32>,
+    /// The reference server; without it the scores are only reported.
+    #[arg(long)]
+    baseline_url: Option<String>,
+    /// The baseline's model name (default: the candidate's).
+    #[arg(long)]
+    baseline_model: Option<String>,
+    /// Largest allowed accuracy drop below the baseline.
+    #[arg(long, default_value_t = 0.02)]
+    tolerance: f64,
+    /// Fail on a change beyond the tolerance either way.
+    #[arg(long)]
+    two_sided: bool,
+    /// A tokenizer.json (default: the Hugging Face cache for the model, else the server's /tokenize).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// A folder of <task>.jsonl or <task>.parquet records (else the Hugging Face cache).
+    #[arg(long, env = "SERVEGATE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Requests in flight at once, per server.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u32,
+    /// Write the report here (JSON, atomically).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Environment variable holding an API key.
+    #[arg(long)]
+    api_key_env: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SuiteArg {
+    Quick,
+    Standard,
+    Full,
 }
 
 #[derive(clap::Args)]
@@ -245,6 +305,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Bench(args) = &cli.command {
         return bench(args, cli.root.clone());
+    }
+    if let Command::Eval(args) = &cli.command {
+        return eval(args);
     }
     if let Command::Compare { a, b, target } = &cli.command {
         return compare(a, b, *target);
@@ -358,6 +421,7 @@ fn main() -> ExitCode {
         Command::Sim(_)
         | Command::Gpu { .. }
         | Command::Bench(_)
+        | Command::Eval(_)
         | Command::Calibrate { .. }
         | Command::Compare { .. }
         | Command::Report { .. }
@@ -479,6 +543,9 @@ fn run(
             runnable.push(case);
         }
     }
+    let (suites, runnable): (Vec<&Case>, Vec<&Case>) = runnable
+        .into_iter()
+        .partition(|c| c.kind == servegate::config::CaseKind::Suite);
     // Every target starts once for all the cases that use it.
     let results = runner::run_cases(
         project,
@@ -522,8 +589,35 @@ fn run(
         println!("\nCandidate / baseline ratios");
         println!("{}", report::comparison_table(&reports));
     }
-    let failed = reports.iter().filter(|r| !r.passed).count() + errors.len();
-    let passed = reports.len() - reports.iter().filter(|r| !r.passed).count();
+    let mut suite_reports = Vec::new();
+    let suite_results = servegate::eval::run_suites(project, &suites, true, &mut |line| {
+        eprintln!("running {line} …")
+    });
+    for (case, result) in suites.iter().zip(suite_results) {
+        match result {
+            Ok(r) => {
+                println!(
+                    "\n{} — {}",
+                    r.name,
+                    if r.passed { "pass" } else { "FAIL" }
+                );
+                print!("{}", report::quality::suite_text(&r));
+                suite_reports.push(r);
+            }
+            Err(e) => {
+                println!("\n{}: error: {e:#}", case.name);
+                errors.push(CaseError {
+                    name: case.name.clone(),
+                    error: format!("{e:#}"),
+                });
+            }
+        }
+    }
+    let failed_suites = suite_reports.iter().filter(|r| !r.passed).count();
+    let failed = reports.iter().filter(|r| !r.passed).count() + failed_suites + errors.len();
+    let passed = reports.len() - reports.iter().filter(|r| !r.passed).count()
+        + suite_reports.len()
+        - failed_suites;
     let results = RunResults {
         servegate_version: env!("CARGO_PKG_VERSION").to_string(),
         started_at: started.to_rfc3339(),
@@ -532,7 +626,8 @@ fn run(
         environment: Some(Environment::collect(&project.root)),
         cases: reports,
         errors,
-        quality: Vec::new(),
+        quality: report::quality::task_scores(&suite_reports),
+        suites: suite_reports,
     };
     let inconclusive = results.counts().2;
     let path = output.unwrap_or_else(|| {
@@ -1104,5 +1199,73 @@ fn gate_check(project: &Project, filter: &str, trials: u32, slowdown: f64) -> Ex
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `servegate eval`: one server scored, or a candidate gated against a baseline.
+fn eval(args: &EvalArgs) -> ExitCode {
+    let tasks: Vec<String> = if !args.tasks.is_empty() {
+        args.tasks.clone()
+    } else {
+        let list: &[&str] = match args.suite {
+            Some(SuiteArg::Quick) | None => &["hellaswag"],
+            Some(SuiteArg::Standard) => &["hellaswag", "arc_easy", "truthfulqa_mc2"],
+            Some(SuiteArg::Full) => &["hellaswag", "arc_easy", "truthfulqa_mc2", "mmlu"],
+        };
+        list.iter().map(|s| s.to_string()).collect()
+    };
+    let api_key = args
+        .api_key_env
+        .as_ref()
+        .and_then(|name| std::env::var(name).ok());
+    let spec = servegate::eval::AdhocEval {
+        url: args.url.clone(),
+        model: args.model.clone(),
+        baseline_url: args.baseline_url.clone(),
+        baseline_model: args.baseline_model.clone(),
+        tasks,
+        limit: args.limit,
+        num_fewshot: args.num_fewshot,
+        tolerance: args.tolerance,
+        two_sided: args.two_sided,
+        tokenizer: args.tokenizer.clone(),
+        data_dir: args.data_dir.clone(),
+        concurrency: args.concurrency,
+        api_key,
+    };
+    let report = match runtime().block_on(servegate::eval::adhoc(&spec)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{}", report::quality::suite_text(&report));
+    if report.baseline.is_none() {
+        for t in &report.candidate.tasks {
+            for m in &t.metrics {
+                println!(
+                    "{} {}: {:.4}{}",
+                    t.task,
+                    m.name,
+                    m.value,
+                    m.stderr.map(|s| format!(" ± {s:.4}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+    if let Some(path) = &args.output {
+        match report::write_json_atomic(path, &report) {
+            Ok(()) => println!("results: {}", path.display()),
+            Err(e) => {
+                eprintln!("error: could not write {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if report.baseline.is_none() || report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

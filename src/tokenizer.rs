@@ -17,6 +17,18 @@ impl Tokenizer {
         })
     }
 
+    /// A tokenizer from the text of a `tokenizer.json`.
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        tokenizers::Tokenizer::from_bytes(json.as_bytes())
+            .map(Self::from_tokenizer)
+            .map_err(|e| format!("cannot load tokenizer: {e}"))
+    }
+
+    /// The embedded engine's tokenizer.
+    pub fn engine() -> Self {
+        Self::from_json(crate::sim::lm::TOKENIZER_JSON).expect("the shipped tokenizer.json parses")
+    }
+
     pub fn from_tokenizer(inner: tokenizers::Tokenizer) -> Self {
         Self {
             inner: std::sync::Arc::new(inner),
@@ -53,6 +65,14 @@ impl Tokenizer {
     pub fn encode(&self, text: &str) -> Vec<u32> {
         self.inner
             .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Token ids of `text` with the special tokens the tokenizer adds (e.g. BOS).
+    pub fn encode_special(&self, text: &str) -> Vec<u32> {
+        self.inner
+            .encode(text, true)
             .map(|e| e.get_ids().to_vec())
             .unwrap_or_default()
     }

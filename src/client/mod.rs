@@ -21,6 +21,13 @@ pub struct Client {
     api_key: Option<String>,
 }
 
+/// Why a plain JSON request failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostFailure {
+    pub retryable: bool,
+    pub message: String,
+}
+
 /// What one request asks for.
 #[derive(Debug, Clone)]
 pub struct CompletionRequest {
@@ -263,6 +270,40 @@ impl Client {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| "GET /v1/models listed no model; pass --model".to_string())
+    }
+
+    /// Posts a JSON body and reads a JSON answer (no timing, no streaming).
+    /// A failure says whether trying again may help (connection errors,
+    /// timeouts, 429 and 5xx) or not (any other status, a body that is not JSON).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, PostFailure> {
+        let request = self
+            .authorize(self.http.post(self.url(path)))
+            .timeout(timeout)
+            .json(body);
+        let response = request.send().await.map_err(|e| PostFailure {
+            retryable: true,
+            message: format!("POST {path}: {e}"),
+        })?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| PostFailure {
+            retryable: true,
+            message: format!("POST {path}: reading the answer: {e}"),
+        })?;
+        if !status.is_success() {
+            return Err(PostFailure {
+                retryable: status.as_u16() == 429 || status.is_server_error(),
+                message: format!("POST {path}: HTTP {}: {}", status.as_u16(), snippet(&text)),
+            });
+        }
+        serde_json::from_str(&text).map_err(|e| PostFailure {
+            retryable: false,
+            message: format!("POST {path}: the answer is not JSON ({e}): {}", snippet(&text)),
+        })
     }
 
     /// Sends one request and times it.

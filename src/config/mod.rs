@@ -21,6 +21,7 @@ pub use error::{ConfigError, Origin};
 pub use locate::key_line;
 pub use sim::{builtin_profile, SimParams, BUILTIN_PROFILES};
 pub use types::*;
+pub use validate::BUILTIN_TASKS;
 
 /// File name of the project defaults; its folder is the project root.
 pub const PROJECT_FILE: &str = "servegate.toml";

@@ -60,9 +60,10 @@ pub struct CaseConfig {
     /// Matrix axes: one trial per combination of values.
     #[serde(default)]
     pub matrix: MatrixConfig,
-    /// Gate entries keyed by metric name (see `metrics::MetricName`).
+    /// Scenarios: limits keyed by metric name (see `metrics::MetricName`).
+    /// Suites: accuracy tolerances (`max_drop`, `expected`, …).
     #[serde(default)]
-    pub gate: BTreeMap<String, Limit>,
+    pub gate: GateConfig,
     /// Measured phases per target. With more than one, candidate and baseline
     /// are both kept up and measured in turn (A B A B …) so that drift of the
     /// machine cancels out; every phase has its own warm-up.
@@ -85,9 +86,56 @@ pub struct CaseConfig {
     /// (`--data-dir`, `SERVEGATE_DATA_DIR`); then the Hugging Face cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// How a suite's requests are sent and its inputs sized.
+    #[serde(default)]
+    pub scoring: ScoringConfig,
     /// Multiple-choice tasks over the user's own records, by task name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mc_tasks: BTreeMap<String, McTaskSpec>,
+}
+
+/// How a suite scores (`[scoring]`); the defaults are lm-evaluation-harness's
+/// except `concurrency` (it sends one request at a time by default).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Requests in flight at once.
+    #[serde(default = "default_scoring_concurrency")]
+    pub concurrency: u32,
+    /// Tries after the first on 429, 5xx, timeouts and connection errors.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// Per-request limit in seconds.
+    #[serde(default = "default_request_timeout_s")]
+    pub timeout_s: f64,
+    /// The model's length: inputs keep their last `max_length - 1` tokens.
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    /// Let the tokenizer add its special tokens (BOS) to every input.
+    #[serde(default)]
+    pub add_bos_token: bool,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: default_scoring_concurrency(),
+            max_retries: default_max_retries(),
+            timeout_s: default_request_timeout_s(),
+            max_length: default_max_length(),
+            add_bos_token: false,
+        }
+    }
+}
+
+fn default_scoring_concurrency() -> u32 {
+    8
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_max_length() -> usize {
+    2048
 }
 
 /// A suite's `data`: a folder, or a file per task.
@@ -519,6 +567,123 @@ pub struct MatrixConfig {
     pub concurrency: Option<Vec<u32>>,
     #[serde(default)]
     pub num_requests: Option<Vec<u32>>,
+}
+
+/// The `[gate]` table. Scenarios and suites share the table's name, so one
+/// type reads both: the suite keys go to `quality`, every other key is a
+/// scenario metric's limit (validation rejects the wrong kind for the case).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GateConfig {
+    pub limits: BTreeMap<String, Limit>,
+    pub quality: QualityGate,
+}
+
+/// A suite's tolerances on accuracy.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualityGate {
+    /// Largest allowed drop of the candidate below the baseline (or below
+    /// `expected`), in accuracy points on a 0–1 scale. Default 0.02.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_drop: Option<f64>,
+    /// Fail on a change either way beyond the tolerance, not only on a drop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub two_sided: Option<bool>,
+    /// Recorded values to compare with instead of a live baseline:
+    /// `{ task = value }` (the task's main metric) or `{ "task.metric" = value }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub expected: BTreeMap<String, f64>,
+    /// Relative tolerance against `expected`: passes when
+    /// `measured >= expected * (1 - rtol)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtol: Option<f64>,
+}
+
+impl QualityGate {
+    /// The keys of `[gate]` that belong to suites.
+    pub const KEYS: [&'static str; 4] = ["max_drop", "two_sided", "expected", "rtol"];
+
+    pub fn is_empty(&self) -> bool {
+        *self == QualityGate::default()
+    }
+}
+
+impl std::ops::Deref for GateConfig {
+    type Target = BTreeMap<String, Limit>;
+    fn deref(&self) -> &Self::Target {
+        &self.limits
+    }
+}
+
+impl std::ops::DerefMut for GateConfig {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.limits
+    }
+}
+
+impl<'a> IntoIterator for &'a GateConfig {
+    type Item = (&'a String, &'a Limit);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, Limit>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.limits.iter()
+    }
+}
+
+impl Serialize for GateConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let q = &self.quality;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in &self.limits {
+            map.serialize_entry(k, v)?;
+        }
+        if let Some(v) = q.max_drop {
+            map.serialize_entry("max_drop", &v)?;
+        }
+        if let Some(v) = q.two_sided {
+            map.serialize_entry("two_sided", &v)?;
+        }
+        if !q.expected.is_empty() {
+            map.serialize_entry("expected", &q.expected)?;
+        }
+        if let Some(v) = q.rtol {
+            map.serialize_entry("rtol", &v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for GateConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = GateConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table of metric limits, or a suite's max_drop/expected/rtol")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<GateConfig, A::Error> {
+                let mut gate = GateConfig::default();
+                let q = &mut gate.quality;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "max_drop" => q.max_drop = Some(map.next_value()?),
+                        "two_sided" => q.two_sided = Some(map.next_value()?),
+                        "expected" => q.expected = map.next_value()?,
+                        "rtol" => q.rtol = Some(map.next_value()?),
+                        _ => {
+                            let limit = map.next_value()?;
+                            gate.limits.insert(key, limit);
+                        }
+                    }
+                }
+                Ok(gate)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 /// One gate entry: ratio limits on candidate/baseline and absolute limits on the candidate.

@@ -1,6 +1,17 @@
 //! Checks that serde cannot express: cross-references, ranges, known metric names.
 
-use super::{Baseline, CaseConfig, CaseKind, ConfigError, Limit, TargetSpec};
+use super::{
+    Baseline, CaseConfig, CaseKind, ChoiceSource, ConfigError, Limit, QualityGate, TargetSpec,
+};
+
+/// Quality tasks servegate knows by name (others are declared in `[mc_tasks]`).
+pub const BUILTIN_TASKS: [&str; 5] = [
+    "hellaswag",
+    "arc_easy",
+    "arc_challenge",
+    "truthfulqa_mc2",
+    "mmlu",
+];
 use crate::metrics::MetricName;
 
 type At<'a> = &'a dyn Fn(&str, String) -> ConfigError;
@@ -186,10 +197,31 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             "quality tasks belong in a suite (suites/), not a scenario".into(),
         ));
     }
-    if c.limit.is_some() {
+    for (key, set) in [
+        ("limit", c.limit.is_some()),
+        ("num_fewshot", c.num_fewshot.is_some()),
+        ("data", c.data.is_some()),
+    ] {
+        if set {
+            return Err(at(
+                key,
+                format!("`{key}` belongs in a suite (suites/), not a scenario"),
+            ));
+        }
+    }
+    if !c.gate.quality.is_empty() {
+        let key = QualityGate::KEYS
+            .iter()
+            .find(|k| match **k {
+                "max_drop" => c.gate.quality.max_drop.is_some(),
+                "two_sided" => c.gate.quality.two_sided.is_some(),
+                "expected" => !c.gate.quality.expected.is_empty(),
+                _ => c.gate.quality.rtol.is_some(),
+            })
+            .unwrap_or(&"max_drop");
         return Err(at(
-            "limit",
-            "`limit` belongs in a suite (suites/), not a scenario".into(),
+            &format!("gate.{key}"),
+            "accuracy tolerances belong in a suite (suites/); a scenario's gate limits metrics, e.g. `throughput = { min_ratio = 0.95 }`".into(),
         ));
     }
     let w = &c.workload;
@@ -343,6 +375,72 @@ fn gate_entry(metric: &str, limit: &Limit, at: At<'_>) -> Result<(), ConfigError
 fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     if c.tasks.is_empty() {
         return Err(at("tasks", "a suite needs at least one task".into()));
+    }
+    for task in &c.tasks {
+        if !BUILTIN_TASKS.contains(&task.as_str()) && !c.mc_tasks.contains_key(task) {
+            return Err(at(
+                "tasks",
+                format!(
+                    "unknown task `{task}` (built in: {}; or declare it under [mc_tasks.{task}])",
+                    BUILTIN_TASKS.join(", ")
+                ),
+            ));
+        }
+    }
+    if c.limit == Some(0) {
+        return Err(at("limit", "must be at least 1".into()));
+    }
+    if let Some((metric, _)) = c.gate.limits.iter().next() {
+        return Err(at(
+            &format!("gate.{metric}"),
+            "a suite's gate takes max_drop, two_sided, expected and rtol; metric limits belong in a scenario".into(),
+        ));
+    }
+    let q = &c.gate.quality;
+    if let Some(d) = q.max_drop {
+        if !(d.is_finite() && d >= 0.0) {
+            return Err(at("gate.max_drop", format!("must be 0 or more, got {d}")));
+        }
+    }
+    if let Some(r) = q.rtol {
+        if !(r.is_finite() && (0.0..1.0).contains(&r)) {
+            return Err(at("gate.rtol", format!("must be in [0, 1), got {r}")));
+        }
+        if q.expected.is_empty() {
+            return Err(at(
+                "gate.rtol",
+                "applies to `expected` values; with a live baseline use max_drop".into(),
+            ));
+        }
+    }
+    for key in q.expected.keys() {
+        let task = key.split('.').next().unwrap_or(key);
+        if !c.tasks.iter().any(|t| t == task) {
+            return Err(at(
+                &format!("gate.expected.{key}"),
+                format!("`{task}` is not one of this suite's tasks"),
+            ));
+        }
+    }
+    if c.baseline.target().is_none() && q.expected.is_empty() {
+        return Err(at(
+            "baseline",
+            "a suite compares with a live baseline target or with `gate.expected` values".into(),
+        ));
+    }
+    for (name, spec) in &c.mc_tasks {
+        if spec.template.trim().is_empty() {
+            return Err(at(
+                &format!("mc_tasks.{name}.template"),
+                "must not be empty".into(),
+            ));
+        }
+        if matches!(&spec.choices, ChoiceSource::Fixed(list) if list.len() < 2) {
+            return Err(at(
+                &format!("mc_tasks.{name}.choices"),
+                "needs at least two choices".into(),
+            ));
+        }
     }
     if c.matrix != Default::default() {
         return Err(at(

@@ -16,6 +16,7 @@
 //!   inconclusive, then pass).
 
 pub mod bootstrap;
+pub mod quality;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -8,6 +8,8 @@
 //! Pass/fail lives in `gate::quality`; running a suite lives in `eval`.
 
 pub mod data;
+pub mod encode;
+pub mod loglik;
 pub mod score;
 pub mod tasks;
 

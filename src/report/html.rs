@@ -714,6 +714,65 @@ fn history_charts(runs: &[RunResults]) -> String {
     out
 }
 
+/// A suite's verdict table and the items that flipped.
+fn suite_html(r: &crate::eval::SuiteReport) -> String {
+    let mut html = String::new();
+    let reference = if r.baseline.is_some() {
+        "baseline"
+    } else {
+        "expected"
+    };
+    let _ = writeln!(
+        html,
+        "<h3>{} — {}</h3>\n<table><thead><tr><th>task</th><th>metric</th><th>candidate</th><th>{reference}</th><th>diff</th><th>stderr</th><th>limit</th><th>status</th></tr></thead><tbody>",
+        esc(&r.name),
+        verdict_html(if r.passed { Verdict::Pass } else { Verdict::Fail })
+    );
+    for row in &r.rows {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:+.4}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            esc(&row.task),
+            esc(&row.metric),
+            row.candidate,
+            row.reference,
+            row.diff,
+            row.stderr.map(|s| format!("±{s:.4}")).unwrap_or_else(|| "—".into()),
+            esc(&row.limit),
+            if row.passed { "pass" } else { "fail" },
+            row.status
+        );
+    }
+    html.push_str("</tbody></table>\n");
+    for line in super::quality::paired_lines(r) {
+        let _ = writeln!(html, "<p class=\"env\">{}</p>", esc(&line));
+    }
+    for p in r.paired.iter().filter(|p| !p.items.is_empty()) {
+        let _ = writeln!(
+            html,
+            "<details><summary>{}: {} items answered differently</summary><table><thead><tr><th>item</th><th>question</th><th>right answer</th><th>candidate</th><th>baseline</th></tr></thead><tbody>",
+            esc(&p.paired.task),
+            p.items.len()
+        );
+        for item in &p.items {
+            let mark = |text: &str, right: bool| {
+                format!("{}{}", esc(text), if right { " ✓" } else { "" })
+            };
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td><pre>{}</pre></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                item.index,
+                esc(&item.question),
+                esc(&item.gold),
+                mark(&item.candidate, item.candidate_right),
+                mark(&item.baseline, item.baseline_right)
+            );
+        }
+        html.push_str("</tbody></table></details>\n");
+    }
+    html
+}
+
 fn verdict_html(v: Verdict) -> String {
     let class = match v {
         Verdict::Pass => "pass",
@@ -846,6 +905,9 @@ pub fn render(runs: &[RunResults]) -> String {
     html.push_str("</div>\n<h2 id=\"quality\">Quality</h2>\n<div class=\"charts\">\n");
     html.push_str(&quality_chart(&latest.quality));
     html.push_str("</div>\n");
+    for suite in &latest.suites {
+        html.push_str(&suite_html(suite));
+    }
     if runs.len() > 1 {
         html.push_str("<h2 id=\"history\">History</h2>\n<div class=\"charts\">\n");
         html.push_str(&history_charts(runs));

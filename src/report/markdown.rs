@@ -111,6 +111,13 @@ pub fn run_summary(results: &RunResults) -> String {
         }
         out.push_str("\n</details>\n\n");
     }
+    if !results.suites.is_empty() {
+        out.push_str("### Quality\n");
+        for s in &results.suites {
+            out.push_str(&super::quality::markdown(s));
+        }
+        out.push('\n');
+    }
     if !results.errors.is_empty() {
         out.push_str("### Could not run\n\n");
         for e in &results.errors {

@@ -7,6 +7,7 @@ pub mod console;
 pub mod history;
 pub mod html;
 pub mod markdown;
+pub mod quality;
 
 use std::io::Write;
 use std::path::Path;
@@ -32,7 +33,10 @@ pub struct RunResults {
     /// Cases that could not be measured, with the reason.
     #[serde(default)]
     pub errors: Vec<CaseError>,
-    /// Quality scores per task (filled by quality suites).
+    /// Quality suites, each with its items that flipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<crate::eval::SuiteReport>,
+    /// Quality scores per task and metric (from `suites`, for charts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<TaskScore>,
 }
@@ -88,13 +92,16 @@ impl RunResults {
             environment: None,
             cases: Vec::new(),
             errors: Vec::new(),
+            suites: Vec::new(),
             quality: Vec::new(),
         }
     }
 
-    /// Counts: (passed, failed, inconclusive cases among the passed, errors).
+    /// Counts over cases and suites: (passed, failed, inconclusive cases
+    /// among the passed, errors).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let failed = self.cases.iter().filter(|c| !c.passed).count();
+        let failed = self.cases.iter().filter(|c| !c.passed).count()
+            + self.suites.iter().filter(|s| !s.passed).count();
         let inconclusive = self
             .cases
             .iter()
@@ -103,7 +110,7 @@ impl RunResults {
             })
             .count();
         (
-            self.cases.len() - failed,
+            self.cases.len() + self.suites.len() - failed,
             failed,
             inconclusive,
             self.errors.len(),

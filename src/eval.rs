@@ -1,0 +1,711 @@
+//! Runs quality suites: records read, questions built, every target scored
+//! through prompt log-probabilities, the accuracy gate applied.
+//!
+//! Used by the `suite::…` trials, `servegate run` and `servegate eval`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::Client;
+use crate::config::{self, Baseline, CaseConfig, DataPaths};
+use crate::discover::{Case, Project};
+use crate::gate::quality::{self as qgate, MetricScores, Paired, QualityRow, TaskScores};
+use crate::quality::encode::{self, Encoder, Scored};
+use crate::quality::loglik::{self, SendOptions};
+use crate::quality::score::{self, DocOutcome, MetricValue};
+use crate::quality::tasks::Task;
+use crate::quality::{data, Gold, McDoc};
+use crate::target::pool::{Pool, TargetKey};
+use crate::target::TargetEnv;
+use crate::tokenizer::Tokenizer;
+
+/// The outcome of one suite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteReport {
+    pub name: String,
+    pub file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The suite's configuration as resolved (all layers merged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<CaseConfig>,
+    /// Which tokenizer split contexts and continuations.
+    pub tokenizer: String,
+    /// Where each task's records came from, and how many items were scored.
+    pub tasks: Vec<TaskSource>,
+    pub candidate: SideReport,
+    /// Absent when the suite compares with `expected` values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<SideReport>,
+    pub rows: Vec<QualityRow>,
+    /// Items that flipped between candidate and baseline, per task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paired: Vec<PairedReport>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSource {
+    pub task: String,
+    pub source: String,
+    pub items: usize,
+}
+
+/// One target's scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SideReport {
+    pub target: String,
+    pub url: String,
+    pub model: String,
+    pub tasks: Vec<TaskResult>,
+    /// Requests sent (identical requests are sent once).
+    pub requests: usize,
+    pub seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+}
+
+/// One task's metrics on one target, as lm-evaluation-harness reports them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task: String,
+    pub items: usize,
+    pub metrics: Vec<MetricValue>,
+    /// mmlu: per subject (and per category).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtasks: Vec<SubtaskResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubtaskResult {
+    pub name: String,
+    pub items: usize,
+    pub metrics: Vec<MetricValue>,
+}
+
+/// The paired analysis of one task, with the items that flipped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairedReport {
+    #[serde(flatten)]
+    pub paired: Paired,
+    pub items: Vec<FlippedItem>,
+}
+
+/// One item the two targets answered differently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlippedItem {
+    pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The end of the question as sent (few-shot examples left out).
+    pub question: String,
+    pub gold: String,
+    pub candidate: String,
+    pub baseline: String,
+    pub candidate_right: bool,
+    pub baseline_right: bool,
+}
+
+/// The questions of one task.
+pub struct PreparedTask {
+    pub task: Task,
+    pub docs: Vec<McDoc>,
+    pub source: String,
+}
+
+/// How a side is reached.
+pub struct Side {
+    pub target: String,
+    pub url: String,
+    pub model: String,
+    pub client: Client,
+    pub log: Option<PathBuf>,
+}
+
+/// Reads every task's records and builds its questions.
+pub fn prepare_tasks(root: &Path, c: &CaseConfig) -> Result<Vec<PreparedTask>, String> {
+    c.tasks
+        .iter()
+        .map(|name| {
+            let task = Task::resolve(name, &c.mc_tasks)?;
+            let source = locate(root, c, &task)?;
+            let records = data::read_source(&source)?;
+            let fewshot = match c.num_fewshot.unwrap_or(0) {
+                0 => Vec::new(),
+                _ => fewshot_records(root, c, &task)?,
+            };
+            let docs = task
+                .docs(&records, c.limit, c.num_fewshot.unwrap_or(0), &fewshot)
+                .map_err(|e| format!("{name} ({source}): {e}"))?;
+            if docs.is_empty() {
+                return Err(format!("{name} ({source}): no records"));
+            }
+            Ok(PreparedTask {
+                task,
+                docs,
+                source: source.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Where a task's records are, or a message listing where they were looked for.
+fn locate(root: &Path, c: &CaseConfig, task: &Task) -> Result<data::RecordSource, String> {
+    let name = task.name();
+    let explicit = match (task, &c.data) {
+        (Task::Generic { spec, .. }, _) if spec.data.is_some() => spec.data.clone(),
+        (_, Some(DataPaths::Files(files))) => files.get(name).cloned(),
+        _ => None,
+    }
+    .map(|p| config::resolve(root, &p));
+    let folder = match &c.data {
+        Some(DataPaths::Folder(f)) => Some(config::resolve(root, f)),
+        _ => None,
+    };
+    let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
+    let hub = task.hub_source();
+    data::locate(
+        name,
+        explicit.as_deref(),
+        folder.as_deref(),
+        data_dir.as_deref(),
+        hub.as_ref().map(|h| (h.repo, h.config, h.split)),
+    )
+}
+
+fn fewshot_records(
+    root: &Path,
+    c: &CaseConfig,
+    task: &Task,
+) -> Result<Vec<serde_json::Value>, String> {
+    let folder = match &c.data {
+        Some(DataPaths::Folder(f)) => Some(config::resolve(root, f)),
+        _ => None,
+    };
+    let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
+    data::fewshot_records(task, folder.as_deref(), data_dir.as_deref())
+}
+
+/// Why a suite cannot run on this machine (its data is missing), for listing.
+pub fn missing_data(root: &Path, c: &CaseConfig) -> Option<String> {
+    for name in &c.tasks {
+        let Ok(task) = Task::resolve(name, &c.mc_tasks) else {
+            continue;
+        };
+        if let Err(e) = locate(root, c, &task) {
+            return Some(e);
+        }
+    }
+    None
+}
+
+/// The tokenizer: the suite's `tokenizer` file; the embedded engine's own
+/// when the candidate is one; the Hugging Face cache entry for the model;
+/// else the candidate server's `/tokenize`.
+pub fn encoder(
+    root: &Path,
+    c: &CaseConfig,
+    candidate_is_sim: bool,
+    model: &str,
+    client: &Client,
+) -> Result<Encoder, String> {
+    let add_bos = c.scoring.add_bos_token;
+    if let Some(path) = &c.tokenizer {
+        let path = config::resolve(root, path);
+        return Ok(Encoder::local(Tokenizer::from_file(&path)?, &path, add_bos));
+    }
+    if candidate_is_sim {
+        return Ok(Encoder::Local {
+            tokenizer: Tokenizer::engine(),
+            origin: "the embedded engine's tokenizer".into(),
+            prefix: Tokenizer::engine().token_id(crate::sim::lm::EOS),
+            add_bos,
+        });
+    }
+    if let Some(path) = data::cached_tokenizer(model) {
+        return Ok(Encoder::local(Tokenizer::from_file(&path)?, &path, add_bos));
+    }
+    Ok(Encoder::Remote {
+        client: client.clone(),
+        model: model.to_string(),
+    })
+}
+
+/// Every (context, continuation) of the tasks, tokenised once, and for each
+/// question the index of each choice's request among the unique requests.
+pub struct Requests {
+    pub unique: Vec<Scored>,
+    /// `index[task][doc][choice]` into `unique`.
+    pub index: Vec<Vec<Vec<usize>>>,
+}
+
+pub async fn build_requests(
+    tasks: &[PreparedTask],
+    encoder: &Encoder,
+    max_length: usize,
+) -> Result<Requests, String> {
+    let mut by_text: HashMap<(String, String), usize> = HashMap::new();
+    let mut by_tokens: HashMap<Scored, usize> = HashMap::new();
+    let mut unique = Vec::new();
+    let mut index = Vec::new();
+    for t in tasks {
+        let mut task_index = Vec::new();
+        for doc in &t.docs {
+            let mut choices = Vec::new();
+            for k in 0..doc.choices.len() {
+                let key = (doc.context.clone(), doc.continuation(k));
+                let at = match by_text.get(&key) {
+                    Some(&at) => at,
+                    None => {
+                        let (ctx, cont) = encoder.pair(&key.0, &key.1).await.map_err(|e| {
+                            format!("{} item {}: tokenising: {e}", t.task.name(), doc.index)
+                        })?;
+                        let scored = encode::truncate(&ctx, &cont, max_length);
+                        let at = *by_tokens.entry(scored.clone()).or_insert_with(|| {
+                            unique.push(scored);
+                            unique.len() - 1
+                        });
+                        by_text.insert(key, at);
+                        at
+                    }
+                };
+                choices.push(at);
+            }
+            task_index.push(choices);
+        }
+        index.push(task_index);
+    }
+    Ok(Requests { unique, index })
+}
+
+/// Scores every task on one side.
+pub async fn score_side(
+    side: &Side,
+    tasks: &[PreparedTask],
+    requests: &Requests,
+    options: &SendOptions,
+    progress: bool,
+) -> Result<(SideReport, Vec<TaskScores>), String> {
+    let bar = progress.then(|| {
+        crate::runner::progress_bar(&side.target, requests.unique.len() as u32)
+    });
+    let tick = || {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    };
+    let began = Instant::now();
+    let lls = loglik::score_all(&side.client, &side.model, &requests.unique, options, &tick)
+        .await
+        .map_err(|e| format!("{} ({}): {e}", side.target, side.url))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let mut results = Vec::new();
+    let mut scores = Vec::new();
+    for (t, index) in tasks.iter().zip(&requests.index) {
+        let outcomes: Vec<DocOutcome> = t
+            .docs
+            .iter()
+            .zip(index)
+            .map(|(doc, at)| {
+                let doc_lls: Vec<f64> = at.iter().map(|&i| lls[i].ll).collect();
+                score::score_doc(doc, &doc_lls)
+            })
+            .collect();
+        let m = score::task_metrics(&t.task, &t.docs, &outcomes);
+        scores.push(task_scores(&t.task, &t.docs, &outcomes, &m.metrics));
+        results.push(TaskResult {
+            task: t.task.name().to_string(),
+            items: m.n,
+            metrics: m.metrics,
+            subtasks: m
+                .subtasks
+                .into_iter()
+                .map(|(name, items, metrics)| SubtaskResult {
+                    name,
+                    items,
+                    metrics,
+                })
+                .collect(),
+        });
+    }
+    Ok((
+        SideReport {
+            target: side.target.clone(),
+            url: side.url.clone(),
+            model: side.model.clone(),
+            tasks: results,
+            requests: requests.unique.len(),
+            seconds,
+            log: side.log.clone(),
+        },
+        scores,
+    ))
+}
+
+/// Whether the choice picked by `metric` is right.
+fn is_right(doc: &McDoc, pick: usize) -> bool {
+    match doc.gold {
+        Gold::Index(g) => pick == g,
+        Gold::TrueFirst(n) => pick < n,
+    }
+}
+
+/// What the gate needs of one task: each metric per item, and the primary
+/// metric's pick per item.
+fn task_scores(
+    task: &Task,
+    docs: &[McDoc],
+    outcomes: &[DocOutcome],
+    metrics: &[MetricValue],
+) -> TaskScores {
+    let primary = task.primary_metric().to_string();
+    let per_item = |name: &str| -> Vec<f64> {
+        outcomes
+            .iter()
+            .map(|o| if name == "acc_norm" { o.acc_norm } else { o.acc })
+            .collect()
+    };
+    let picks: Vec<usize> = outcomes
+        .iter()
+        .map(|o| {
+            if primary == "acc_norm" {
+                o.pred_norm
+            } else {
+                o.pred
+            }
+        })
+        .collect();
+    TaskScores {
+        task: task.name().to_string(),
+        correct: docs
+            .iter()
+            .zip(&picks)
+            .map(|(d, &p)| is_right(d, p))
+            .collect(),
+        picks,
+        metrics: metrics
+            .iter()
+            .map(|m| MetricScores {
+                name: m.name.clone(),
+                value: m.value,
+                stderr: m.stderr,
+                per_item: per_item(&m.name),
+            })
+            .collect(),
+        primary,
+    }
+}
+
+/// The last characters of a question, enough to recognise it.
+fn question_tail(context: &str) -> String {
+    const KEEP: usize = 300;
+    let chars: Vec<char> = context.chars().collect();
+    if chars.len() <= KEEP {
+        context.to_string()
+    } else {
+        format!("…{}", chars[chars.len() - KEEP..].iter().collect::<String>())
+    }
+}
+
+fn flipped_items(tasks: &[PreparedTask], paired: &[Paired], c: &[TaskScores], b: &[TaskScores]) -> Vec<PairedReport> {
+    paired
+        .iter()
+        .map(|p| {
+            let ti = tasks.iter().position(|t| t.task.name() == p.task).unwrap_or(0);
+            let (docs, cs, bs) = (&tasks[ti].docs, &c[ti], &b[ti]);
+            let items = p
+                .flipped
+                .iter()
+                .map(|&i| {
+                    let doc = &docs[i];
+                    let gold = match doc.gold {
+                        Gold::Index(g) => doc.choices[g].clone(),
+                        Gold::TrueFirst(n) => format!("any of the first {n} choices"),
+                    };
+                    FlippedItem {
+                        index: doc.index,
+                        subject: doc.subject.clone(),
+                        question: question_tail(&doc.context),
+                        gold,
+                        candidate: doc.choices[cs.picks[i]].clone(),
+                        baseline: doc.choices[bs.picks[i]].clone(),
+                        candidate_right: cs.correct[i],
+                        baseline_right: bs.correct[i],
+                    }
+                })
+                .collect();
+            PairedReport {
+                paired: p.clone(),
+                items,
+            }
+        })
+        .collect()
+}
+
+/// Everything a suite needs besides its targets.
+pub struct SuiteInputs<'a> {
+    pub name: String,
+    pub file: PathBuf,
+    pub config: &'a CaseConfig,
+    pub tasks: Vec<PreparedTask>,
+    pub options: SendOptions,
+    pub progress: bool,
+}
+
+/// Scores the candidate and the baseline (when there is one) and applies the gate.
+pub async fn evaluate(
+    inputs: &SuiteInputs<'_>,
+    encoder: &Encoder,
+    candidate: &Side,
+    baseline: Option<&Side>,
+) -> Result<SuiteReport, String> {
+    let requests = build_requests(&inputs.tasks, encoder, inputs.config.scoring.max_length).await?;
+    let cand = score_side(candidate, &inputs.tasks, &requests, &inputs.options, inputs.progress).await?;
+    let base = match baseline {
+        Some(b) => Some(score_side(b, &inputs.tasks, &requests, &inputs.options, inputs.progress).await?),
+        None => None,
+    };
+    Ok(conclude(inputs, encoder, cand, base))
+}
+
+/// The gate over both sides' scores.
+pub fn conclude(
+    inputs: &SuiteInputs<'_>,
+    encoder: &Encoder,
+    (cand, cand_scores): (SideReport, Vec<TaskScores>),
+    base: Option<(SideReport, Vec<TaskScores>)>,
+) -> SuiteReport {
+    let q = &inputs.config.gate.quality;
+    let (base, rows, paired) = match base {
+        Some((base, base_scores)) => {
+            let mut rows = qgate::compare(q, &cand_scores, &base_scores);
+            rows.extend(qgate::against_expected(q, &cand_scores));
+            let paired = qgate::paired(&cand_scores, &base_scores);
+            let paired = flipped_items(&inputs.tasks, &paired, &cand_scores, &base_scores);
+            (Some(base), rows, paired)
+        }
+        None => (None, qgate::against_expected(q, &cand_scores), Vec::new()),
+    };
+    SuiteReport {
+        name: inputs.name.clone(),
+        file: inputs.file.clone(),
+        description: inputs.config.description.clone(),
+        config: Some(inputs.config.clone()),
+        tokenizer: encoder.describe(),
+        tasks: inputs
+            .tasks
+            .iter()
+            .map(|t| TaskSource {
+                task: t.task.name().to_string(),
+                source: t.source.clone(),
+                items: t.docs.len(),
+            })
+            .collect(),
+        candidate: cand,
+        baseline: base,
+        passed: !rows.is_empty() && qgate::all_pass(&rows),
+        rows,
+        paired,
+    }
+}
+
+/// How requests are sent, from a suite's `[scoring]`.
+pub fn send_options(c: &CaseConfig) -> SendOptions {
+    SendOptions {
+        concurrency: c.scoring.concurrency.max(1) as usize,
+        max_retries: c.scoring.max_retries,
+        timeout: Duration::from_secs_f64(c.scoring.timeout_s.max(0.001)),
+        ..SendOptions::default()
+    }
+}
+
+/// Runs suites one after the other through one pool of targets (a target
+/// several suites use starts once). One result per suite.
+pub fn run_suites(
+    project: &Project,
+    cases: &[&Case],
+    progress_bars: bool,
+    progress: &mut dyn FnMut(&str),
+) -> Vec<anyhow::Result<SuiteReport>> {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return cases.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect(),
+    };
+    runtime.block_on(async {
+        let mut pool = Pool::new();
+        let mut out = Vec::new();
+        for case in cases {
+            out.push(run_one(project, case, &mut pool, progress_bars, progress).await);
+        }
+        pool.stop_all();
+        out
+    })
+}
+
+/// One suite: the candidate is started and scored, then the baseline (so
+/// that exclusive targets never overlap); the questions are tokenised once.
+async fn run_one(
+    project: &Project,
+    case: &Case,
+    pool: &mut Pool,
+    progress_bars: bool,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<SuiteReport> {
+    let fail = |e: String| anyhow::anyhow!("{}: {e}", case.name);
+    let c = &case.config;
+    let tasks = prepare_tasks(&project.root, c).map_err(fail)?;
+    let env = TargetEnv::new(&project.root, &c.results_dir);
+    let key = |name: &str| {
+        let spec = c.targets[name].clone();
+        TargetKey {
+            name: name.to_string(),
+            model: spec.model.clone().unwrap_or_else(|| c.model.clone()),
+            spec,
+        }
+    };
+    let inputs = SuiteInputs {
+        name: case.name.clone(),
+        file: case.file.clone(),
+        config: c,
+        tasks,
+        options: send_options(c),
+        progress: progress_bars,
+    };
+    // Recorded `expected` values take the place of a live baseline.
+    let mut roles = vec![("candidate", key(&c.candidate))];
+    if let (Baseline::Target(b), true) = (&c.baseline, c.gate.quality.expected.is_empty()) {
+        roles.push(("baseline", key(b)));
+    }
+    let mut encoder: Option<Encoder> = None;
+    let mut requests: Option<Requests> = None;
+    let mut scored = Vec::new();
+    for (role, key) in &roles {
+        progress(&format!("{}: {role} `{}`", case.name, key.name));
+        let t = pool
+            .acquire(key, &env)
+            .await
+            .map_err(|e| e.context(role.to_string()))?;
+        let side = Side {
+            target: t.name.clone(),
+            url: t.url.clone(),
+            model: t.model.clone(),
+            client: t.client.clone(),
+            log: t.log.clone(),
+        };
+        if encoder.is_none() {
+            let e = self::encoder(&project.root, c, key.spec.sim.is_some(), &side.model, &side.client)
+                .map_err(|e| fail(format!("tokenizer: {e}")))?;
+            requests = Some(build_requests(&inputs.tasks, &e, c.scoring.max_length).await.map_err(fail)?);
+            encoder = Some(e);
+        }
+        let requests = requests.as_ref().expect("built with the encoder");
+        let result = score_side(&side, &inputs.tasks, requests, &inputs.options, progress_bars).await;
+        // A server that died while scored fails the suite with its log.
+        let settle = Duration::from_millis(if result.is_err() { 500 } else { 0 });
+        if let Some(how) = pool.take_exited(key, settle).await {
+            anyhow::bail!("{}: {role} target `{}` {how}", case.name, key.name);
+        }
+        scored.push(result.map_err(fail)?);
+    }
+    let encoder = encoder.expect("the candidate was scored");
+    let mut scored = scored.into_iter();
+    let cand = scored.next().expect("the candidate was scored");
+    Ok(conclude(&inputs, &encoder, cand, scored.next()))
+}
+
+/// An evaluation from the command line: servers by URL, no project needed.
+pub struct AdhocEval {
+    pub url: String,
+    pub model: Option<String>,
+    pub baseline_url: Option<String>,
+    pub baseline_model: Option<String>,
+    pub tasks: Vec<String>,
+    pub limit: Option<usize>,
+    pub num_fewshot: Option<u32>,
+    pub tolerance: f64,
+    pub two_sided: bool,
+    pub tokenizer: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub concurrency: u32,
+    pub api_key: Option<String>,
+}
+
+/// Runs an ad-hoc evaluation. Without a baseline every row compares the
+/// candidate with itself (all OK); the scores are what matter.
+pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
+    let mut c: CaseConfig = toml::from_str("").expect("defaults parse");
+    c.tasks = spec.tasks.clone();
+    c.limit = spec.limit;
+    c.num_fewshot = spec.num_fewshot;
+    c.tokenizer = spec.tokenizer.clone();
+    c.data_dir = spec.data_dir.clone();
+    c.scoring.concurrency = spec.concurrency;
+    c.gate.quality.max_drop = Some(spec.tolerance);
+    c.gate.quality.two_sided = Some(spec.two_sided);
+    for task in &c.tasks {
+        if !config::BUILTIN_TASKS.contains(&task.as_str()) {
+            return Err(format!(
+                "unknown task `{task}` (built in: {}; user tasks need a suite file)",
+                config::BUILTIN_TASKS.join(", ")
+            ));
+        }
+    }
+    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    let tasks = prepare_tasks(&cwd, &c)?;
+    let side = |url: &str, model: Option<&String>, name: &str| {
+        let url = url.to_string();
+        let model = model.cloned();
+        let name = name.to_string();
+        let key = spec.api_key.clone();
+        async move {
+            let client = Client::new(&url, key).map_err(|e| format!("{url}: {e}"))?;
+            let model = match model {
+                Some(m) => m,
+                None => client.first_model().await?,
+            };
+            Ok::<Side, String>(Side {
+                target: name,
+                url,
+                model,
+                client,
+                log: None,
+            })
+        }
+    };
+    let candidate = side(&spec.url, spec.model.as_ref(), "candidate").await?;
+    let baseline = match &spec.baseline_url {
+        Some(url) => Some(
+            side(
+                url,
+                spec.baseline_model.as_ref().or(Some(&candidate.model)),
+                "baseline",
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let encoder = encoder(&cwd, &c, false, &candidate.model, &candidate.client)?;
+    let inputs = SuiteInputs {
+        name: "eval".into(),
+        file: PathBuf::new(),
+        config: &c,
+        tasks,
+        options: send_options(&c),
+        progress: true,
+    };
+    let mut report = evaluate(&inputs, &encoder, &candidate, baseline.as_ref()).await?;
+    if baseline.is_none() {
+        report.passed = true;
+    }
+    Ok(report)
+}

@@ -1,0 +1,179 @@
+//! Quality suites in reports: the verdict table, the paired analysis, and
+//! the per-task scores the HTML chart draws.
+
+use comfy_table::{Cell, Color};
+
+use super::console::{num, table};
+use super::TaskScore;
+use crate::eval::SuiteReport;
+use crate::gate::quality::Status;
+
+/// A status cell, coloured on a terminal.
+fn status_cell(s: Status, passed: bool) -> Cell {
+    let cell = Cell::new(s.to_string());
+    match (s, passed) {
+        (_, false) => cell.fg(Color::Red),
+        (Status::Better, true) => cell.fg(Color::Cyan),
+        _ => cell.fg(Color::Green),
+    }
+}
+
+fn stderr_text(s: Option<f64>) -> String {
+    s.map(|v| format!("±{v:.4}")).unwrap_or_else(|| "—".into())
+}
+
+/// task, metric, candidate, baseline (or expected), diff, stderr, limit, status.
+pub fn verdict_table(r: &SuiteReport) -> String {
+    let reference = if r.baseline.is_some() {
+        "baseline"
+    } else {
+        "expected"
+    };
+    let mut t = table(&[
+        "task", "metric", "candidate", reference, "diff", "stderr", "limit", "status",
+    ]);
+    for row in &r.rows {
+        t.add_row(vec![
+            Cell::new(&row.task),
+            Cell::new(&row.metric),
+            Cell::new(format!("{:.4}", row.candidate)),
+            Cell::new(format!("{:.4}", row.reference)),
+            Cell::new(format!("{:+.4}", row.diff)),
+            Cell::new(stderr_text(row.stderr)),
+            Cell::new(&row.limit),
+            status_cell(row.status, row.passed),
+        ]);
+    }
+    t.to_string()
+}
+
+/// One line per task: items that flipped each way and the McNemar p-value.
+pub fn paired_lines(r: &SuiteReport) -> Vec<String> {
+    r.paired
+        .iter()
+        .map(|p| {
+            let p = &p.paired;
+            format!(
+                "{}: {} of {} items answered differently; right on the candidate only {}, on the baseline only {} (exact McNemar p = {})",
+                p.task,
+                p.flipped.len(),
+                p.items,
+                p.candidate_only,
+                p.baseline_only,
+                num(p.p_value)
+            )
+        })
+        .collect()
+}
+
+/// Requests, time and data of each side, for the console.
+pub fn sides_lines(r: &SuiteReport) -> Vec<String> {
+    let mut out = vec![format!("tokenizer: {}", r.tokenizer)];
+    for t in &r.tasks {
+        out.push(format!("{}: {} items from {}", t.task, t.items, t.source));
+    }
+    for s in std::iter::once(&r.candidate).chain(r.baseline.as_ref()) {
+        out.push(format!(
+            "{} ({}): {} requests in {:.1} s",
+            s.target, s.url, s.requests, s.seconds
+        ));
+    }
+    out
+}
+
+/// Everything the console shows of a suite.
+pub fn suite_text(r: &SuiteReport) -> String {
+    let mut out = String::new();
+    for line in sides_lines(r) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out.push_str(&verdict_table(r));
+    out.push('\n');
+    for line in paired_lines(r) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The failure message of a suite's trial: what degraded, and a few of the
+/// items that flipped (all of them are in the results file).
+pub fn failure_message(r: &SuiteReport) -> String {
+    let mut out = format!("{} failed its accuracy gate\n{}", r.name, suite_text(r));
+    for p in &r.paired {
+        for item in p.items.iter().filter(|i| i.baseline_right).take(3) {
+            out.push_str(&format!(
+                "\n{} item {}: baseline chose {:?} (right), candidate chose {:?}\n  {}\n",
+                p.paired.task,
+                item.index,
+                item.baseline,
+                item.candidate,
+                item.question.replace('\n', "\n  ")
+            ));
+        }
+    }
+    out
+}
+
+/// The scores the HTML quality chart draws: each task's main metric.
+pub fn task_scores(suites: &[SuiteReport]) -> Vec<TaskScore> {
+    let mut out = Vec::new();
+    for s in suites {
+        for row in &s.rows {
+            let side_stderr = |side: Option<&crate::eval::SideReport>| {
+                side.and_then(|side| {
+                    side.tasks
+                        .iter()
+                        .find(|t| t.task == row.task)?
+                        .metrics
+                        .iter()
+                        .find(|m| m.name == row.metric)?
+                        .stderr
+                })
+            };
+            out.push(TaskScore {
+                case: s.name.clone(),
+                task: row.task.clone(),
+                metric: row.metric.clone(),
+                candidate: row.candidate,
+                baseline: row.reference,
+                candidate_stderr: side_stderr(Some(&s.candidate)),
+                baseline_stderr: side_stderr(s.baseline.as_ref()),
+            });
+        }
+    }
+    out
+}
+
+/// A suite's section of the Markdown summary.
+pub fn markdown(r: &SuiteReport) -> String {
+    let reference = if r.baseline.is_some() {
+        "baseline"
+    } else {
+        "expected"
+    };
+    let mut out = format!(
+        "\n### {} {}\n\n| task | metric | candidate | {reference} | diff | stderr | limit | status |\n|---|---|---:|---:|---:|---:|---|---|\n",
+        if r.passed { "✅" } else { "❌" },
+        r.name
+    );
+    for row in &r.rows {
+        out.push_str(&format!(
+            "| {} | {} | {:.4} | {:.4} | {:+.4} | {} | {} | {} |\n",
+            row.task,
+            row.metric,
+            row.candidate,
+            row.reference,
+            row.diff,
+            stderr_text(row.stderr),
+            row.limit.replace('|', "\\|"),
+            row.status
+        ));
+    }
+    for line in paired_lines(r) {
+        out.push_str(&format!("\n- {line}"));
+    }
+    out.push('\n');
+    out
+}

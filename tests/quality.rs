@@ -1,0 +1,348 @@
+//! Quality suites end to end against the embedded engine: the same engine on
+//! both sides passes, a numerically broken candidate fails as DEGRADED with
+//! the items that flipped, broken servers give clear errors, and suites
+//! without data are listed as ignored.
+
+mod common;
+use common::repo;
+
+use std::path::Path;
+use std::process::Command;
+
+use servegate::discover::Project;
+use servegate::eval::{self, SuiteReport};
+use servegate::gate::quality::Status;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A project with the shipped sample records and two embedded engines.
+fn project_with(candidate_sim: &str, suite: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("servegate.toml"),
+        format!(
+            "[targets.candidate]\nsim = {candidate_sim}\n\
+             [targets.baseline]\nsim = {{ ttft_ms = 1.0, tpot_ms = 1.0 }}\n"
+        ),
+    )
+    .unwrap();
+    copy_dir(&repo().join("datasets"), &root.join("datasets"));
+    std::fs::create_dir_all(root.join("suites")).unwrap();
+    std::fs::write(root.join("suites/q.toml"), suite).unwrap();
+    dir
+}
+
+fn run_suite(root: &Path) -> anyhow::Result<SuiteReport> {
+    let project = Project::with_env(root, Vec::new());
+    let (_, cases) = project.load_all().pop().expect("one suite file");
+    let cases = cases.expect("the suite loads");
+    let case = &cases[0];
+    assert!(case.ignore_reason.is_none(), "{:?}", case.ignore_reason);
+    eval::run_suites(&project, &[case], false, &mut |_| {})
+        .pop()
+        .unwrap()
+}
+
+const HELLASWAG_ARC: &str = "tasks = [\"hellaswag\", \"arc_easy\"]\ndata = \"datasets\"\n[gate]\nmax_drop = 0.02\n";
+
+#[test]
+fn the_same_engine_on_both_sides_passes() {
+    let dir = project_with("{ ttft_ms = 1.0, tpot_ms = 1.0 }", HELLASWAG_ARC);
+    let r = run_suite(dir.path()).unwrap();
+    assert!(r.passed, "{}", servegate::report::quality::suite_text(&r));
+    // acc and acc_norm of both tasks, all unchanged.
+    assert_eq!(r.rows.len(), 4);
+    for row in &r.rows {
+        assert_eq!(row.status, Status::Ok);
+        assert_eq!(row.diff, 0.0);
+    }
+    let hs = &r.candidate.tasks[0];
+    assert_eq!(hs.task, "hellaswag");
+    // The engine's language model knows the corpus the items were written
+    // from: well above chance (0.25).
+    let acc_norm = hs.metrics.iter().find(|m| m.name == "acc_norm").unwrap();
+    assert!(acc_norm.value > 0.5, "{acc_norm:?}");
+    assert!(acc_norm.stderr.unwrap() > 0.0);
+    assert!(r.paired.iter().all(|p| p.items.is_empty()));
+    // Requests are deduplicated and the same on both sides.
+    assert_eq!(r.candidate.requests, r.baseline.as_ref().unwrap().requests);
+}
+
+#[test]
+fn a_noisy_candidate_is_degraded_and_its_flips_are_written() {
+    let dir = project_with(
+        "{ ttft_ms = 1.0, tpot_ms = 1.0, logprob_noise = 4.0 }",
+        HELLASWAG_ARC,
+    );
+    let r = run_suite(dir.path()).unwrap();
+    assert!(!r.passed);
+    let degraded: Vec<_> = r
+        .rows
+        .iter()
+        .filter(|row| row.status == Status::Degraded)
+        .collect();
+    assert!(!degraded.is_empty(), "{:?}", r.rows);
+    let p = &r.paired[0].paired;
+    assert!(p.baseline_only > p.candidate_only, "{p:?}");
+    assert!(p.p_value < 0.05, "{p:?}");
+    let items = &r.paired[0].items;
+    assert_eq!(items.len(), p.flipped.len());
+    let item = items.iter().find(|i| i.baseline_right).unwrap();
+    assert_eq!(item.baseline, item.gold);
+    assert_ne!(item.candidate, item.gold);
+    let message = servegate::report::quality::failure_message(&r);
+    assert!(message.contains("DEGRADED"), "{message}");
+}
+
+#[test]
+fn expected_values_gate_without_a_baseline() {
+    let dir = project_with(
+        "{ ttft_ms = 1.0, tpot_ms = 1.0 }",
+        "tasks = [\"arc_easy\"]\ndata = \"datasets\"\n[gate]\nexpected = { arc_easy = 2.0 }\nrtol = 0.05\n",
+    );
+    let r = run_suite(dir.path()).unwrap();
+    assert!(r.baseline.is_none());
+    assert_eq!(r.rows.len(), 1);
+    assert_eq!(r.rows[0].reference_kind, "expected");
+    // No accuracy reaches 2.0 × 0.95.
+    assert_eq!(r.rows[0].status, Status::Degraded);
+    assert!(!r.passed);
+}
+
+#[test]
+fn every_task_format_runs_on_the_shipped_data() {
+    let suite = std::fs::read_to_string(repo().join("suites/standard.toml")).unwrap();
+    let dir = project_with("{ ttft_ms = 1.0, tpot_ms = 1.0 }", &suite);
+    let r = run_suite(dir.path()).unwrap();
+    assert!(r.passed, "{}", servegate::report::quality::suite_text(&r));
+    let names: Vec<&str> = r.candidate.tasks.iter().map(|t| t.task.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "hellaswag",
+            "arc_easy",
+            "arc_challenge",
+            "truthfulqa_mc2",
+            "mmlu",
+            "faq"
+        ]
+    );
+    let mmlu = r.candidate.tasks.iter().find(|t| t.task == "mmlu").unwrap();
+    assert!(mmlu.subtasks.len() >= 3, "{:?}", mmlu.subtasks);
+    for t in &r.candidate.tasks {
+        for m in &t.metrics {
+            assert!((0.0..=1.0).contains(&m.value), "{} {m:?}", t.task);
+        }
+    }
+}
+
+#[test]
+fn retries_ride_out_a_flaky_server() {
+    let clean = project_with("{ ttft_ms = 1.0, tpot_ms = 1.0 }", HELLASWAG_ARC);
+    let flaky = project_with(
+        "{ ttft_ms = 1.0, tpot_ms = 1.0, error_rate = 0.2, seed = 7 }",
+        &format!("{HELLASWAG_ARC}[scoring]\nmax_retries = 8\n"),
+    );
+    let a = run_suite(clean.path()).unwrap();
+    let b = run_suite(flaky.path()).unwrap();
+    assert!(b.passed);
+    let values = |r: &SuiteReport| -> Vec<f64> {
+        r.candidate
+            .tasks
+            .iter()
+            .flat_map(|t| t.metrics.iter().map(|m| m.value))
+            .collect()
+    };
+    assert_eq!(values(&a), values(&b));
+}
+
+#[test]
+fn suites_without_their_data_are_listed_as_ignored() {
+    let dir = project_with(
+        "{ ttft_ms = 1.0, tpot_ms = 1.0 }",
+        "tasks = [\"hellaswag\"]\nlimit = 10\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+        .args(["--root"])
+        .arg(dir.path())
+        .args(["list", "--reasons"])
+        .env_remove("SERVEGATE_DATA_DIR")
+        .env("HF_HUB_CACHE", dir.path().join("no-cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("suite::q"), "{text}");
+    assert!(text.contains("ignored"), "{text}");
+    assert!(text.contains("hellaswag"), "{text}");
+    // The data directory makes it runnable.
+    let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+        .args(["--root"])
+        .arg(dir.path())
+        .args(["list", "--reasons"])
+        .env("SERVEGATE_DATA_DIR", dir.path().join("datasets"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("ignored"), "{text}");
+}
+
+#[test]
+fn gate_keys_of_the_wrong_kind_are_located() {
+    let dir = project_with(
+        "{ ttft_ms = 1.0, tpot_ms = 1.0 }",
+        "tasks = [\"hellaswag\"]\ndata = \"datasets\"\n[gate]\nthroughput = { min_ratio = 0.9 }\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+        .args(["--root"])
+        .arg(dir.path())
+        .arg("check")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("q.toml:4"), "{text}");
+    assert!(text.contains("gate.throughput"), "{text}");
+}
+
+/// A standalone engine for the CLI tests; killed when dropped.
+struct Engine(std::process::Child, String);
+
+impl Engine {
+    fn start(extra: &[&str]) -> Engine {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_servegate"))
+            .args(["sim", "--port", &port.to_string(), "--ttft-ms", "1", "--itl-ms", "1"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Engine(child, url)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn eval_cli(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+        .arg("eval")
+        .args(args)
+        .args(["--data-dir"])
+        .arg(repo().join("datasets"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn eval_command_gates_a_candidate_against_a_baseline() {
+    let good = Engine::start(&[]);
+    let noisy = Engine::start(&["--logprob-noise", "4.0"]);
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = out_dir.path().join("eval.json");
+    let (code, text) = eval_cli(&[
+        "--url",
+        &good.1,
+        "--baseline-url",
+        &good.1,
+        "--tasks",
+        "hellaswag,arc_easy",
+        "--limit",
+        "20",
+        "--output",
+        output.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("OK"), "{text}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    assert_eq!(saved["tasks"][0]["items"], 20);
+    let (code, text) = eval_cli(&[
+        "--url",
+        &noisy.1,
+        "--baseline-url",
+        &good.1,
+        "--suite",
+        "quick",
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("DEGRADED"), "{text}");
+    assert!(text.contains("McNemar"), "{text}");
+}
+
+#[test]
+fn a_server_without_prompt_logprobs_is_an_error_not_chance() {
+    // A server that answers completions but never echoes the prompt.
+    let rt = common::rt();
+    let url = rt.block_on(async {
+        use axum::{routing::post, Json, Router};
+        let app = Router::new()
+            .route(
+                "/v1/completions",
+                post(|| async {
+                    Json(serde_json::json!({"choices": [{"index": 0, "text": "x",
+                        "logprobs": {"tokens": ["x"], "token_logprobs": [-0.5], "top_logprobs": [{"x": -0.5}]}}]}))
+                }),
+            )
+            .route(
+                "/v1/models",
+                axum::routing::get(|| async {
+                    Json(serde_json::json!({"data": [{"id": "m"}]}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    });
+    let tokenizer = repo().join("src/sim/data/tokenizer.json");
+    let spec = eval::AdhocEval {
+        url,
+        model: None,
+        baseline_url: None,
+        baseline_model: None,
+        tasks: vec!["arc_easy".into()],
+        limit: Some(3),
+        num_fewshot: None,
+        tolerance: 0.02,
+        two_sided: false,
+        tokenizer: Some(tokenizer),
+        data_dir: Some(repo().join("datasets")),
+        concurrency: 2,
+        api_key: None,
+    };
+    let e = rt.block_on(eval::adhoc(&spec)).unwrap_err();
+    assert!(e.contains("ignores `echo`"), "{e}");
+}
