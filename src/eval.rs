@@ -186,7 +186,15 @@ fn fewshot_records(
         _ => None,
     };
     let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
-    data::fewshot_records(task, folder.as_deref(), data_dir.as_deref())
+    let hub = task.hub_source();
+    data::fewshot_records(
+        task.name(),
+        "dev",
+        None,
+        folder.as_deref(),
+        data_dir.as_deref(),
+        hub.as_ref().map(|h| (h.repo, h.config)),
+    )
 }
 
 /// Why a suite cannot run on this machine (its data is missing), for listing.
