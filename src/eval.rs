@@ -297,9 +297,8 @@ pub async fn score_side(
     options: &SendOptions,
     progress: bool,
 ) -> Result<(SideReport, Vec<TaskScores>), String> {
-    let bar = progress.then(|| {
-        crate::runner::progress_bar(&side.target, requests.unique.len() as u32)
-    });
+    let bar =
+        progress.then(|| crate::runner::progress_bar(&side.target, requests.unique.len() as u32));
     let tick = || {
         if let Some(b) = &bar {
             b.inc(1);
@@ -376,7 +375,13 @@ fn task_scores(
     let per_item = |name: &str| -> Vec<f64> {
         outcomes
             .iter()
-            .map(|o| if name == "acc_norm" { o.acc_norm } else { o.acc })
+            .map(|o| {
+                if name == "acc_norm" {
+                    o.acc_norm
+                } else {
+                    o.acc
+                }
+            })
             .collect()
     };
     let picks: Vec<usize> = outcomes
@@ -417,15 +422,26 @@ fn question_tail(context: &str) -> String {
     if chars.len() <= KEEP {
         context.to_string()
     } else {
-        format!("…{}", chars[chars.len() - KEEP..].iter().collect::<String>())
+        format!(
+            "…{}",
+            chars[chars.len() - KEEP..].iter().collect::<String>()
+        )
     }
 }
 
-fn flipped_items(tasks: &[PreparedTask], paired: &[Paired], c: &[TaskScores], b: &[TaskScores]) -> Vec<PairedReport> {
+fn flipped_items(
+    tasks: &[PreparedTask],
+    paired: &[Paired],
+    c: &[TaskScores],
+    b: &[TaskScores],
+) -> Vec<PairedReport> {
     paired
         .iter()
         .map(|p| {
-            let ti = tasks.iter().position(|t| t.task.name() == p.task).unwrap_or(0);
+            let ti = tasks
+                .iter()
+                .position(|t| t.task.name() == p.task)
+                .unwrap_or(0);
             let (docs, cs, bs) = (&tasks[ti].docs, &c[ti], &b[ti]);
             let items = p
                 .flipped
@@ -474,9 +490,25 @@ pub async fn evaluate(
     baseline: Option<&Side>,
 ) -> Result<SuiteReport, String> {
     let requests = build_requests(&inputs.tasks, encoder, inputs.config.scoring.max_length).await?;
-    let cand = score_side(candidate, &inputs.tasks, &requests, &inputs.options, inputs.progress).await?;
+    let cand = score_side(
+        candidate,
+        &inputs.tasks,
+        &requests,
+        &inputs.options,
+        inputs.progress,
+    )
+    .await?;
     let base = match baseline {
-        Some(b) => Some(score_side(b, &inputs.tasks, &requests, &inputs.options, inputs.progress).await?),
+        Some(b) => Some(
+            score_side(
+                b,
+                &inputs.tasks,
+                &requests,
+                &inputs.options,
+                inputs.progress,
+            )
+            .await?,
+        ),
         None => None,
     };
     Ok(conclude(inputs, encoder, cand, base))
@@ -611,13 +643,30 @@ async fn run_one(
             log: t.log.clone(),
         };
         if encoder.is_none() {
-            let e = self::encoder(&project.root, c, key.spec.sim.is_some(), &side.model, &side.client)
-                .map_err(|e| fail(format!("tokenizer: {e}")))?;
-            requests = Some(build_requests(&inputs.tasks, &e, c.scoring.max_length).await.map_err(fail)?);
+            let e = self::encoder(
+                &project.root,
+                c,
+                key.spec.sim.is_some(),
+                &side.model,
+                &side.client,
+            )
+            .map_err(|e| fail(format!("tokenizer: {e}")))?;
+            requests = Some(
+                build_requests(&inputs.tasks, &e, c.scoring.max_length)
+                    .await
+                    .map_err(fail)?,
+            );
             encoder = Some(e);
         }
         let requests = requests.as_ref().expect("built with the encoder");
-        let result = score_side(&side, &inputs.tasks, requests, &inputs.options, progress_bars).await;
+        let result = score_side(
+            &side,
+            &inputs.tasks,
+            requests,
+            &inputs.options,
+            progress_bars,
+        )
+        .await;
         // A server that died while scored fails the suite with its log.
         let settle = Duration::from_millis(if result.is_err() { 500 } else { 0 });
         if let Some(how) = pool.take_exited(key, settle).await {

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod discover;
 pub mod environment;
+pub mod eval;
 pub mod gate;
 pub mod gatecheck;
 pub mod gpu;

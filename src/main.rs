@@ -596,11 +596,7 @@ fn run(
     for (case, result) in suites.iter().zip(suite_results) {
         match result {
             Ok(r) => {
-                println!(
-                    "\n{} — {}",
-                    r.name,
-                    if r.passed { "pass" } else { "FAIL" }
-                );
+                println!("\n{} — {}", r.name, if r.passed { "pass" } else { "FAIL" });
                 print!("{}", report::quality::suite_text(&r));
                 suite_reports.push(r);
             }
@@ -615,8 +611,7 @@ fn run(
     }
     let failed_suites = suite_reports.iter().filter(|r| !r.passed).count();
     let failed = reports.iter().filter(|r| !r.passed).count() + failed_suites + errors.len();
-    let passed = reports.len() - reports.iter().filter(|r| !r.passed).count()
-        + suite_reports.len()
+    let passed = reports.len() - reports.iter().filter(|r| !r.passed).count() + suite_reports.len()
         - failed_suites;
     let results = RunResults {
         servegate_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -174,7 +174,10 @@ struct Prepared {
 
 fn prepare(project: &Project, case: &Case) -> anyhow::Result<Prepared> {
     if case.kind == CaseKind::Suite {
-        anyhow::bail!("{} is a quality suite: run it through eval::run_suites", case.name);
+        anyhow::bail!(
+            "{} is a quality suite: run it through eval::run_suites",
+            case.name
+        );
     }
     let c = &case.config;
     let tokenizer = load_tokenizer(project, c)?;

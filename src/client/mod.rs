@@ -302,7 +302,10 @@ impl Client {
         }
         serde_json::from_str(&text).map_err(|e| PostFailure {
             retryable: false,
-            message: format!("POST {path}: the answer is not JSON ({e}): {}", snippet(&text)),
+            message: format!(
+                "POST {path}: the answer is not JSON ({e}): {}",
+                snippet(&text)
+            ),
         })
     }
 

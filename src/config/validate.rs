@@ -4,15 +4,8 @@ use super::{
     Baseline, CaseConfig, CaseKind, ChoiceSource, ConfigError, Limit, QualityGate, TargetSpec,
 };
 
-/// Quality tasks servegate knows by name (others are declared in `[mc_tasks]`).
-pub const BUILTIN_TASKS: [&str; 5] = [
-    "hellaswag",
-    "arc_easy",
-    "arc_challenge",
-    "truthfulqa_mc2",
-    "mmlu",
-];
 use crate::metrics::MetricName;
+pub use crate::quality::tasks::BUILTIN_TASKS;
 
 type At<'a> = &'a dyn Fn(&str, String) -> ConfigError;
 

@@ -240,33 +240,11 @@ pub fn paired(candidate: &[TaskScores], baseline: &[TaskScores]) -> Vec<Paired> 
                 items: n,
                 candidate_only: c_only,
                 baseline_only: b_only,
-                p_value: mcnemar_exact(c_only, b_only),
+                p_value: crate::quality::score::mcnemar_exact(c_only, b_only),
                 flipped,
             })
         })
         .collect()
-}
-
-/// Exact two-sided McNemar test: under "no difference" each flip goes
-/// either way with probability 1/2, so the smaller count is binomial;
-/// p = min(1, 2 · P[X ≤ min(b, c)]) with X ~ Bin(b + c, 1/2).
-pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
-    let n = b + c;
-    if n == 0 {
-        return 1.0;
-    }
-    let k = b.min(c);
-    // Terms in log space: C(n, i) / 2^n underflows for large n.
-    let ln_half_n = -(n as f64) * std::f64::consts::LN_2;
-    let mut ln_term = ln_half_n; // i = 0: C(n, 0) = 1
-    let mut terms = vec![ln_term];
-    for i in 1..=k {
-        ln_term += ((n - i + 1) as f64).ln() - (i as f64).ln();
-        terms.push(ln_term);
-    }
-    let max = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let sum: f64 = terms.iter().map(|t| (t - max).exp()).sum();
-    (2.0 * (max.exp() * sum)).min(1.0)
 }
 
 /// Whether every row passed.
@@ -390,17 +368,5 @@ mod tests {
         assert_eq!(p[0].baseline_only, 1);
         assert_eq!(p[0].flipped, vec![1, 2, 3]);
         assert!((p[0].p_value - 1.0).abs() < 1e-12);
-    }
-
-    #[test]
-    fn mcnemar_matches_hand_computed_values() {
-        assert_eq!(mcnemar_exact(0, 0), 1.0);
-        assert_eq!(mcnemar_exact(1, 0), 1.0);
-        assert!((mcnemar_exact(0, 5) - 0.0625).abs() < 1e-12);
-        // 2 · (1 + 12 + 66) / 4096
-        assert!((mcnemar_exact(2, 10) - 158.0 / 4096.0).abs() < 1e-12);
-        let big = mcnemar_exact(20_000, 20_500);
-        assert!(big > 0.0 && big < 1.0, "{big}");
-        assert!(mcnemar_exact(0, 2000) >= 0.0);
     }
 }

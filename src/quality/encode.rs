@@ -44,7 +44,10 @@ pub fn split_whole(context_ids: Vec<u32>, whole_ids: &[u32]) -> (Vec<u32>, Vec<u
 /// the continuation already starts with it.
 pub fn empty_context(continuation_ids: Vec<u32>, prefix: u32) -> (Vec<u32>, Vec<u32>) {
     if continuation_ids.first() == Some(&prefix) {
-        (continuation_ids[..1].to_vec(), continuation_ids[1..].to_vec())
+        (
+            continuation_ids[..1].to_vec(),
+            continuation_ids[1..].to_vec(),
+        )
     } else {
         (vec![prefix], continuation_ids)
     }
@@ -177,19 +180,21 @@ fn prefix_token(tokenizer: &Tokenizer, path: &std::path::Path) -> Option<u32> {
         let text = v.as_str().or_else(|| v.get("content")?.as_str())?;
         tokenizer.token_id(text)
     };
-    named("bos_token").or_else(|| named("eos_token")).or_else(|| {
-        [
-            "<s>",
-            "<|begin_of_text|>",
-            "<bos>",
-            "</s>",
-            "<|endoftext|>",
-            "<|end_of_text|>",
-            "<eos>",
-        ]
-        .iter()
-        .find_map(|t| tokenizer.token_id(t))
-    })
+    named("bos_token")
+        .or_else(|| named("eos_token"))
+        .or_else(|| {
+            [
+                "<s>",
+                "<|begin_of_text|>",
+                "<bos>",
+                "</s>",
+                "<|endoftext|>",
+                "<|end_of_text|>",
+                "<eos>",
+            ]
+            .iter()
+            .find_map(|t| tokenizer.token_id(t))
+        })
 }
 
 #[cfg(test)]
@@ -247,6 +252,9 @@ mod tests {
         let tok = Tokenizer::engine();
         let eos = tok.token_id("<|endoftext|>");
         assert!(eos.is_some());
-        assert_eq!(prefix_token(&tok, std::path::Path::new("/nowhere/t.json")), eos);
+        assert_eq!(
+            prefix_token(&tok, std::path::Path::new("/nowhere/t.json")),
+            eos
+        );
     }
 }

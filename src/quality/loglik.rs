@@ -125,7 +125,10 @@ pub async fn score_all(
         results[i] = Some(answer?);
         on_done();
     }
-    Ok(results.into_iter().map(|r| r.expect("every request answered")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every request answered"))
+        .collect())
 }
 
 async fn score_one(
@@ -206,6 +209,8 @@ mod tests {
         assert!(e.contains("no prompt log-probabilities"), "{e}");
         let nulls = json!({"choices": [{"logprobs": {
             "token_logprobs": [null, null, null, null, -1.0]}}]});
-        assert!(parse_answer(&nulls, &scored()).unwrap_err().contains("null"));
+        assert!(parse_answer(&nulls, &scored())
+            .unwrap_err()
+            .contains("null"));
     }
 }

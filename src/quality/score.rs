@@ -8,7 +8,7 @@
 //! per task, the mean and its standard error; for mmlu, the size-weighted
 //! subject → category → mmlu aggregation with pooled standard errors.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::tasks::{mmlu_category, Task, MMLU_CATEGORIES, MMLU_SUBJECTS};
 use super::{Gold, McDoc};
@@ -172,7 +172,7 @@ pub fn pooled_sample_stderr(stderrs: &[f64], sizes: &[usize]) -> f64 {
 }
 
 /// One metric's value and standard error (`None` where lm-eval prints "N/A").
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricValue {
     pub name: String,
     pub value: f64,

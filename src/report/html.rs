@@ -755,9 +755,8 @@ fn suite_html(r: &crate::eval::SuiteReport) -> String {
             p.items.len()
         );
         for item in &p.items {
-            let mark = |text: &str, right: bool| {
-                format!("{}{}", esc(text), if right { " ✓" } else { "" })
-            };
+            let mark =
+                |text: &str, right: bool| format!("{}{}", esc(text), if right { " ✓" } else { "" });
             let _ = writeln!(
                 html,
                 "<tr><td>{}</td><td><pre>{}</pre></td><td>{}</td><td>{}</td><td>{}</td></tr>",

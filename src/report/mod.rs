@@ -375,6 +375,7 @@ pub(crate) mod fixtures {
                 name: "suite::q".into(),
                 error: "not implemented".into(),
             }],
+            suites: Vec::new(),
             quality: Vec::new(),
         }
     }

@@ -30,7 +30,14 @@ pub fn verdict_table(r: &SuiteReport) -> String {
         "expected"
     };
     let mut t = table(&[
-        "task", "metric", "candidate", reference, "diff", "stderr", "limit", "status",
+        "task",
+        "metric",
+        "candidate",
+        reference,
+        "diff",
+        "stderr",
+        "limit",
+        "status",
     ]);
     for row in &r.rows {
         t.add_row(vec![
