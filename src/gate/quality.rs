@@ -299,7 +299,11 @@ mod tests {
     fn a_drop_beyond_the_tolerance_is_degraded() {
         let c = scores("t", &[1.0, 1.0, 0.0, 0.0]); // 0.50
         let b = scores("t", &[1.0, 1.0, 1.0, 0.0]); // 0.75
-        let rows = compare(&gate(None, false), &[c.clone()], &[b.clone()]);
+        let rows = compare(
+            &gate(None, false),
+            std::slice::from_ref(&c),
+            std::slice::from_ref(&b),
+        );
         assert_eq!(rows[0].status, Status::Degraded);
         assert!(!rows[0].passed);
         assert!((rows[0].diff + 0.25).abs() < 1e-12);
@@ -328,7 +332,11 @@ mod tests {
     fn better_passes_unless_two_sided() {
         let c = scores("t", &[1.0, 1.0, 1.0, 1.0]);
         let b = scores("t", &[1.0, 0.0, 0.0, 0.0]);
-        let one = compare(&gate(None, false), &[c.clone()], &[b.clone()]);
+        let one = compare(
+            &gate(None, false),
+            std::slice::from_ref(&c),
+            std::slice::from_ref(&b),
+        );
         assert_eq!((one[0].status, one[0].passed), (Status::Better, true));
         let two = compare(&gate(None, true), &[c], &[b]);
         assert_eq!((two[0].status, two[0].passed), (Status::Better, false));

@@ -83,8 +83,13 @@ pub fn parse_answer(answer: &Value, scored: &Scored) -> Result<Loglik, String> {
     let top = logprobs["top_logprobs"].as_array();
     let mut ll = 0.0;
     let mut is_greedy = true;
-    for i in scored.ctxlen..n {
-        let lp = token_logprobs[i]
+    for (i, lp) in token_logprobs
+        .iter()
+        .enumerate()
+        .take(n)
+        .skip(scored.ctxlen)
+    {
+        let lp = lp
             .as_f64()
             .ok_or_else(|| format!("prompt token {i} has no log-probability (null)"))?;
         ll += lp;

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Parity check: lm-evaluation-harness (`local-completions` with a Hugging Face
+# tokenizer) and servegate score the sample records in datasets/ against the
+# same embedded engine; every metric and standard error must be equal.
+#
+# usage: ci/lm-eval-parity.sh [LOGPROB_NOISE]
+#   LOGPROB_NOISE (default 0.5) perturbs the engine so scores are not at the ceiling.
+#   LMEVAL_VENV   where lm-eval is installed (default target/lm-eval-venv; created
+#                 with pip from PyPI on first use).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NOISE=${1:-0.5}
+VENV=${LMEVAL_VENV:-target/lm-eval-venv}
+if [ ! -x "$VENV/bin/lm_eval" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "lm-eval[api]==0.4.13" "transformers==5.24.0"
+fi
+cargo build -q
+BIN=$PWD/target/debug/servegate
+WORK=$(mktemp -d)
+SIM=
+cleanup() {
+  [ -n "$SIM" ] && kill "$SIM" 2>/dev/null && wait "$SIM" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN" sim --port "$PORT" --ttft-ms 1 --itl-ms 1 --logprob-noise "$NOISE" >"$WORK/sim.log" 2>&1 &
+SIM=$!
+for _ in $(seq 100); do
+  python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null && break
+  sleep 0.1
+done
+
+# The engine's tokenizer as a Hugging Face tokenizer folder.
+mkdir "$WORK/tok"
+cp src/sim/data/tokenizer.json ci/lm-eval-parity/tok/*.json "$WORK/tok/"
+
+TASKS=$("$VENV/bin/python" ci/lm-eval-parity/gen_tasks.py datasets "$WORK/tasks")
+echo "lm-eval tasks: $TASKS"
+t0=$(date +%s.%N)
+HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+  HF_HOME="$WORK/hf" HF_DATASETS_CACHE="$WORK/hf-datasets" TOKENIZERS_PARALLELISM=false \
+  "$VENV/bin/lm_eval" --model local-completions \
+  --model_args "model=servegate-sim,base_url=http://127.0.0.1:$PORT/v1/completions,tokenizer=$WORK/tok,tokenizer_backend=huggingface,num_concurrent=1,max_retries=3" \
+  --tasks "$TASKS" --include_path "$WORK/tasks" --output_path "$WORK/lm-eval" >"$WORK/lm-eval.log" 2>&1 ||
+  { tail -40 "$WORK/lm-eval.log"; exit 1; }
+t1=$(date +%s.%N)
+
+# servegate: the standard suite against the same server, one request at a time like lm-eval.
+mkdir -p "$WORK/sg/suites"
+cat >"$WORK/sg/servegate.toml" <<TOML
+model = "servegate-sim"
+[targets.candidate]
+url = "http://127.0.0.1:$PORT"
+[targets.baseline]
+url = "http://127.0.0.1:$PORT"
+TOML
+sed "s|^data = .*|data = \"$PWD/datasets\"\ntokenizer = \"$PWD/src/sim/data/tokenizer.json\"\n[scoring]\nconcurrency = 1|" \
+  suites/standard.toml >"$WORK/sg/suites/standard.toml"
+t2=$(date +%s.%N)
+"$BIN" --root "$WORK/sg" run --output "$WORK/servegate.json" >"$WORK/servegate.log" 2>&1 ||
+  { tail -40 "$WORK/servegate.log"; exit 1; }
+t3=$(date +%s.%N)
+
+python3 ci/lm-eval-parity/compare.py "$WORK/servegate.json" "$WORK"/lm-eval/*/results_*.json
+python3 - "$WORK/servegate.json" "$t0" "$t1" "$t2" "$t3" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["suites"][0]
+t0, t1, t2, t3 = map(float, sys.argv[2:])
+print(f"lm-eval: {t1 - t0:.1f} s wall (process); servegate run: {t3 - t2:.1f} s wall, "
+      f"candidate scored in {r['candidate']['seconds']:.2f} s ({r['candidate']['requests']} requests)")
+PY

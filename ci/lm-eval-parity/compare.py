@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Compare servegate's suite results with lm-evaluation-harness's, metric by metric.
+
+usage: compare.py SERVEGATE_RESULTS.json LM_EVAL_RESULTS.json
+
+SERVEGATE_RESULTS is a `servegate run` results file holding one suite; the
+lm-eval file is the results JSON written by `lm_eval --output_path`, with the
+tasks named `sg_<task>` (see gen_tasks.py). Every metric and standard error
+must be equal to the last bit; exits 1 on any difference.
+"""
+import json
+import sys
+
+
+def main():
+    ours = json.load(open(sys.argv[1]))["suites"][0]
+    theirs = json.load(open(sys.argv[2]))["results"]
+    rows, diffs = [], 0
+    for task in ours["candidate"]["tasks"]:
+        parts = [(task["task"], task["metrics"])]
+        parts += [(s["name"], s["metrics"]) for s in task.get("subtasks", [])]
+        for name, metrics in parts:
+            ref = theirs.get("sg_" + name)
+            if ref is None:
+                print(f"{name}: not in lm-eval's results")
+                diffs += 1
+                continue
+            for m in metrics:
+                pairs = [
+                    (m["name"], m["value"], ref.get(m["name"] + ",none")),
+                    (m["name"] + " stderr", m["stderr"], ref.get(m["name"] + "_stderr,none")),
+                ]
+                for label, a, b in pairs:
+                    b = None if b == "N/A" else b
+                    same = a == b
+                    diffs += not same
+                    rows.append(f"{name:30} {label:16} {a!r:24} {b!r:24} {'same' if same else 'DIFFERENT'}")
+    print(f"{'task':30} {'metric':16} {'servegate':24} {'lm-eval':24}")
+    print("\n".join(rows))
+    print(f"{len(rows)} values compared, {diffs} different")
+    sys.exit(1 if diffs else 0)
+
+
+if __name__ == "__main__":
+    main()
