@@ -91,7 +91,7 @@ pub struct SubtaskResult {
 pub struct PairedReport {
     #[serde(flatten)]
     pub paired: Paired,
-    pub items: Vec<FlippedItem>,
+    pub flipped_items: Vec<FlippedItem>,
 }
 
 /// One item the two targets answered differently.
@@ -466,7 +466,7 @@ fn flipped_items(
                 .collect();
             PairedReport {
                 paired: p.clone(),
-                items,
+                flipped_items: items,
             }
         })
         .collect()

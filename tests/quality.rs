@@ -76,7 +76,7 @@ fn the_same_engine_on_both_sides_passes() {
     let acc_norm = hs.metrics.iter().find(|m| m.name == "acc_norm").unwrap();
     assert!(acc_norm.value > 0.5, "{acc_norm:?}");
     assert!(acc_norm.stderr.unwrap() > 0.0);
-    assert!(r.paired.iter().all(|p| p.items.is_empty()));
+    assert!(r.paired.iter().all(|p| p.flipped_items.is_empty()));
     // Requests are deduplicated and the same on both sides.
     assert_eq!(r.candidate.requests, r.baseline.as_ref().unwrap().requests);
 }
@@ -104,13 +104,36 @@ fn a_noisy_candidate_is_degraded_and_its_flips_are_written() {
     let p = &worst.paired;
     assert!(p.baseline_only > p.candidate_only, "{p:?}");
     assert!(p.p_value < 0.05, "{p:?}");
-    let items = &worst.items;
+    let items = &worst.flipped_items;
     assert_eq!(items.len(), p.flipped.len());
     let item = items.iter().find(|i| i.baseline_right).unwrap();
     assert_eq!(item.baseline, item.gold);
     assert_ne!(item.candidate, item.gold);
     let message = servegate::report::quality::failure_message(&r);
     assert!(message.contains("DEGRADED"), "{message}");
+
+    // The reports show the verdicts, the chart and the flipped items.
+    let quality = servegate::report::quality::task_scores(std::slice::from_ref(&r));
+    let mut results: servegate::report::RunResults = serde_json::from_value(serde_json::json!({
+        "servegate_version": "", "started_at": "", "finished_at": "", "passed": false, "cases": []
+    }))
+    .unwrap();
+    results.suites = vec![r.clone()];
+    results.quality = quality;
+    assert_eq!(results.counts(), (0, 1, 0, 0));
+    let html = servegate::report::html::render(std::slice::from_ref(&results));
+    assert!(html.contains("DEGRADED"));
+    assert!(html.contains("items answered differently"));
+    assert!(!html.contains("no quality results"));
+    let md = servegate::report::markdown::run_summary(&results);
+    assert!(md.contains("| arc_easy | acc |"), "{md}");
+    // Results round-trip through JSON, flipped items included.
+    let text = serde_json::to_string(&results).unwrap();
+    let back: servegate::report::RunResults = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        back.suites[0].paired[0].flipped_items.len(),
+        r.paired[0].flipped_items.len()
+    );
 }
 
 #[test]

@@ -747,14 +747,14 @@ fn suite_html(r: &crate::eval::SuiteReport) -> String {
     for line in super::quality::paired_lines(r) {
         let _ = writeln!(html, "<p class=\"env\">{}</p>", esc(&line));
     }
-    for p in r.paired.iter().filter(|p| !p.items.is_empty()) {
+    for p in r.paired.iter().filter(|p| !p.flipped_items.is_empty()) {
         let _ = writeln!(
             html,
             "<details><summary>{}: {} items answered differently</summary><table><thead><tr><th>item</th><th>question</th><th>right answer</th><th>candidate</th><th>baseline</th></tr></thead><tbody>",
             esc(&p.paired.task),
-            p.items.len()
+            p.flipped_items.len()
         );
-        for item in &p.items {
+        for item in &p.flipped_items {
             let mark =
                 |text: &str, right: bool| format!("{}{}", esc(text), if right { " ✓" } else { "" });
             let _ = writeln!(

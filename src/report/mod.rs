@@ -68,17 +68,36 @@ impl RunResults {
         }
     }
 
-    /// Whether this holds one case report read from its own file (no run around it).
+    /// A results file holding one suite report (as the suite trials write them).
+    pub fn from_suite(suite: crate::eval::SuiteReport) -> Self {
+        let suites = vec![suite];
+        Self {
+            passed: suites[0].passed,
+            quality: quality::task_scores(&suites),
+            suites,
+            ..Self::from_case_list()
+        }
+    }
+
+    /// Whether this holds one case or suite report read from its own file (no run around it).
     pub fn is_single_case(&self) -> bool {
-        self.started_at.is_empty() && self.cases.len() == 1 && self.environment.is_none()
+        self.started_at.is_empty()
+            && self.cases.len() + self.suites.len() == 1
+            && self.environment.is_none()
     }
 
     /// One run made of single-case files (the gate trials' `cases/*.json`).
     pub fn combine(parts: Vec<RunResults>) -> Self {
-        let cases: Vec<CaseReport> = parts.into_iter().flat_map(|r| r.cases).collect();
+        let (mut cases, mut suites) = (Vec::new(), Vec::new());
+        for p in parts {
+            cases.extend(p.cases);
+            suites.extend(p.suites);
+        }
         Self {
-            passed: cases.iter().all(|c| c.passed),
+            passed: cases.iter().all(|c: &CaseReport| c.passed) && suites.iter().all(|s| s.passed),
+            quality: quality::task_scores(&suites),
             cases,
+            suites,
             ..Self::from_case_list()
         }
     }
@@ -136,6 +155,8 @@ pub fn read_results(path: &Path) -> anyhow::Result<RunResults> {
         serde_json::from_value::<RunResults>(value)
     } else if value.get("gate").is_some() && value.get("candidate").is_some() {
         serde_json::from_value::<CaseReport>(value).map(RunResults::from_case)
+    } else if value.get("rows").is_some() && value.get("candidate").is_some() {
+        serde_json::from_value::<crate::eval::SuiteReport>(value).map(RunResults::from_suite)
     } else {
         anyhow::bail!(
             "{}: not a servegate results file (no `cases`)",

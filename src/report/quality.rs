@@ -109,7 +109,7 @@ pub fn suite_text(r: &SuiteReport) -> String {
 pub fn failure_message(r: &SuiteReport) -> String {
     let mut out = format!("{} failed its accuracy gate\n{}", r.name, suite_text(r));
     for p in &r.paired {
-        for item in p.items.iter().filter(|i| i.baseline_right).take(3) {
+        for item in p.flipped_items.iter().filter(|i| i.baseline_right).take(3) {
             out.push_str(&format!(
                 "\n{} item {}: baseline chose {:?} (right), candidate chose {:?}\n  {}\n",
                 p.paired.task,
