@@ -20,7 +20,11 @@ BIN=$PWD/target/debug/servegate
 WORK=$(mktemp -d)
 SIM=
 cleanup() {
-  [ -n "$SIM" ] && kill "$SIM" 2>/dev/null && wait "$SIM" 2>/dev/null
+  # The engine ends on SIGTERM; its status must not become the script's.
+  if [ -n "$SIM" ]; then
+    kill "$SIM" 2>/dev/null || true
+    wait "$SIM" 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
