@@ -302,6 +302,12 @@ enum EndpointArg {
 const CONFIG_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
+    let code = run_command();
+    servegate::target::process::wait_for_interrupt_handler();
+    code
+}
+
+fn run_command() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Bench(args) = &cli.command {
         return bench(args, cli.root.clone());

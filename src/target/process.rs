@@ -451,6 +451,17 @@ fn install_signal_handler() {
     });
 }
 
+/// Called before the process exits on its own: when a signal is being
+/// handled, its handler stops the servers and exits with 128 + the signal;
+/// returning first would race it and exit with the run's own status.
+pub fn wait_for_interrupt_handler() {
+    if !registry().shutting_down {
+        return;
+    }
+    // The handler waits at most the grace period, then 2 s after SIGKILL.
+    std::thread::sleep(INTERRUPT_GRACE + Duration::from_secs(10));
+}
+
 fn interrupted(signal: Signal) -> ! {
     let (groups, files) = {
         let mut r = registry();
