@@ -52,12 +52,17 @@ pub struct PointResult {
     pub queue_p50_ms: f64,
     /// Where output token counts came from: `usage`, `tokenizer`, `events` or `mixed`.
     pub token_source: String,
+    /// Failure messages and how often each occurred.
+    pub errors: BTreeMap<String, usize>,
     pub summary: Summary,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub details: Vec<RequestRecord>,
 }
 
-/// The whole file `--output` writes.
+/// The whole file `--output` writes: the old comparison script's schema
+/// (`base_url`, `model`, `warmup`, `num_requests`, `scenarios`), so the
+/// step that read its files (`data["scenarios"]`) reads these unchanged.
+/// Values that were not measured are `null`, never 0.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchFile {
     pub base_url: String,
@@ -65,7 +70,17 @@ pub struct BenchFile {
     pub warmup: u32,
     pub num_requests: u32,
     pub endpoint: Endpoint,
-    pub results: Vec<PointResult>,
+    pub scenarios: Vec<PointResult>,
+}
+
+impl BenchFile {
+    /// The points where no request completed: nothing there was measured.
+    pub fn unmeasured(&self) -> Vec<&PointResult> {
+        self.scenarios
+            .iter()
+            .filter(|p| p.summary.completed == 0)
+            .collect()
+    }
 }
 
 /// The grid: every prompt length × max_tokens × concurrency.
@@ -82,6 +97,7 @@ fn token_source(s: &Summary) -> String {
         s.tokens_from_tokenizer,
         s.tokens_from_events,
     ) {
+        (0, 0, 0) => "none",
         (_, 0, 0) => "usage",
         (0, _, 0) => "tokenizer",
         (0, 0, _) => "events",
@@ -95,9 +111,16 @@ pub fn point_result(
     prompt_length: &str,
     w: &WorkloadConfig,
     s: Summary,
-    details: Vec<RequestRecord>,
+    records: Vec<RequestRecord>,
+    save_detailed: bool,
 ) -> PointResult {
+    let mut errors = BTreeMap::new();
+    for reason in records.iter().filter_map(|r| r.error.as_ref()) {
+        *errors.entry(reason.clone()).or_insert(0) += 1;
+    }
+    let details = if save_detailed { records } else { Vec::new() };
     PointResult {
+        errors,
         name,
         prompt_length: prompt_length.to_string(),
         max_tokens: w.max_tokens,
@@ -176,17 +199,13 @@ pub async fn run_grid(
                 if let Some(p) = &spec.progress {
                     p.finish_and_clear();
                 }
-                let details = if save_detailed {
-                    result.records
-                } else {
-                    Vec::new()
-                };
                 out.push(point_result(
                     name,
                     length,
                     &workload,
                     result.summary,
-                    details,
+                    result.records,
+                    save_detailed,
                 ));
             }
         }
@@ -214,7 +233,13 @@ pub fn table(results: &[PointResult]) -> String {
         "errors",
         "tokens from",
     ]);
-    let f = |v: f64| format!("{v:.2}");
+    let f = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.2}")
+        } else {
+            "—".to_string()
+        }
+    };
     for r in results {
         t.add_row(vec![
             r.name.clone(),
@@ -234,4 +259,27 @@ pub fn table(results: &[PointResult]) -> String {
         ]);
     }
     t.to_string()
+}
+
+/// The failure messages of every point that had failures, most frequent first.
+pub fn error_report(results: &[PointResult]) -> Option<String> {
+    let lines: Vec<String> = results
+        .iter()
+        .filter(|r| !r.errors.is_empty())
+        .map(|r| {
+            let failed: usize = r.errors.values().sum();
+            let note = if r.summary.completed == 0 {
+                " (no request completed: not measured)"
+            } else {
+                ""
+            };
+            format!(
+                "{}: {failed} failed request{}{note}{}",
+                r.name,
+                if failed == 1 { "" } else { "s" },
+                crate::report::console::message_lines(&r.errors, "  ")
+            )
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }

@@ -3,6 +3,42 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `println!` and `print!` for the command line: when the reader of stdout
+/// has gone (`servegate list | head -1`), the rest of the output is dropped
+/// quietly and the command finishes as it would have (results are still
+/// written, servers still stopped), instead of panicking with exit 101.
+macro_rules! println {
+    () => {
+        write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+macro_rules! print {
+    ($($arg:tt)*) => {
+        write_stdout(format_args!($($arg)*))
+    };
+}
+
+fn write_stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static CLOSED: AtomicBool = AtomicBool::new(false);
+    if CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(text).and_then(|()| out.flush()) {
+        // A closed pipe ends the output; any other failure does too, said once.
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("warning: cannot write to stdout: {e}");
+        }
+        CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
 use clap::{Parser, Subcommand};
 
 use servegate::adhoc::{self, BenchFile, Grid};
@@ -19,10 +55,18 @@ use servegate::target::{shared, TargetEnv};
 use servegate::tokenizer::Tokenizer;
 use servegate::workload;
 
+/// `0.1.0 (commit 0123456789ab)`: the version and the commit built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SERVEGATE_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "servegate",
-    version,
+    version = VERSION,
     about = "Gate LLM serving engines on performance and quality"
 )]
 struct Cli {
@@ -37,6 +81,7 @@ struct Cli {
 enum Command {
     /// Run cases (all, or those whose name contains FILTER) and gate each.
     Run {
+        /// Run only the cases whose name contains this.
         filter: Option<String>,
         /// Match FILTER against whole names only.
         #[arg(long)]
@@ -54,7 +99,9 @@ enum Command {
     },
     /// Ratio table (A / B) of two saved runs: `servegate run` results or `servegate bench --output` files.
     Compare {
+        /// The first results file (the numerator of every ratio).
         a: PathBuf,
+        /// The second results file (the denominator).
         b: PathBuf,
         /// Which target of `servegate run` files to compare.
         #[arg(long, value_enum, default_value = "candidate")]
@@ -62,6 +109,7 @@ enum Command {
     },
     /// Tables, history and reports from saved results (files, or folders of run-*.json), oldest first.
     Report {
+        /// Results files, or folders of them.
         #[arg(required = true)]
         results: Vec<PathBuf>,
         /// Write one self-contained HTML page with charts.
@@ -86,6 +134,7 @@ enum Command {
     },
     /// Print case names, one per line.
     List {
+        /// List only the cases whose name contains this.
         filter: Option<String>,
         /// Also print why an ignored case is ignored.
         #[arg(long)]
@@ -102,17 +151,23 @@ enum Command {
     /// Start `command` targets (default: the project's candidate and baseline)
     /// and leave them running for later runs and tests; prints `NAME URL` lines.
     Up {
+        /// Targets to start (default: the project's candidate and baseline).
         targets: Vec<String>,
         /// Stop a server after this many seconds without a user (0: never).
         #[arg(long, default_value_t = 600.0)]
         idle_timeout: f64,
     },
     /// Stop servers started by `servegate up` (all, or those named).
-    Down { targets: Vec<String> },
+    Down {
+        /// Targets to stop (default: all that `servegate up` started).
+        targets: Vec<String>,
+    },
     /// Supervises one server for `servegate up` (internal).
     #[command(name = "__supervise", hide = true)]
     Supervise {
+        /// The target to supervise.
         target: String,
+        /// Stop after this many idle seconds.
         #[arg(long)]
         idle_timeout: Option<f64>,
     },
@@ -121,7 +176,7 @@ enum Command {
     /// Measure servegate's own timing error against the embedded engine.
     Calibrate {
         /// Concurrency levels.
-        #[arg(long, value_delimiter = ',', default_values_t = [1u32, 64, 256, 1000])]
+        #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = [1u32, 64, 256, 1000])]
         levels: Vec<u32>,
         /// Configured time to first token of the engine.
         #[arg(long, default_value_t = 50.0)]
@@ -136,8 +191,10 @@ enum Command {
     /// Train the embedded engine's BPE tokenizer on its corpus and write it
     /// (the shipped one is src/sim/data/tokenizer.json).
     TrainTokenizer {
+        /// Where to write the tokenizer.
         #[arg(long, default_value = "src/sim/data/tokenizer.json")]
         output: PathBuf,
+        /// Vocabulary size, special tokens included.
         #[arg(long, default_value_t = 1024)]
         vocab_size: usize,
     },
@@ -157,7 +214,7 @@ struct EvalArgs {
     #[arg(long)]
     model: Option<String>,
     /// Comma-separated tasks (hellaswag, arc_easy, arc_challenge, truthfulqa_mc2, mmlu).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
     tasks: Vec<String>,
     /// A task list of the old script: quick (hellaswag), standard (+ arc_easy,
     /// truthfulqa_mc2), full (+ mmlu). Used when --tasks is not given.
@@ -207,6 +264,7 @@ enum SuiteArg {
 
 #[derive(clap::Args)]
 struct BenchArgs {
+    /// The server's base URL (with or without a trailing `/v1`).
     #[arg(long, default_value = "http://localhost:8000")]
     base_url: String,
     /// Model name; the server's first model when omitted.
@@ -215,15 +273,20 @@ struct BenchArgs {
     /// Prompts in the `{"short": [...], "medium": [...]}` format (default: the project's prompt sets).
     #[arg(long)]
     prompts_file: Option<PathBuf>,
-    #[arg(long, value_delimiter = ',', default_values_t = ["short".to_string(), "medium".to_string()])]
+    /// Prompt sets to run (`1,2` or `1 2`).
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = ["short".to_string(), "medium".to_string()])]
     prompt_length: Vec<String>,
+    /// Requests sent first and discarded, per point.
     #[arg(long, default_value_t = 3)]
     warmup: u32,
+    /// Measured requests per point.
     #[arg(long, default_value_t = 20)]
     num_requests: u32,
-    #[arg(long, value_delimiter = ',', default_values_t = [1u32, 2, 4])]
+    /// Requests in flight at once (`1,2,4` or `1 2 4`).
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = [1u32, 2, 4])]
     concurrency: Vec<u32>,
-    #[arg(long, value_delimiter = ',', default_values_t = [64u32, 128])]
+    /// Tokens to generate per request (`64,128` or `64 128`).
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = [64u32, 128])]
     max_tokens: Vec<u32>,
     /// Write results here (JSON).
     #[arg(long)]
@@ -234,6 +297,7 @@ struct BenchArgs {
     /// Gamma shape of inter-arrival times (1 = Poisson).
     #[arg(long, default_value_t = 1.0)]
     burstiness: f64,
+    /// The API to drive: /v1/completions or /v1/chat/completions.
     #[arg(long, value_enum, default_value = "completions")]
     endpoint: EndpointArg,
     /// A tokenizer.json, to count tokens when the server reports no usage.
@@ -249,36 +313,49 @@ struct BenchArgs {
 
 #[derive(clap::Args)]
 struct SimArgs {
+    /// Port to listen on.
     #[arg(long, default_value_t = 8100)]
     port: u16,
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: std::net::IpAddr,
+    /// The model name the engine serves.
     #[arg(long, default_value = "servegate-sim")]
     model: String,
     /// `constant`, `engine`, or a `[sim_profiles]` entry of the project's servegate.toml.
     #[arg(long)]
     profile: Option<String>,
+    /// Time to first token, ms (over the profile's).
     #[arg(long)]
     ttft_ms: Option<f64>,
+    /// Time between tokens, ms (over the profile's).
     #[arg(long, visible_alias = "tpot-ms")]
     itl_ms: Option<f64>,
+    /// Most sequences in one batch (engine profile).
     #[arg(long)]
     max_num_seqs: Option<u32>,
+    /// Multiplies every time (1.1: 10% slower).
     #[arg(long)]
     slowdown: Option<f64>,
+    /// Noise added to log-probabilities (standard deviation).
     #[arg(long)]
     logprob_noise: Option<f64>,
+    /// Fraction of requests answered with HTTP 500.
     #[arg(long)]
     error_rate: Option<f64>,
+    /// Fraction of streams cut off midway.
     #[arg(long)]
     drop_rate: Option<f64>,
+    /// A pause in every stream, ms.
     #[arg(long)]
     stall_ms: Option<f64>,
+    /// Time before the server answers readiness, ms.
     #[arg(long)]
     startup_delay_ms: Option<f64>,
     /// Exit after this many requests (a crashing server, for tests).
     #[arg(long)]
     crash_after: Option<u64>,
+    /// Seed of the engine's randomness (faults, noise).
     #[arg(long)]
     seed: Option<u64>,
 }
@@ -296,6 +373,72 @@ const DEFAULT_GATE_CHECK_CASE: &str = "scenario::grid::short_mt64_c4";
 enum EndpointArg {
     Completions,
     Chat,
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `--help` explains every flag and argument of every subcommand.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "servegate", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lists_take_commas_or_spaces() {
+        use clap::Parser;
+        for argv in [
+            &[
+                "servegate",
+                "bench",
+                "--concurrency",
+                "1,2",
+                "--max-tokens",
+                "8",
+            ][..],
+            &[
+                "servegate",
+                "bench",
+                "--concurrency",
+                "1",
+                "2",
+                "--max-tokens",
+                "8",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let super::Command::Bench(b) = cli.command else {
+                panic!("bench")
+            };
+            assert_eq!(b.concurrency, vec![1, 2]);
+            assert_eq!(b.max_tokens, vec![8]);
+        }
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        let v = Cli::command().render_version();
+        assert!(v.contains("(commit "), "{v}");
+    }
 }
 
 /// Exit status for configuration and usage errors (clap uses 2 as well).
@@ -539,12 +682,15 @@ fn run(
     let started = chrono::Local::now();
     let mut reports: Vec<CaseReport> = Vec::new();
     let mut errors: Vec<CaseError> = Vec::new();
-    let mut ignored = 0;
+    let mut ignored = Vec::new();
     let mut runnable = Vec::new();
     for case in &cases {
         if let Some(why) = &case.ignore_reason {
             println!("{}: ignored ({why})", case.name);
-            ignored += 1;
+            ignored.push(report::IgnoredCase {
+                name: case.name.clone(),
+                reason: why.clone(),
+            });
         } else {
             runnable.push(case);
         }
@@ -568,6 +714,14 @@ fn run(
                 println!("\n{} — {}", r.name, report::console::case_verdict(&r.gate));
                 println!("{}", report::target_table(&r));
                 println!("{}", report::gate_table(&r.gate));
+                if let Some(note) = report::console::unmeasured_note(&r.gate) {
+                    println!("{note}");
+                }
+                for (role, t) in [("candidate", &r.candidate), ("baseline", &r.baseline)] {
+                    if let Some(lines) = report::console::error_lines(role, t) {
+                        println!("{lines}");
+                    }
+                }
                 if let Some(note) = report::console::inconclusive_note(&r) {
                     println!("{note}");
                 }
@@ -627,6 +781,7 @@ fn run(
         environment: Some(Environment::collect(&project.root)),
         cases: reports,
         errors,
+        ignored,
         quality: report::quality::task_scores(&suite_reports),
         suites: suite_reports,
     };
@@ -658,7 +813,10 @@ fn run(
     } else {
         String::new()
     };
-    println!("{passed} passed{inconclusive}, {failed} failed, {ignored} ignored");
+    println!(
+        "{passed} passed{inconclusive}, {failed} failed, {} ignored",
+        results.ignored.len()
+    );
     if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -784,7 +942,7 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
             warmup: args.warmup,
             num_requests: args.num_requests,
             endpoint,
-            results,
+            scenarios: results,
         })
     });
     let file = match outcome {
@@ -794,13 +952,27 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("{}", adhoc::table(&file.results));
+    println!("{}", adhoc::table(&file.scenarios));
+    if let Some(errors) = adhoc::error_report(&file.scenarios) {
+        println!("{errors}");
+    }
     if let Some(path) = &args.output {
         if let Err(e) = report::write_json_atomic(path, &file) {
             eprintln!("error: cannot write {}: {e:#}", path.display());
             return ExitCode::FAILURE;
         }
         println!("results: {}", path.display());
+    }
+    // A point with no completed request measured nothing: never a success.
+    let unmeasured: Vec<&str> = file.unmeasured().iter().map(|p| p.name.as_str()).collect();
+    if !unmeasured.is_empty() {
+        eprintln!(
+            "error: no request completed at {} of {} points: {}",
+            unmeasured.len(),
+            file.scenarios.len(),
+            unmeasured.join(", ")
+        );
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
@@ -1054,14 +1226,20 @@ fn compare(a: &std::path::Path, b: &std::path::Path, side: SideArg) -> ExitCode 
         }
     };
     let (rows, unmatched) = report::compare::compare(&ea, &eb);
+    if rows.is_empty() {
+        eprintln!(
+            "error: {} and {} have no point in common ({} and {} points)",
+            a.display(),
+            b.display(),
+            ea.len(),
+            eb.len()
+        );
+        return ExitCode::FAILURE;
+    }
     println!("A = {}\nB = {}\nratios A / B", a.display(), b.display());
     println!("{}", report::compare::table_text(&rows));
     for u in &unmatched {
         println!("not compared: {u}");
-    }
-    if rows.is_empty() {
-        eprintln!("error: the two files have no point in common");
-        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }

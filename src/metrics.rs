@@ -135,19 +135,51 @@ impl RequestRecord {
     }
 }
 
-/// Summary of one sample.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+/// JSON `null` (how serde_json writes NaN) read back as NaN: a value that
+/// was not measured stays unmeasured through a results file, never 0.
+pub fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// Summary of one sample. An empty sample has `count == 0` and NaN
+/// statistics (written as `null`), never zeros that could pass for data.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Distribution {
     pub count: usize,
+    #[serde(deserialize_with = "null_as_nan")]
     pub mean: f64,
     /// Population standard deviation (numpy's default, as vLLM reports it).
+    #[serde(deserialize_with = "null_as_nan")]
     pub stddev: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub min: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub p50: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub p90: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub p95: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub p99: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub max: f64,
+}
+
+impl Default for Distribution {
+    fn default() -> Self {
+        let nan = f64::NAN;
+        Self {
+            count: 0,
+            mean: nan,
+            stddev: nan,
+            min: nan,
+            p50: nan,
+            p90: nan,
+            p95: nan,
+            p99: nan,
+            max: nan,
+        }
+    }
 }
 
 impl Distribution {
@@ -204,16 +236,22 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
 pub struct Summary {
     pub completed: usize,
     pub failed: usize,
+    /// Failed / sent; NaN (`null`) when nothing was sent.
+    #[serde(deserialize_with = "null_as_nan")]
     pub error_rate: f64,
     /// First send → last completion of the measured phase, seconds.
     pub duration_s: f64,
     pub total_output_tokens: u64,
     pub total_input_tokens: u64,
-    /// Output tokens per second over the phase.
+    /// Output tokens per second over the phase. This and the other rates
+    /// are NaN (`null`) when no request completed: nothing was measured.
+    #[serde(deserialize_with = "null_as_nan")]
     pub throughput_total: f64,
     /// Input plus output tokens per second over the phase.
+    #[serde(deserialize_with = "null_as_nan")]
     pub total_token_throughput: f64,
     /// Completed requests per second over the phase.
+    #[serde(deserialize_with = "null_as_nan")]
     pub request_throughput: f64,
     /// Requests meeting every SLO, per second; `None` without SLOs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,6 +283,16 @@ pub struct Summary {
     pub tokens_from_tokenizer: usize,
     /// Requests whose token count fell back to counting stream events.
     pub tokens_from_events: usize,
+}
+
+/// `x` per second of `duration_s`. Without a completed request nothing was
+/// measured (NaN, not 0); a phase too short to time has no rate either.
+fn rate(x: f64, duration_s: f64, completed: usize) -> f64 {
+    if completed > 0 && duration_s > 0.0 {
+        x / duration_s
+    } else {
+        f64::NAN
+    }
 }
 
 /// Most intervals `[start_s, end_s]` overlapping at one instant.
@@ -287,19 +335,13 @@ impl Summary {
             let kind = r.error_kind.map(ErrorKind::name).unwrap_or("stream");
             *errors_by_kind.entry(kind.to_string()).or_insert(0) += 1;
         }
-        let per_second = |x: f64| {
-            if duration_s > 0.0 {
-                x / duration_s
-            } else {
-                0.0
-            }
-        };
+        let per_second = |x: f64| rate(x, duration_s, ok.len());
         let ms = |s: f64| s * 1000.0;
         Self {
             completed: ok.len(),
             failed: records.len() - ok.len(),
             error_rate: if records.is_empty() {
-                0.0
+                f64::NAN
             } else {
                 (records.len() - ok.len()) as f64 / records.len() as f64
             },
@@ -351,13 +393,7 @@ impl Summary {
         let mut pooled = Self::from_records(&all, slo);
         let per_run: Vec<Summary> = runs.iter().map(|r| Self::from_records(r, slo)).collect();
         let duration_s: f64 = per_run.iter().map(|s| s.duration_s).sum();
-        let per_second = |x: f64| {
-            if duration_s > 0.0 {
-                x / duration_s
-            } else {
-                0.0
-            }
-        };
+        let per_second = |x: f64| rate(x, duration_s, pooled.completed);
         pooled.duration_s = duration_s;
         pooled.throughput_total = per_second(pooled.total_output_tokens as f64);
         pooled.total_token_throughput =
@@ -367,7 +403,9 @@ impl Summary {
             per_second(
                 per_run
                     .iter()
-                    .map(|s| s.goodput.unwrap_or(0.0) * s.duration_s)
+                    .filter_map(|s| s.goodput.filter(|g| g.is_finite()))
+                    .zip(per_run.iter().map(|s| s.duration_s))
+                    .map(|(g, d)| g * d)
                     .sum(),
             )
         });
@@ -377,6 +415,16 @@ impl Summary {
             .max()
             .unwrap_or(0);
         pooled
+    }
+
+    /// Why nothing of this sample can be gated, when that is so: no request
+    /// was sent, or none completed.
+    pub fn unmeasured(&self) -> Option<String> {
+        match (self.completed, self.failed) {
+            (0, 0) => Some("no request was sent".into()),
+            (0, failed) => Some(format!("0 of {failed} requests completed")),
+            _ => None,
+        }
     }
 
     pub fn metric(&self, name: MetricName) -> f64 {

@@ -201,10 +201,12 @@ pub fn parse_chunk(payload: &str) -> Result<Chunk, Failure> {
 impl Client {
     pub fn new(base_url: &str, api_key: Option<String>) -> anyhow::Result<Self> {
         let mut base_url = reqwest::Url::parse(base_url)?;
-        if !base_url.path().ends_with('/') {
-            let path = format!("{}/", base_url.path());
-            base_url.set_path(&path);
-        }
+        // OpenAI clients take the base with `/v1` (`http://host:8000/v1`);
+        // servegate's paths carry it, so a trailing `/v1` is the same server.
+        let path = base_url.path().trim_end_matches('/');
+        let path = path.strip_suffix("/v1").unwrap_or(path);
+        let path = format!("{path}/");
+        base_url.set_path(&path);
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(usize::MAX)
             .tcp_nodelay(true)
@@ -297,7 +299,11 @@ impl Client {
         if !status.is_success() {
             return Err(PostFailure {
                 retryable: status.as_u16() == 429 || status.is_server_error(),
-                message: format!("POST {path}: HTTP {}: {}", status.as_u16(), snippet(&text)),
+                message: format!(
+                    "POST {path}: HTTP {}: {}",
+                    status.as_u16(),
+                    error_text(&text)
+                ),
             });
         }
         serde_json::from_str(&text).map_err(|e| PostFailure {
@@ -333,7 +339,7 @@ impl Client {
             };
             return Err(Failure::new(
                 kind,
-                format!("HTTP {}: {}", status.as_u16(), snippet(&text)),
+                format!("HTTP {}: {}", status.as_u16(), error_text(&text)),
             ));
         }
         if req.stream {
@@ -476,6 +482,26 @@ impl Accumulator {
     }
 }
 
+/// What an error answer says: the message of an OpenAI-style
+/// `{"error": {"message": …}}` body (or FastAPI's `{"detail": …}`), else
+/// the start of the body as it is. Users read these in failure reports.
+fn error_text(body: &str) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let m = v
+                .pointer("/error/message")
+                .or_else(|| v.get("error").filter(|e| e.is_string()))
+                .or_else(|| v.get("detail"))
+                .or_else(|| v.get("message"))?;
+            Some(match m.as_str() {
+                Some(text) => text.to_string(),
+                None => m.to_string(),
+            })
+        });
+    snippet(message.as_deref().unwrap_or(body))
+}
+
 fn snippet(text: &str) -> String {
     let one_line = text.replace('\n', " ");
     if one_line.chars().count() > 200 {
@@ -488,6 +514,39 @@ fn snippet(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_with_v1_is_the_same_server() {
+        for base in [
+            "http://127.0.0.1:8000",
+            "http://127.0.0.1:8000/",
+            "http://127.0.0.1:8000/v1",
+            "http://127.0.0.1:8000/v1/",
+        ] {
+            let c = Client::new(base, None).unwrap();
+            assert_eq!(
+                c.url("/v1/models").as_str(),
+                "http://127.0.0.1:8000/v1/models",
+                "{base}"
+            );
+        }
+        let proxied = Client::new("http://h/llm/v1", None).unwrap();
+        assert_eq!(proxied.url("/v1/models").as_str(), "http://h/llm/v1/models");
+    }
+
+    #[test]
+    fn error_text_quotes_the_servers_message() {
+        let openai =
+            r#"{"error":{"code":404,"message":"The model `M` does not exist.","object":"error"}}"#;
+        assert_eq!(error_text(openai), "The model `M` does not exist.");
+        assert_eq!(error_text(r#"{"detail":"Not Found"}"#), "Not Found");
+        assert_eq!(error_text(r#"{"error":"overloaded"}"#), "overloaded");
+        assert_eq!(
+            error_text("<html>bad gateway</html>"),
+            "<html>bad gateway</html>"
+        );
+        assert_eq!(error_text(&"x".repeat(300)).chars().count(), 201);
+    }
 
     fn req(endpoint: Endpoint, stream: bool) -> CompletionRequest {
         CompletionRequest {

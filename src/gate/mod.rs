@@ -11,7 +11,9 @@
 //!   when the interval straddles it; without records the measured ratio decides;
 //! - absolute limits (`min`, `max`) are properties of the candidate alone and
 //!   are checked on its measured value;
-//! - a metric the candidate could not measure fails;
+//! - a metric that either side could not measure fails, and so does every
+//!   metric of a side with no completed request, and a ratio with a zero
+//!   baseline (undefined): a gate never passes on missing data;
 //! - a gate row takes the worst verdict of its limits (fail, then
 //!   inconclusive, then pass).
 
@@ -24,7 +26,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Limit, Slo};
-use crate::metrics::{MetricName, RequestRecord, Summary};
+use crate::metrics::{null_as_nan, MetricName, RequestRecord, Summary};
 
 /// The interval level shown for gates that set no `confidence`.
 pub const DEFAULT_LEVEL: f64 = 0.95;
@@ -85,6 +87,9 @@ pub struct GateRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
     pub verdict: Verdict,
+    /// Why the row could not be measured, when it could not (it then fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmeasured: Option<String>,
 }
 
 impl GateRow {
@@ -105,18 +110,11 @@ impl GateRow {
     }
 }
 
-fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
-/// candidate / baseline, with 0/0 read as "equal".
+/// candidate / baseline; NaN when either is unmeasured or the baseline is
+/// 0 (no ratio of anything to nothing is a measurement).
 pub fn ratio(candidate: f64, baseline: f64) -> f64 {
-    if baseline == 0.0 {
-        if candidate == 0.0 {
-            1.0
-        } else {
-            f64::INFINITY * candidate.signum()
-        }
+    if baseline == 0.0 || !baseline.is_finite() || !candidate.is_finite() {
+        f64::NAN
     } else {
         candidate / baseline
     }
@@ -218,6 +216,12 @@ pub fn evaluate_samples(
     baseline: &Sample<'_>,
     options: &bootstrap::Options,
 ) -> Vec<GateRow> {
+    // A side without a completed request measured nothing, whatever its
+    // summary's numbers say: every row of the case fails, saying why.
+    let side_unmeasured = [("candidate", candidate), ("baseline", baseline)]
+        .iter()
+        .filter_map(|(role, s)| s.summary.unmeasured().map(|why| format!("{role}: {why}")))
+        .collect::<Vec<_>>();
     gate.iter()
         .map(|(name, limit)| {
             let metric = MetricName::parse(name);
@@ -226,6 +230,13 @@ pub fn evaluate_samples(
                 None => (f64::NAN, f64::NAN),
             };
             let r = ratio(c, b);
+            let unmeasured = if !side_unmeasured.is_empty() {
+                Some(side_unmeasured.join("; "))
+            } else if metric.is_none() {
+                Some(format!("unknown metric `{name}`"))
+            } else {
+                unmeasured_reason(limit, c, b)
+            };
             let level = limit.confidence.unwrap_or(DEFAULT_LEVEL);
             // Device memory is sampled by the monitor, not per request:
             // there are no records to resample, so it gets no interval.
@@ -241,7 +252,7 @@ pub fn evaluate_samples(
                 )
                 .map(|(lo, hi)| Interval { lo, hi, level })
             });
-            let verdict = if metric.is_some() {
+            let verdict = if unmeasured.is_none() {
                 verdict(limit, c, r, interval.as_ref())
             } else {
                 Verdict::Fail
@@ -256,9 +267,27 @@ pub fn evaluate_samples(
                 limit: limit_text(limit),
                 confidence: limit.confidence,
                 verdict,
+                unmeasured,
             }
         })
         .collect()
+}
+
+/// Why a limit cannot be checked on these values: the candidate's value is
+/// missing, or a ratio limit lacks the baseline's value or has a zero one.
+fn unmeasured_reason(limit: &Limit, candidate: f64, baseline: f64) -> Option<String> {
+    if !candidate.is_finite() {
+        return Some("candidate: no value measured".into());
+    }
+    if limit.min_ratio.is_some() || limit.max_ratio.is_some() {
+        if !baseline.is_finite() {
+            return Some("baseline: no value measured".into());
+        }
+        if baseline == 0.0 {
+            return Some("baseline is 0: the ratio is undefined".into());
+        }
+    }
+    None
 }
 
 /// Whether no gate failed (an inconclusive row does not fail a case).
@@ -272,6 +301,7 @@ mod tests {
 
     fn summary(tput: f64, ttft_p50: f64, errors: f64) -> Summary {
         let mut s = Summary {
+            completed: 10,
             throughput_total: tput,
             error_rate: errors,
             ..Default::default()
@@ -330,8 +360,10 @@ mod tests {
 
     #[test]
     fn zero_baseline_and_missing_candidate_data() {
-        assert_eq!(ratio(0.0, 0.0), 1.0);
-        assert!(ratio(1.0, 0.0).is_infinite());
+        // Nothing over nothing, or anything over nothing, is no measurement.
+        assert!(ratio(0.0, 0.0).is_nan());
+        assert!(ratio(1.0, 0.0).is_nan());
+        assert!(ratio(1.0, f64::NAN).is_nan());
         let g = gate(&[(
             "ttft_p50",
             Limit {
@@ -341,6 +373,124 @@ mod tests {
         )]);
         let rows = evaluate(&g, &summary(0.0, f64::NAN, 1.0), &summary(1.0, 20.0, 0.0));
         assert_eq!(rows[0].verdict, Verdict::Fail);
+    }
+
+    /// The hole this rule closes: both sides failed every request, so every
+    /// rate is 0/0. That must fail, naming why, not pass at ratio 1.
+    #[test]
+    fn a_side_without_completed_requests_fails_every_row() {
+        use crate::metrics::{ErrorKind, TokenSource};
+        let failed: Vec<RequestRecord> = (0..4)
+            .map(|i| RequestRecord {
+                start_s: i as f64,
+                end_s: i as f64 + 0.1,
+                event_times_s: Vec::new(),
+                event_tokens: Vec::new(),
+                output_tokens: 0,
+                token_source: TokenSource::Usage,
+                input_tokens: None,
+                queue_s: 0.0,
+                error: Some("HTTP 404: model `M` does not exist".into()),
+                error_kind: Some(ErrorKind::Http4xx),
+            })
+            .collect();
+        let none = Summary::from_records(&failed, None);
+        assert!(none.throughput_total.is_nan() && none.ttft_ms.p50.is_nan());
+        assert_eq!(none.error_rate, 1.0);
+        let g = gate(&[
+            (
+                "throughput_total",
+                Limit {
+                    min_ratio: Some(0.95),
+                    ..Default::default()
+                },
+            ),
+            (
+                "error_rate",
+                Limit {
+                    max: Some(1.0),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        for (c, b) in [
+            (&none, &none),
+            (&none, &summary(100.0, 20.0, 0.0)),
+            (&summary(100.0, 20.0, 0.0), &none),
+        ] {
+            let rows = evaluate(&g, c, b);
+            assert!(rows.iter().all(|r| r.verdict == Verdict::Fail), "{rows:?}");
+            assert!(
+                rows.iter().all(|r| r
+                    .unmeasured
+                    .as_deref()
+                    .is_some_and(|w| w.contains("0 of 4 requests completed"))),
+                "{rows:?}"
+            );
+            assert!(!all_pass(&rows));
+        }
+        // Nothing sent at all is no better.
+        let empty = Summary::from_records(&[], None);
+        assert!(empty.error_rate.is_nan());
+        let rows = evaluate(&g, &empty, &summary(100.0, 20.0, 0.0));
+        assert!(rows[0]
+            .unmeasured
+            .as_deref()
+            .unwrap()
+            .contains("no request was sent"));
+    }
+
+    #[test]
+    fn a_zero_or_missing_baseline_value_fails_ratio_limits_only() {
+        let g = gate(&[
+            (
+                "throughput_total",
+                Limit {
+                    min_ratio: Some(0.95),
+                    ..Default::default()
+                },
+            ),
+            (
+                "error_rate",
+                Limit {
+                    max: Some(0.0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "ttft_p50",
+                Limit {
+                    max_ratio: Some(1.1),
+                    ..Default::default()
+                },
+            ),
+        ]);
+        // A measured zero baseline throughput: the ratio is undefined.
+        let mut b = summary(0.0, f64::NAN, 0.0);
+        b.ttft_ms.count = 0;
+        let rows = evaluate(&g, &summary(10.0, 20.0, 0.0), &b);
+        let by = |m: &str| rows.iter().find(|r| r.metric == m).unwrap();
+        assert_eq!(by("throughput_total").verdict, Verdict::Fail);
+        assert!(by("throughput_total")
+            .unmeasured
+            .as_deref()
+            .unwrap()
+            .contains("undefined"));
+        assert!(by("ttft_p50")
+            .unmeasured
+            .as_deref()
+            .unwrap()
+            .contains("baseline"));
+        // An absolute limit concerns the candidate alone.
+        assert_eq!(by("error_rate").verdict, Verdict::Pass);
+        assert_eq!(by("error_rate").unmeasured, None);
+        // NaN from an empty series on the candidate fails too.
+        let mut c = summary(10.0, f64::NAN, 0.0);
+        c.ttft_ms.count = 0;
+        let rows = evaluate(&g, &c, &summary(10.0, 20.0, 0.0));
+        let ttft = rows.iter().find(|r| r.metric == "ttft_p50").unwrap();
+        assert_eq!(ttft.verdict, Verdict::Fail);
+        assert!(ttft.ratio.is_nan());
     }
 
     fn with_confidence(min_ratio: Option<f64>, max_ratio: Option<f64>) -> Limit {
@@ -476,6 +626,7 @@ mod tests {
             limit: String::new(),
             confidence: None,
             verdict,
+            unmeasured: None,
         };
         assert!(all_pass(&[row(Verdict::Pass), row(Verdict::Inconclusive)]));
         assert!(!all_pass(&[row(Verdict::Inconclusive), row(Verdict::Fail)]));
@@ -551,11 +702,13 @@ mod tests {
             limit: "ratio <= 1.1".into(),
             confidence: None,
             verdict: Verdict::Fail,
+            unmeasured: Some("candidate: 0 of 4 requests completed".into()),
         };
         let text = serde_json::to_string(&row).unwrap();
         assert!(text.contains("\"candidate\":null"), "{text}");
         let back: GateRow = serde_json::from_str(&text).unwrap();
         assert!(back.candidate.is_nan() && back.ratio.is_nan());
+        assert_eq!(back.unmeasured, row.unmeasured);
         assert_eq!(back.baseline, 20.0);
     }
 }

@@ -63,7 +63,12 @@ pub fn entries(value: &Value, side: Side) -> anyhow::Result<Vec<Entry>> {
         };
         return Ok(vec![Entry::from_target(&case.name, t)]);
     }
-    if let Some(points) = value.get("results").and_then(Value::as_array) {
+    // `scenarios` is the old comparison script's key, which `bench` writes;
+    // `results` is what earlier servegate versions wrote.
+    let points = ["scenarios", "results"]
+        .iter()
+        .find_map(|k| value.get(k).and_then(Value::as_array));
+    if let Some(points) = points {
         return points
             .iter()
             .map(|p| {
@@ -155,11 +160,11 @@ pub fn table_text(rows: &[Row]) -> String {
         let [ttft, per_req, total, latency] = r.ratios;
         t.add_row(vec![
             r.name.clone(),
-            format!("{ttft:.3}"),
-            format!("{per_req:.3}"),
-            format!("{total:.3}"),
+            super::console::ratio_text(ttft),
+            super::console::ratio_text(per_req),
+            super::console::ratio_text(total),
             interval_text(r.throughput_interval.as_ref()),
-            format!("{latency:.3}"),
+            super::console::ratio_text(latency),
         ]);
     }
     t.to_string()

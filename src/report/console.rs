@@ -45,6 +45,24 @@ pub fn num(v: f64) -> String {
     }
 }
 
+/// A value and its unit; an unmeasured value has none.
+fn with_unit(v: f64, unit: &str) -> String {
+    if v.is_nan() {
+        num(v)
+    } else {
+        format!("{}{unit}", num(v))
+    }
+}
+
+/// A ratio to three decimals, or `—` when there is none to show.
+pub fn ratio_text(r: f64) -> String {
+    if r.is_finite() {
+        format!("{r:.3}")
+    } else {
+        "—".into()
+    }
+}
+
 /// `[0.981, 1.012]`, or `—` without an interval.
 pub fn interval_text(interval: Option<&Interval>) -> String {
     match interval {
@@ -97,9 +115,9 @@ pub fn gate_table(rows: &[GateRow]) -> String {
         let limit = r.limit_with_confidence();
         t.add_row(vec![
             Cell::new(&r.metric).set_alignment(CellAlignment::Left),
-            Cell::new(format!("{}{unit}", num(r.candidate))),
-            Cell::new(format!("{}{unit}", num(r.baseline))),
-            Cell::new(format!("{:.3}", r.ratio)),
+            Cell::new(with_unit(r.candidate, &unit)),
+            Cell::new(with_unit(r.baseline, &unit)),
+            Cell::new(ratio_text(r.ratio)),
             Cell::new(interval_text(r.interval.as_ref())),
             Cell::new(limit),
             verdict_cell(r.verdict),
@@ -174,10 +192,10 @@ pub fn comparison_table(reports: &[CaseReport]) -> String {
         let [ttft, per_req, total, latency] = ratios(&r.candidate.summary, &r.baseline.summary);
         t.add_row(vec![
             Cell::new(&r.name),
-            Cell::new(format!("{ttft:.3}")),
-            Cell::new(format!("{per_req:.3}")),
-            Cell::new(format!("{total:.3}")),
-            Cell::new(format!("{latency:.3}")),
+            Cell::new(ratio_text(ttft)),
+            Cell::new(ratio_text(per_req)),
+            Cell::new(ratio_text(total)),
+            Cell::new(ratio_text(latency)),
             verdict_cell(case_verdict(&r.gate)),
         ]);
     }
@@ -198,10 +216,40 @@ pub fn failure_message(report: &CaseReport) -> String {
         failed.join(", "),
         gate_table(&report.gate)
     );
-    for tr in [&report.candidate, &report.baseline] {
-        msg.push_str(&error_lines(tr));
+    if let Some(note) = unmeasured_note(&report.gate) {
+        msg.push('\n');
+        msg.push_str(&note);
+    }
+    for (role, tr) in [
+        ("candidate", &report.candidate),
+        ("baseline", &report.baseline),
+    ] {
+        if let Some(lines) = error_lines(role, tr) {
+            msg.push('\n');
+            msg.push_str(&lines);
+        }
     }
     msg
+}
+
+/// Why gate rows could not be measured (each distinct reason once), if any did not.
+pub fn unmeasured_note(rows: &[GateRow]) -> Option<String> {
+    let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in rows {
+        if let Some(why) = &r.unmeasured {
+            match reasons.iter_mut().find(|(w, _)| w == why) {
+                Some((_, metrics)) => metrics.push(&r.metric),
+                None => reasons.push((why, vec![&r.metric])),
+            }
+        }
+    }
+    (!reasons.is_empty()).then(|| {
+        reasons
+            .iter()
+            .map(|(why, metrics)| format!("not measured ({}): {why}", metrics.join(", ")))
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
 /// A note naming the inconclusive gates of a case, if any.
@@ -221,9 +269,55 @@ pub fn inconclusive_note(report: &CaseReport) -> Option<String> {
     })
 }
 
-fn error_lines(tr: &TargetReport) -> String {
-    tr.errors
+/// How many distinct failure messages a listing quotes before summing up the rest.
+pub const ERROR_MESSAGES_SHOWN: usize = 5;
+
+/// The failed requests of one target: how many, of which kinds, and the
+/// most frequent distinct messages with their counts (`None` without failures).
+pub fn error_lines(role: &str, tr: &TargetReport) -> Option<String> {
+    let failed: usize = tr.errors.values().sum();
+    if failed == 0 {
+        return None;
+    }
+    let kinds: Vec<String> = tr
+        .summary
+        .errors_by_kind
         .iter()
-        .map(|(reason, count)| format!("\n{} ({}): {count} × {reason}", tr.target, tr.url))
-        .collect()
+        .map(|(kind, n)| format!("{kind} × {n}"))
+        .collect();
+    let kinds = if kinds.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", kinds.join(", "))
+    };
+    let mut out = format!(
+        "{role} `{}` ({}): {failed} failed request{}{kinds}",
+        tr.target,
+        tr.url,
+        if failed == 1 { "" } else { "s" }
+    );
+    out.push_str(&message_lines(&tr.errors, "  "));
+    Some(out)
+}
+
+/// Distinct messages with counts, most frequent first, at most
+/// `ERROR_MESSAGES_SHOWN` of them, each line starting with `indent`.
+pub fn message_lines(errors: &std::collections::BTreeMap<String, usize>, indent: &str) -> String {
+    let mut by_count: Vec<(&String, &usize)> = errors.iter().collect();
+    by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let mut out = String::new();
+    for (message, count) in by_count.iter().take(ERROR_MESSAGES_SHOWN) {
+        out.push_str(&format!("\n{indent}{message} × {count}"));
+    }
+    if by_count.len() > ERROR_MESSAGES_SHOWN {
+        let rest = &by_count[ERROR_MESSAGES_SHOWN..];
+        let requests: usize = rest.iter().map(|(_, n)| **n).sum();
+        out.push_str(&format!(
+            "\n{indent}… and {} more distinct message{} ({requests} request{})",
+            rest.len(),
+            if rest.len() == 1 { "" } else { "s" },
+            if requests == 1 { "" } else { "s" }
+        ));
+    }
+    out
 }

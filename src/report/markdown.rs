@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::console::{case_verdict, num, ratios};
+use super::console::{case_verdict, message_lines, num, ratio_text, ratios, unmeasured_note};
 use super::RunResults;
 use crate::gate::{GateRow, Verdict};
 
@@ -31,13 +31,20 @@ fn gate_rows_md(out: &mut String, rows: &[GateRow]) {
         };
         let interval = r.interval_text();
         let limit = r.limit_with_confidence();
+        let value = |v: f64| {
+            if v.is_nan() {
+                num(v)
+            } else {
+                format!("{}{unit}", num(v))
+            }
+        };
         let _ = writeln!(
             out,
-            "| `{}` | {}{unit} | {}{unit} | {:.3} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {} |",
             cell(&r.metric),
-            num(r.candidate),
-            num(r.baseline),
-            r.ratio,
+            value(r.candidate),
+            value(r.baseline),
+            ratio_text(r.ratio),
             interval,
             cell(&limit),
             verdict_md(r.verdict)
@@ -65,6 +72,9 @@ pub fn run_summary(results: &RunResults) -> String {
     if errors > 0 {
         let _ = write!(line, ", {errors} could not run");
     }
+    if !results.ignored.is_empty() {
+        let _ = write!(line, ", {} ignored", results.ignored.len());
+    }
     let _ = writeln!(out, "{line}.\n");
     if !results.cases.is_empty() {
         out.push_str("Candidate / baseline ratios (TTFT and latency: lower is better; throughput: higher is better).\n\n");
@@ -74,8 +84,12 @@ pub fn run_summary(results: &RunResults) -> String {
             let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
             let _ = writeln!(
                 out,
-                "| `{}` | {ttft:.3} | {per_req:.3} | {total:.3} | {latency:.3} | {} |",
+                "| `{}` | {} | {} | {} | {} | {} |",
                 cell(&c.name),
+                ratio_text(ttft),
+                ratio_text(per_req),
+                ratio_text(total),
+                ratio_text(latency),
                 verdict_md(case_verdict(&c.gate))
             );
         }
@@ -99,14 +113,27 @@ pub fn run_summary(results: &RunResults) -> String {
             let _ = writeln!(out, "{}\n", cell(d));
         }
         gate_rows_md(&mut out, &c.gate);
-        for tr in [&c.candidate, &c.baseline] {
-            for (reason, count) in &tr.errors {
-                let _ = writeln!(
-                    out,
-                    "\n- `{}`: {count} × {}",
-                    cell(&tr.target),
-                    cell(reason)
-                );
+        if let Some(note) = unmeasured_note(&c.gate) {
+            for line in note.lines() {
+                let _ = writeln!(out, "\n**{}**", cell(line));
+            }
+        }
+        for (role, tr) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
+            let failed: usize = tr.errors.values().sum();
+            if failed == 0 {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "\n{role} `{}`: {failed} failed request{}",
+                cell(&tr.target),
+                if failed == 1 { "" } else { "s" }
+            );
+            for line in message_lines(&tr.errors, "")
+                .lines()
+                .filter(|l| !l.is_empty())
+            {
+                let _ = writeln!(out, "- {}", cell(line));
             }
         }
         out.push_str("\n</details>\n\n");
@@ -115,6 +142,13 @@ pub fn run_summary(results: &RunResults) -> String {
         out.push_str("### Quality\n");
         for s in &results.suites {
             out.push_str(&super::quality::markdown(s));
+        }
+        out.push('\n');
+    }
+    if !results.ignored.is_empty() {
+        out.push_str("### Ignored\n\n");
+        for i in &results.ignored {
+            let _ = writeln!(out, "- `{}`: {}", cell(&i.name), cell(&i.reason));
         }
         out.push('\n');
     }
@@ -148,7 +182,11 @@ mod tests {
         let run = fixtures::run(&[("scenario::same", 1.0), ("scenario::slow", 1.25)]);
         let md = run_summary(&run);
         assert!(md.starts_with("## servegate: ❌ failed"), "{md}");
-        assert!(md.contains("1 passed, 1 failed, 1 could not run."), "{md}");
+        assert!(
+            md.contains("1 passed, 1 failed, 1 could not run, 1 ignored."),
+            "{md}"
+        );
+        assert!(md.contains("- `scenario::gpu`: requires a GPU"), "{md}");
         assert!(md.contains("| `scenario::slow` | "), "{md}");
         // The slow case fails on throughput with an interval wholly below 0.95.
         let row = md

@@ -33,12 +33,22 @@ pub struct RunResults {
     /// Cases that could not be measured, with the reason.
     #[serde(default)]
     pub errors: Vec<CaseError>,
+    /// Cases listed but not run on this machine, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<IgnoredCase>,
     /// Quality suites, each with its items that flipped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub suites: Vec<crate::eval::SuiteReport>,
     /// Quality scores per task and metric (from `suites`, for charts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<TaskScore>,
+}
+
+/// A case this machine could not run (`requires_gpu`, `requires_files`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IgnoredCase {
+    pub name: String,
+    pub reason: String,
 }
 
 /// One quality task's score on candidate and baseline.
@@ -111,6 +121,7 @@ impl RunResults {
             environment: None,
             cases: Vec::new(),
             errors: Vec::new(),
+            ignored: Vec::new(),
             suites: Vec::new(),
             quality: Vec::new(),
         }
@@ -395,6 +406,10 @@ pub(crate) mod fixtures {
             errors: vec![CaseError {
                 name: "suite::q".into(),
                 error: "not implemented".into(),
+            }],
+            ignored: vec![IgnoredCase {
+                name: "scenario::gpu".into(),
+                reason: "requires a GPU".into(),
             }],
             suites: Vec::new(),
             quality: Vec::new(),
