@@ -68,6 +68,17 @@ pub struct SideReport {
     pub log: Option<PathBuf>,
 }
 
+impl SideReport {
+    /// The tasks that scored no item or a metric without a value.
+    pub fn unscored(&self) -> Vec<&str> {
+        self.tasks
+            .iter()
+            .filter(|t| t.items == 0 || t.metrics.iter().any(|m| !m.value.is_finite()))
+            .map(|t| t.task.as_str())
+            .collect()
+    }
+}
+
 /// One task's metrics on one target, as lm-evaluation-harness reports them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskResult {
@@ -549,7 +560,7 @@ pub fn conclude(
             .collect(),
         candidate: cand,
         baseline: base,
-        passed: !rows.is_empty() && qgate::all_pass(&rows),
+        passed: qgate::all_pass(&rows),
         rows,
         paired,
     }
@@ -697,8 +708,8 @@ pub struct AdhocEval {
     pub api_key: Option<String>,
 }
 
-/// Runs an ad-hoc evaluation. Without a baseline every row compares the
-/// candidate with itself (all OK); the scores are what matter.
+/// Runs an ad-hoc evaluation. Without a baseline there is nothing to gate:
+/// the scores are reported, and the run passes when every one was measured.
 pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
     let mut c: CaseConfig = toml::from_str("").expect("defaults parse");
     c.tasks = spec.tasks.clone();
@@ -762,7 +773,8 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
     };
     let mut report = evaluate(&inputs, &encoder, &candidate, baseline.as_ref()).await?;
     if baseline.is_none() {
-        report.passed = true;
+        // Nothing to gate against: the run succeeds when every score was measured.
+        report.passed = report.candidate.unscored().is_empty();
     }
     Ok(report)
 }

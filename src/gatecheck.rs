@@ -131,10 +131,44 @@ pub struct GateCheckReport {
     pub elapsed_s: f64,
 }
 
+/// The targets a gate must meet: under 1% false failures, over 95% detections.
+pub const MAX_FALSE_FAILURES: f64 = 0.01;
+pub const MIN_DETECTIONS: f64 = 0.95;
+
+/// What the trials show about the targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetsShown {
+    /// Both 95% bounds are within the targets.
+    Met,
+    /// The rates seen are within the targets, but too few trials were run
+    /// for the bounds to show it (100 A/A trials bound false failures below
+    /// 3% at best; under 1% needs at least 299).
+    TooFewTrials,
+    /// A rate seen misses its target.
+    NotMet,
+}
+
 impl GateCheckReport {
-    /// Whether the gate meets the targets: under 1% false failures, over 95% detections.
+    /// Whether the trials show the targets met: decided on the one-sided 95%
+    /// bounds of both rates, never on the rates seen alone.
+    pub fn targets(&self) -> TargetsShown {
+        let false_bound = upper_bound_95(self.same.failed, self.same.trials);
+        let detect_bound = lower_bound_95(self.slowed.failed, self.slowed.trials);
+        if false_bound < MAX_FALSE_FAILURES && detect_bound > MIN_DETECTIONS {
+            TargetsShown::Met
+        } else if self.same.trials > 0
+            && self.slowed.trials > 0
+            && self.same.failure_rate() < MAX_FALSE_FAILURES
+            && self.slowed.failure_rate() > MIN_DETECTIONS
+        {
+            TargetsShown::TooFewTrials
+        } else {
+            TargetsShown::NotMet
+        }
+    }
+
     pub fn meets_targets(&self) -> bool {
-        self.same.failure_rate() < 0.01 && self.slowed.failure_rate() > 0.95
+        self.targets() == TargetsShown::Met
     }
 }
 
@@ -300,6 +334,13 @@ pub fn upper_bound_95(k: u32, n: u32) -> f64 {
     hi
 }
 
+/// The fewest trials whose 95% upper bound, with no event seen, is below `rate`.
+pub fn trials_to_bound(rate: f64) -> u32 {
+    (1..100_000)
+        .find(|&n| upper_bound_95(0, n) < rate)
+        .unwrap_or(100_000)
+}
+
 /// The one-sided 95% lower bound of a rate seen `k` times in `n`.
 pub fn lower_bound_95(k: u32, n: u32) -> f64 {
     if n == 0 {
@@ -399,13 +440,20 @@ pub fn table(report: &GateCheckReport) -> String {
         ]);
     }
     out.push_str(&t.to_string());
+    let shown = match report.targets() {
+        TargetsShown::Met => "met (both 95% bounds within them)".to_string(),
+        TargetsShown::TooFewTrials => format!(
+            "not shown: the rates seen are within them, but the 95% bounds are not \
+             (false failures < {}, detections > {}); with no failure, \
+             bounding false failures under 1% takes at least {} A/A trials",
+            pct(upper_bound_95(report.same.failed, report.same.trials)),
+            pct(lower_bound_95(report.slowed.failed, report.slowed.trials)),
+            trials_to_bound(MAX_FALSE_FAILURES)
+        ),
+        TargetsShown::NotMet => "NOT met".to_string(),
+    };
     out.push_str(&format!(
-        "\ntargets (< 1% false failures, > 95% detections): {}\n",
-        if report.meets_targets() {
-            "met"
-        } else {
-            "NOT met"
-        }
+        "\ntargets (< 1% false failures, > 95% detections): {shown}\n"
     ));
     out
 }
@@ -426,5 +474,40 @@ mod tests {
         assert_eq!(upper_bound_95(5, 5), 1.0);
         let l = lower_bound_95(100, 100);
         assert!((l - 0.05f64.powf(0.01)).abs() < 1e-9, "{l}");
+        assert_eq!(trials_to_bound(0.01), 299);
+    }
+
+    fn report(same: (u32, u32), slowed: (u32, u32)) -> GateCheckReport {
+        let tally = |(failed, trials)| Tally {
+            trials,
+            failed,
+            ..Default::default()
+        };
+        GateCheckReport {
+            cases: vec!["c".into()],
+            slowdown: 1.1,
+            same: tally(same),
+            slowed: tally(slowed),
+            limits: BTreeMap::new(),
+            elapsed_s: 0.0,
+        }
+    }
+
+    /// Perfect rates from 3 trials prove nothing: the bounds decide.
+    #[test]
+    fn targets_are_met_only_when_the_bounds_show_it() {
+        assert_eq!(report((0, 3), (3, 3)).targets(), TargetsShown::TooFewTrials);
+        assert_eq!(
+            report((0, 100), (100, 100)).targets(),
+            TargetsShown::TooFewTrials
+        );
+        assert!(!report((0, 100), (100, 100)).meets_targets());
+        assert_eq!(report((0, 300), (300, 300)).targets(), TargetsShown::Met);
+        assert_eq!(report((1, 300), (300, 300)).targets(), TargetsShown::NotMet);
+        assert_eq!(report((0, 300), (280, 300)).targets(), TargetsShown::NotMet);
+        assert_eq!(report((0, 0), (0, 0)).targets(), TargetsShown::NotMet);
+        let text = table(&report((0, 3), (3, 3)));
+        assert!(text.contains("not shown"), "{text}");
+        assert!(!text.contains(": met"), "{text}");
     }
 }

@@ -126,7 +126,7 @@ enum Command {
         #[arg(default_value = DEFAULT_GATE_CHECK_CASE)]
         filter: String,
         /// A/A trials, and as many slowed ones.
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 300)]
         trials: u32,
         /// Slowdown of the slowed candidate (1.1: every time × 1.1).
         #[arg(long, default_value_t = 1.1)]
@@ -1303,6 +1303,8 @@ fn report_command(
             }
         }
     }
+    // History reads oldest first, whatever order the files were named in.
+    report::sort_by_start(&mut runs);
     // Case reports of single cases make up one run, the latest.
     if !single_cases.is_empty() {
         runs.push(RunResults::combine(single_cases));
@@ -1312,10 +1314,28 @@ fn report_command(
         println!("\n{} — {}", c.name, report::console::case_verdict(&c.gate));
         println!("{}", report::target_table(c));
         println!("{}", report::gate_table(&c.gate));
+        if let Some(note) = report::console::unmeasured_note(&c.gate) {
+            println!("{note}");
+        }
+        for (role, t) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
+            if let Some(lines) = report::console::error_lines(role, t) {
+                println!("{lines}");
+            }
+        }
     }
     if !latest.cases.is_empty() {
         println!("\nCandidate / baseline ratios");
         println!("{}", report::comparison_table(&latest.cases));
+    }
+    for s in &latest.suites {
+        println!("\n{} — {}", s.name, if s.passed { "pass" } else { "FAIL" });
+        print!("{}", report::quality::suite_text(s));
+    }
+    for e in &latest.errors {
+        println!("\n{}: error: {}", e.name, e.error);
+    }
+    for i in &latest.ignored {
+        println!("{}: ignored ({})", i.name, i.reason);
     }
     if runs.len() > 1 {
         println!("\nHistory ({} runs, oldest first)", runs.len());
@@ -1442,7 +1462,14 @@ fn eval(args: &EvalArgs) -> ExitCode {
             }
         }
     }
-    if report.baseline.is_none() || report.passed {
+    let unscored = report.candidate.unscored();
+    if !unscored.is_empty() {
+        eprintln!(
+            "error: nothing was scored for {} (no item, or no value)",
+            unscored.join(", ")
+        );
+    }
+    if report.passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -30,6 +30,9 @@ pub enum Status {
     Ok,
     Degraded,
     Better,
+    /// A side scored nothing for this metric (no item, no task, no value):
+    /// a failure, since a gate never passes on missing data.
+    Unmeasured,
 }
 
 impl fmt::Display for Status {
@@ -38,6 +41,7 @@ impl fmt::Display for Status {
             Status::Ok => "OK",
             Status::Degraded => "DEGRADED",
             Status::Better => "BETTER",
+            Status::Unmeasured => "UNMEASURED",
         })
     }
 }
@@ -85,6 +89,9 @@ pub struct QualityRow {
     pub limit: String,
     pub status: Status,
     pub passed: bool,
+    /// Why the row could not be measured, when it could not (it then fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmeasured: Option<String>,
 }
 
 /// Items that flipped between the two sides, for one task.
@@ -111,17 +118,58 @@ pub fn compare(
     let mut rows = Vec::new();
     for c in candidate {
         let Some(b) = baseline.iter().find(|b| b.task == c.task) else {
+            rows.push(missing(
+                gate,
+                &c.task,
+                &c.primary,
+                "baseline: task not scored",
+            ));
             continue;
         };
         for m in &c.metrics {
             let Some(bm) = b.metrics.iter().find(|x| x.name == m.name) else {
+                rows.push(missing(
+                    gate,
+                    &c.task,
+                    &m.name,
+                    "baseline: metric not scored",
+                ));
                 continue;
             };
             let stderr = paired_stderr(&m.per_item, &bm.per_item).or(m.stderr);
-            rows.push(row(gate, &c.task, m, bm.value, "baseline", stderr));
+            let mut r = row(gate, &c.task, m, bm.value, "baseline", stderr);
+            if bm.per_item.is_empty() || !bm.value.is_finite() {
+                r.status = Status::Unmeasured;
+                r.passed = false;
+                r.unmeasured = Some("baseline: no item scored".into());
+            }
+            rows.push(r);
+        }
+    }
+    for b in baseline {
+        if !candidate.iter().any(|c| c.task == b.task) {
+            rows.push(missing(
+                gate,
+                &b.task,
+                &b.primary,
+                "candidate: task not scored",
+            ));
         }
     }
     rows
+}
+
+/// A row for a metric one side has no value for: it fails, saying why.
+fn missing(gate: &QualityGate, task: &str, metric: &str, why: &str) -> QualityRow {
+    let nothing = MetricScores {
+        name: metric.to_string(),
+        value: f64::NAN,
+        stderr: None,
+        per_item: Vec::new(),
+    };
+    let mut r = row(gate, task, &nothing, f64::NAN, "baseline", None);
+    r.unmeasured = Some(why.to_string());
+    r
 }
 
 /// The rows of a suite compared with recorded values. `expected` keys are
@@ -177,7 +225,16 @@ fn row(
             )
         }
     };
-    let status = if !m.value.is_finite() || m.value < low - EPS {
+    let unmeasured = if m.per_item.is_empty() || !m.value.is_finite() {
+        Some("candidate: no item scored".to_string())
+    } else if !reference.is_finite() {
+        Some(format!("{kind}: no value"))
+    } else {
+        None
+    };
+    let status = if unmeasured.is_some() {
+        Status::Unmeasured
+    } else if m.value < low - EPS {
         Status::Degraded
     } else if m.value > high + EPS {
         Status::Better
@@ -187,7 +244,7 @@ fn row(
     let passed = match status {
         Status::Ok => true,
         Status::Better => !two_sided,
-        Status::Degraded => false,
+        Status::Degraded | Status::Unmeasured => false,
     };
     QualityRow {
         task: task.to_string(),
@@ -200,6 +257,7 @@ fn row(
         limit,
         status,
         passed,
+        unmeasured,
     }
 }
 
@@ -247,9 +305,9 @@ pub fn paired(candidate: &[TaskScores], baseline: &[TaskScores]) -> Vec<Paired> 
         .collect()
 }
 
-/// Whether every row passed.
+/// Whether every row passed; no row at all is nothing measured, not a pass.
 pub fn all_pass(rows: &[QualityRow]) -> bool {
-    rows.iter().all(|r| r.passed)
+    !rows.is_empty() && rows.iter().all(|r| r.passed)
 }
 
 /// Per task, the rows' worst status (for summaries).
@@ -257,6 +315,7 @@ pub fn task_status(rows: &[QualityRow]) -> BTreeMap<String, Status> {
     let mut out: BTreeMap<String, Status> = BTreeMap::new();
     for r in rows {
         let worse = match (out.get(&r.task), r.status) {
+            (Some(Status::Unmeasured), _) | (_, Status::Unmeasured) => Status::Unmeasured,
             (Some(Status::Degraded), _) => Status::Degraded,
             (_, Status::Degraded) => Status::Degraded,
             (Some(Status::Better), _) | (_, Status::Better) => Status::Better,
@@ -293,6 +352,48 @@ mod tests {
             two_sided: Some(two_sided),
             ..Default::default()
         }
+    }
+
+    /// Nothing scored on one side, or a task only one side scored, fails
+    /// with its reason instead of passing by being left out.
+    #[test]
+    fn missing_scores_fail_as_unmeasured() {
+        let g = gate(Some(0.02), false);
+        let empty = scores("t", &[]);
+        assert!(empty.metrics[0].value.is_nan());
+        let full = scores("t", &[1.0, 0.0]);
+        for (c, b, why) in [
+            (&empty, &full, "candidate: no item scored"),
+            (&full, &empty, "baseline: no item scored"),
+        ] {
+            let rows = compare(&g, std::slice::from_ref(c), std::slice::from_ref(b));
+            assert_eq!(rows.len(), 1);
+            assert_eq!(rows[0].status, Status::Unmeasured, "{rows:?}");
+            assert_eq!(rows[0].unmeasured.as_deref(), Some(why));
+            assert!(!all_pass(&rows));
+        }
+        // A task scored on one side only.
+        let other = scores("u", &[1.0, 1.0]);
+        let rows = compare(
+            &g,
+            &[full.clone(), other.clone()],
+            std::slice::from_ref(&full),
+        );
+        let u = rows.iter().find(|r| r.task == "u").expect("a row for u");
+        assert_eq!(u.status, Status::Unmeasured);
+        assert!(!all_pass(&rows));
+        let rows = compare(&g, std::slice::from_ref(&full), &[full.clone(), other]);
+        assert!(rows.iter().any(|r| r.task == "u" && !r.passed), "{rows:?}");
+        // No rows at all is no pass.
+        assert!(!all_pass(&[]));
+        // Against an expected value, an empty candidate fails too.
+        let g = QualityGate {
+            expected: [("t".to_string(), 0.5)].into_iter().collect(),
+            ..Default::default()
+        };
+        let rows = against_expected(&g, &[empty]);
+        assert_eq!(rows[0].status, Status::Unmeasured);
+        assert_eq!(task_status(&rows)["t"], Status::Unmeasured);
     }
 
     #[test]

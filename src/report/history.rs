@@ -22,7 +22,14 @@ pub struct Trend {
 impl Trend {
     /// (last − first) / first over the runs that have a value.
     pub fn change(&self) -> Option<f64> {
-        let present: Vec<f64> = self.values.iter().flatten().copied().collect();
+        // Runs that measured nothing (NaN) are skipped, like runs without the case.
+        let present: Vec<f64> = self
+            .values
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
         match (present.first(), present.last()) {
             (Some(&a), Some(&b)) if present.len() > 1 && a != 0.0 && a.is_finite() => {
                 Some((b - a) / a)
@@ -109,7 +116,7 @@ pub fn history_table(runs: &[RunResults]) -> String {
     for trend in trends(runs) {
         let mut row = vec![trend.case.clone(), trend.metric.clone()];
         row.extend(trend.values.iter().skip(skip).map(|v| match v {
-            Some(v) if trend.metric.starts_with("ratio ") => format!("{v:.3}"),
+            Some(v) if trend.metric.starts_with("ratio ") && v.is_finite() => format!("{v:.3}"),
             Some(v) => num(*v),
             None => "—".into(),
         }));

@@ -12,7 +12,7 @@ use std::fmt::Write;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
-use super::console::{case_verdict, num, ratios};
+use super::console::{case_verdict, num, ratio_text, ratios};
 use super::history;
 use super::markdown::html_escape as esc;
 use super::{RunResults, TaskScore};
@@ -790,13 +790,13 @@ fn gate_table_html(c: &CaseReport) -> String {
         let limit = r.limit_with_confidence();
         let _ = writeln!(
             out,
-            "<tr><td><code>{}</code></td><td>{} {}</td><td>{} {}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{} {}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&r.metric),
             num(r.candidate),
             esc(&r.unit),
             num(r.baseline),
             esc(&r.unit),
-            r.ratio,
+            ratio_text(r.ratio),
             interval,
             esc(&limit),
             verdict_html(r.verdict)
@@ -821,6 +821,17 @@ figure.chart figcaption { font-size: 12px; color: #555; }
 .banner { display: inline-block; padding: 6px 14px; border-radius: 4px; color: #fff; font-weight: 600; }
 .banner.pass { background: #2c8a2c; } .banner.fail { background: #c62828; }
 "#;
+
+/// A heading and its charts, only when there are charts.
+fn charts_section(html: &mut String, id: &str, title: &str, charts: &str) {
+    if charts.trim().is_empty() {
+        return;
+    }
+    let _ = write!(
+        html,
+        "<h2 id=\"{id}\">{title}</h2>\n<div class=\"charts\">\n{charts}</div>\n"
+    );
+}
 
 /// The whole page for one or more runs (oldest first; the last is shown in
 /// detail, all of them in the history).
@@ -860,18 +871,26 @@ pub fn render(runs: &[RunResults]) -> String {
     }
     let cases: Vec<&CaseReport> = latest.cases.iter().collect();
 
-    html.push_str("<h2 id=\"summary\">Cases</h2>\n<table><thead><tr><th>case</th><th>TTFT</th><th>Thr/req</th><th>ThrTot</th><th>Latency</th><th>verdict</th></tr></thead><tbody>\n");
-    for c in &cases {
-        let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
-        let _ = writeln!(
-            html,
-            "<tr><td><a href=\"#case-{}\">{}</a></td><td>{ttft:.3}</td><td>{per_req:.3}</td><td>{total:.3}</td><td>{latency:.3}</td><td>{}</td></tr>",
-            esc(&crate::report::file_stem(&c.name)),
-            esc(&c.name),
-            verdict_html(case_verdict(&c.gate))
-        );
+    // Each section is written only when it has something to show: a run of
+    // suites alone has no performance section, one of scenarios no quality one.
+    if !cases.is_empty() {
+        html.push_str("<h2 id=\"summary\">Cases</h2>\n<table><thead><tr><th>case</th><th>TTFT</th><th>Thr/req</th><th>ThrTot</th><th>Latency</th><th>verdict</th></tr></thead><tbody>\n");
+        for c in &cases {
+            let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
+            let _ = writeln!(
+                html,
+                "<tr><td><a href=\"#case-{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&crate::report::file_stem(&c.name)),
+                esc(&c.name),
+                ratio_text(ttft),
+                ratio_text(per_req),
+                ratio_text(total),
+                ratio_text(latency),
+                verdict_html(case_verdict(&c.gate))
+            );
+        }
+        html.push_str("</tbody></table>\n<p class=\"env\">Ratios are candidate / baseline: TTFT p50, mean per-request throughput, total throughput, E2E latency p50.</p>\n");
     }
-    html.push_str("</tbody></table>\n<p class=\"env\">Ratios are candidate / baseline: TTFT p50, mean per-request throughput, total throughput, E2E latency p50.</p>\n");
     for e in &latest.errors {
         let _ = writeln!(
             html,
@@ -880,43 +899,54 @@ pub fn render(runs: &[RunResults]) -> String {
             esc(&e.error)
         );
     }
+    for i in &latest.ignored {
+        let _ = writeln!(
+            html,
+            "<p class=\"env\">{}: ignored ({})</p>",
+            esc(&i.name),
+            esc(&i.reason)
+        );
+    }
 
-    html.push_str("<h2 id=\"ratios\">Ratios with their intervals</h2>\n<div class=\"charts\">\n");
-    html.push_str(&ratio_charts(&cases));
-    html.push_str("</div>\n<h2 id=\"concurrency\">Throughput and TTFT against concurrency</h2>\n<div class=\"charts\">\n");
-    html.push_str(&concurrency_chart(
-        &cases,
-        "throughput_total",
-        "output tok/s",
-        |t| t.summary.throughput_total,
-    ));
-    html.push_str(&concurrency_chart(
-        &cases,
-        "ttft_p50",
-        "TTFT p50 (ms)",
-        |t| {
-            t.summary.metric(crate::metrics::MetricName::Dist(
-                Series::Ttft,
-                crate::metrics::Stat::P50,
-            ))
-        },
-    ));
-    html.push_str("</div>\n<h2 id=\"quality\">Quality</h2>\n<div class=\"charts\">\n");
-    html.push_str(&quality_chart(&latest.quality));
-    html.push_str("</div>\n");
-    for suite in &latest.suites {
-        html.push_str(&suite_html(suite));
+    charts_section(
+        &mut html,
+        "ratios",
+        "Ratios with their intervals",
+        &ratio_charts(&cases),
+    );
+    let concurrency = concurrency_chart(&cases, "throughput_total", "output tok/s", |t| {
+        t.summary.throughput_total
+    }) + &concurrency_chart(&cases, "ttft_p50", "TTFT p50 (ms)", |t| {
+        t.summary.metric(crate::metrics::MetricName::Dist(
+            Series::Ttft,
+            crate::metrics::Stat::P50,
+        ))
+    });
+    charts_section(
+        &mut html,
+        "concurrency",
+        "Throughput and TTFT against concurrency",
+        &concurrency,
+    );
+    if !latest.suites.is_empty() || !latest.quality.is_empty() {
+        charts_section(
+            &mut html,
+            "quality",
+            "Quality",
+            &quality_chart(&latest.quality),
+        );
+        for suite in &latest.suites {
+            html.push_str(&suite_html(suite));
+        }
     }
     if runs.len() > 1 {
-        html.push_str("<h2 id=\"history\">History</h2>\n<div class=\"charts\">\n");
-        html.push_str(&history_charts(runs));
-        html.push_str("</div>\n");
+        charts_section(&mut html, "history", "History", &history_charts(runs));
     }
-    html.push_str("<h2 id=\"cdf\">Latency distributions</h2>\n<div class=\"charts\">\n");
-    for c in &cases {
-        html.push_str(&cdf_chart(c));
+    let cdfs: String = cases.iter().map(|c| cdf_chart(c)).collect();
+    charts_section(&mut html, "cdf", "Latency distributions", &cdfs);
+    if !cases.is_empty() {
+        html.push_str("<h2 id=\"gates\">Gates</h2>\n");
     }
-    html.push_str("</div>\n<h2 id=\"gates\">Gates</h2>\n");
     for c in &cases {
         let _ = writeln!(
             html,
@@ -929,6 +959,20 @@ pub fn render(runs: &[RunResults]) -> String {
             let _ = writeln!(html, "<p>{}</p>", esc(d));
         }
         html.push_str(&gate_table_html(c));
+        if let Some(note) = super::console::unmeasured_note(&c.gate) {
+            for line in note.lines() {
+                let _ = writeln!(
+                    html,
+                    "<p class=\"unmeasured\"><strong>{}</strong></p>",
+                    esc(line)
+                );
+            }
+        }
+        for (role, t) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
+            if let Some(lines) = super::console::error_lines(role, t) {
+                let _ = writeln!(html, "<pre class=\"errors\">{}</pre>", esc(&lines));
+            }
+        }
     }
     html.push_str("</body></html>\n");
     html

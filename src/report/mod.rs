@@ -51,6 +51,15 @@ pub struct IgnoredCase {
     pub reason: String,
 }
 
+/// Orders runs by their start time, oldest first; runs without one (case
+/// files combined) keep their order after the others.
+pub fn sort_by_start(runs: &mut [RunResults]) {
+    runs.sort_by_key(|r| {
+        let started = chrono::DateTime::parse_from_rfc3339(&r.started_at).ok();
+        (started.is_none(), started)
+    });
+}
+
 /// One quality task's score on candidate and baseline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskScore {
@@ -382,6 +391,32 @@ pub(crate) mod fixtures {
             gate: rows,
             roofline: None,
         }
+    }
+
+    #[test]
+    fn runs_sort_by_start_time_whatever_the_order_given() {
+        let at = |t: &str| RunResults {
+            started_at: t.into(),
+            ..run(&[])
+        };
+        // 10:00+02:00 is 08:00 UTC: earlier than 09:00 UTC.
+        let mut runs = vec![
+            at("2025-01-02T09:00:00+00:00"),
+            at(""),
+            at("2025-01-02T10:00:00+02:00"),
+            at("2025-01-01T23:00:00+00:00"),
+        ];
+        sort_by_start(&mut runs);
+        let order: Vec<&str> = runs.iter().map(|r| r.started_at.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "2025-01-01T23:00:00+00:00",
+                "2025-01-02T10:00:00+02:00",
+                "2025-01-02T09:00:00+00:00",
+                ""
+            ]
+        );
     }
 
     pub fn run(cases: &[(&str, f64)]) -> RunResults {

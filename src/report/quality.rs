@@ -18,6 +18,23 @@ fn status_cell(s: Status, passed: bool) -> Cell {
     }
 }
 
+/// A score to four decimals, or `—` when there is none.
+fn score(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.4}")
+    } else {
+        "—".into()
+    }
+}
+
+fn diff_text(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:+.4}")
+    } else {
+        "—".into()
+    }
+}
+
 fn stderr_text(s: Option<f64>) -> String {
     s.map(|v| format!("±{v:.4}")).unwrap_or_else(|| "—".into())
 }
@@ -43,9 +60,9 @@ pub fn verdict_table(r: &SuiteReport) -> String {
         t.add_row(vec![
             Cell::new(&row.task),
             Cell::new(&row.metric),
-            Cell::new(format!("{:.4}", row.candidate)),
-            Cell::new(format!("{:.4}", row.reference)),
-            Cell::new(format!("{:+.4}", row.diff)),
+            Cell::new(score(row.candidate)),
+            Cell::new(score(row.reference)),
+            Cell::new(diff_text(row.diff)),
             Cell::new(stderr_text(row.stderr)),
             Cell::new(&row.limit),
             status_cell(row.status, row.passed),
@@ -73,6 +90,17 @@ pub fn paired_lines(r: &SuiteReport) -> Vec<String> {
         .collect()
 }
 
+/// Why rows could not be measured, one line per row that could not.
+pub fn unmeasured_lines(r: &SuiteReport) -> Vec<String> {
+    r.rows
+        .iter()
+        .filter_map(|row| {
+            let why = row.unmeasured.as_ref()?;
+            Some(format!("not measured ({} {}): {why}", row.task, row.metric))
+        })
+        .collect()
+}
+
 /// Requests, time and data of each side, for the console.
 pub fn sides_lines(r: &SuiteReport) -> Vec<String> {
     let mut out = vec![format!("tokenizer: {}", r.tokenizer)];
@@ -95,8 +123,15 @@ pub fn suite_text(r: &SuiteReport) -> String {
         out.push_str(&line);
         out.push('\n');
     }
-    out.push_str(&verdict_table(r));
-    out.push('\n');
+    // Without a baseline or expected values there is no verdict to show.
+    if !r.rows.is_empty() {
+        out.push_str(&verdict_table(r));
+        out.push('\n');
+    }
+    for line in unmeasured_lines(r) {
+        out.push_str(&line);
+        out.push('\n');
+    }
     for line in paired_lines(r) {
         out.push_str(&line);
         out.push('\n');
@@ -160,25 +195,26 @@ pub fn markdown(r: &SuiteReport) -> String {
     } else {
         "expected"
     };
-    let mut out = format!(
-        "\n### {} {}\n\n| task | metric | candidate | {reference} | diff | stderr | limit | status |\n|---|---|---:|---:|---:|---:|---|---|\n",
-        if r.passed { "✅" } else { "❌" },
-        r.name
-    );
+    let mut out = format!("\n### {} {}\n", if r.passed { "✅" } else { "❌" }, r.name);
+    if !r.rows.is_empty() {
+        out.push_str(&format!(
+            "\n| task | metric | candidate | {reference} | diff | stderr | limit | status |\n|---|---|---:|---:|---:|---:|---|---|\n"
+        ));
+    }
     for row in &r.rows {
         out.push_str(&format!(
-            "| {} | {} | {:.4} | {:.4} | {:+.4} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
             row.task,
             row.metric,
-            row.candidate,
-            row.reference,
-            row.diff,
+            score(row.candidate),
+            score(row.reference),
+            diff_text(row.diff),
             stderr_text(row.stderr),
             row.limit.replace('|', "\\|"),
             row.status
         ));
     }
-    for line in paired_lines(r) {
+    for line in unmeasured_lines(r).into_iter().chain(paired_lines(r)) {
         out.push_str(&format!("\n- {line}"));
     }
     out.push('\n');
