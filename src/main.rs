@@ -634,11 +634,16 @@ fn check(project: &Project) -> ExitCode {
     for (file, loaded) in project.load_all() {
         match loaded {
             Ok(cases) => {
+                let before = errors;
                 for c in &cases {
                     if let Err(e) = runner::check_case(project, c) {
                         eprintln!("error: {e}");
                         errors += 1;
                     }
+                }
+                // A file is ok only when every one of its cases is.
+                if errors > before {
+                    continue;
                 }
                 count += cases.len();
                 println!(

@@ -100,9 +100,15 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-/// A progress bar on stderr; indicatif draws nothing when stderr is not a terminal.
+/// A progress bar on stderr; indicatif draws nothing when stderr is not a
+/// terminal, and nothing at all when `SERVEGATE_NO_PROGRESS` is set.
 pub fn progress_bar(label: &str, len: u32) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64);
+    let target = if progress_wanted(std::env::var_os(NO_PROGRESS_VAR).as_deref()) {
+        indicatif::ProgressDrawTarget::stderr()
+    } else {
+        indicatif::ProgressDrawTarget::hidden()
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(len as u64), target);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {elapsed}")
             .expect("valid template")
@@ -110,6 +116,14 @@ pub fn progress_bar(label: &str, len: u32) -> indicatif::ProgressBar {
     );
     bar.set_prefix(label.to_string());
     bar
+}
+
+/// Hides progress bars (CI logs, terminals that record output) when set to
+/// anything but an empty value or `0`.
+pub const NO_PROGRESS_VAR: &str = "SERVEGATE_NO_PROGRESS";
+
+fn progress_wanted(no_progress: Option<&std::ffi::OsStr>) -> bool {
+    no_progress.is_none_or(|v| v.is_empty() || v == "0")
 }
 
 /// The configured tokenizer, if any.
@@ -536,4 +550,19 @@ pub fn check_case(project: &Project, case: &Case) -> Result<(), config::ConfigEr
         recorded_baseline(project, case, r)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_wanted;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn no_progress_hides_bars_unless_empty_or_zero() {
+        assert!(progress_wanted(None));
+        assert!(progress_wanted(Some(OsStr::new(""))));
+        assert!(progress_wanted(Some(OsStr::new("0"))));
+        assert!(!progress_wanted(Some(OsStr::new("1"))));
+        assert!(!progress_wanted(Some(OsStr::new("yes"))));
+    }
 }

@@ -7,8 +7,9 @@
 use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 
-/// Variables with the prefix that configure the tool itself, not a case.
-pub const RESERVED: &[&str] = &["SERVEGATE_ROOT", "SERVEGATE_LOG", "SERVEGATE_NO_PROGRESS"];
+/// Variables with the prefix that configure the tool itself, not a case
+/// (the project root; hiding progress bars, see `runner::progress_bar`).
+pub const RESERVED: &[&str] = &["SERVEGATE_ROOT", "SERVEGATE_NO_PROGRESS"];
 
 const PREFIX: &str = "SERVEGATE_";
 
@@ -23,6 +24,15 @@ pub struct EnvOverride {
 impl EnvOverride {
     pub fn label(var: &str) -> String {
         format!("environment variable {var}")
+    }
+
+    /// Whether this override reaches a case of `kind`. The environment applies
+    /// to every case at once, so a matrix set there (`SERVEGATE_CONCURRENCY`,
+    /// `SERVEGATE_MATRIX__…`) shapes scenarios and leaves suites, which have
+    /// no matrix, alone.
+    pub fn applies_to(&self, kind: Option<super::CaseKind>) -> bool {
+        let matrix = self.key == "matrix" || self.key.starts_with("matrix.");
+        !(matrix && kind == Some(super::CaseKind::Suite))
     }
 }
 

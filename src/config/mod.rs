@@ -1,11 +1,13 @@
 //! Configuration: the schema, its layering and its validation.
 //!
 //! Layers, lowest first: built-in defaults, `servegate.toml`, the case file,
-//! `SERVEGATE_*` environment variables. Every error names the file (or the
-//! variable), the line and the key.
+//! `SERVEGATE_*` environment variables, merged key by key except that a
+//! target's kind of server is replaced (`layers`). Every error names the file
+//! (or the variable), the line and the key.
 
 mod env;
 mod error;
+mod layers;
 mod locate;
 mod sim;
 mod types;
@@ -14,7 +16,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 use figment::providers::{Format, Toml};
-use figment::Figment;
+use figment::{Figment, Provider};
 
 pub use env::{overrides as env_overrides, EnvOverride, RESERVED as RESERVED_ENV};
 pub use error::{ConfigError, Origin};
@@ -58,20 +60,59 @@ pub struct Layers<'a> {
 
 /// Merges the layers, deserialises and validates.
 pub fn load(layers: &Layers<'_>) -> Result<CaseConfig, ConfigError> {
-    let mut figment = Figment::new();
+    // Where an error goes when no layer wrote the key at fault: the case's own file.
+    let fallback = layers.case_file.unwrap_or(layers.project_file);
+    let mut files = Vec::new();
     for file in std::iter::once(layers.project_file).chain(layers.case_file) {
-        check_syntax(file)?;
-        figment = figment.merge(Toml::file_exact(file));
+        files.push(read_layer(file)?);
     }
-    for o in layers.env {
+    let env: Vec<&EnvOverride> = layers
+        .env
+        .iter()
+        .filter(|o| o.applies_to(layers.kind))
+        .collect();
+    // The environment is one layer, however many variables it takes.
+    let mut env_dict = env
+        .iter()
+        .fold(Figment::new(), |f, o| f.merge((*o).clone()))
+        .data()
+        .ok()
+        .and_then(|mut data| data.remove(&figment::Profile::Default))
+        .unwrap_or_default();
+    let mut dicts: Vec<&mut figment::value::Dict> = files.iter_mut().map(|f| &mut f.dict).collect();
+    dicts.push(&mut env_dict);
+    layers::replace_target_kinds(&mut dicts);
+
+    let mut figment = Figment::new();
+    for file in files {
+        figment = figment.merge(file);
+    }
+    for o in env {
         figment = figment.merge(o.clone());
     }
-    let mut config: CaseConfig = figment.extract().map_err(|e| from_figment(&figment, e))?;
+    let mut config: CaseConfig = figment
+        .extract()
+        .map_err(|e| from_figment(&figment, e, fallback))?;
     validate::validate(&config, layers.kind, &|key, message| {
-        locate_key(&figment, key, message)
+        locate_key(&figment, key, message, fallback)
     })?;
     fold_sim_profiles(&mut config);
     Ok(config)
+}
+
+/// One file's values, after a syntax check that reports the line.
+fn read_layer(file: &Path) -> Result<layers::FileLayer, ConfigError> {
+    check_syntax(file)?;
+    let toml = Toml::file_exact(file);
+    let dict = toml
+        .data()
+        .map_err(|e| ConfigError::in_file(file, e.to_string()))?
+        .remove(&figment::Profile::Default)
+        .unwrap_or_default();
+    Ok(layers::FileLayer {
+        metadata: toml.metadata(),
+        dict,
+    })
 }
 
 /// Replaces a target's reference to a `[sim_profiles]` entry by the entry's
@@ -106,15 +147,15 @@ fn check_syntax(file: &Path) -> Result<(), ConfigError> {
 }
 
 /// Builds a located error for `key` using the layer that set it.
-fn locate_key(figment: &Figment, key: &str, message: String) -> ConfigError {
+fn locate_key(figment: &Figment, key: &str, message: String, fallback: &Path) -> ConfigError {
     let path: Vec<String> = key.split('.').map(str::to_string).collect();
     // The deepest prefix of the key that some layer wrote says where to point.
     let metadata = (1..=path.len())
         .rev()
         .find_map(|n| figment.find_metadata(&path[..n].join(".")));
-    let (origin, line) = match metadata {
-        Some(m) => origin_and_line(m, &path),
-        None => (Origin::Default, None),
+    let (origin, line) = match metadata.map(|m| origin_and_line(m, &path)) {
+        Some((Origin::Default, _)) | None => (Origin::File(fallback.to_path_buf()), None),
+        Some(found) => found,
     };
     ConfigError {
         origin,
@@ -138,7 +179,7 @@ fn origin_and_line(metadata: &figment::Metadata, path: &[String]) -> (Origin, Op
     }
 }
 
-fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
+fn from_figment(figment: &Figment, error: figment::Error, fallback: &Path) -> ConfigError {
     let mut path = error.path.clone();
     let message = match &error.kind {
         figment::error::Kind::UnknownField(field, expected) => {
@@ -161,7 +202,8 @@ fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
             .metadata
             .as_ref()
             .map(|m| origin_and_line(m, &[]).0)
-            .unwrap_or(Origin::Default);
+            .filter(|o| *o != Origin::Default)
+            .unwrap_or_else(|| Origin::File(fallback.to_path_buf()));
         return ConfigError {
             origin,
             line: None,
@@ -169,7 +211,7 @@ fn from_figment(figment: &Figment, error: figment::Error) -> ConfigError {
             message,
         };
     }
-    locate_key(figment, &key, message)
+    locate_key(figment, &key, message, fallback)
 }
 
 /// Reads the project file alone (no case), for project-wide settings.

@@ -196,6 +196,27 @@ mod tests {
     }
 
     #[test]
+    fn timing_knobs_apply_over_the_engine_profile() {
+        let none = BTreeMap::new();
+        let spec = SimSpec {
+            profile: Some("engine".into()),
+            ttft_ms: Some(300.0),
+            tpot_ms: Some(40.0),
+            ..SimSpec::default()
+        };
+        let p = SimParams::resolve(&spec, &none).unwrap();
+        assert_eq!(p.mode, SimMode::Engine);
+        assert_eq!(
+            (p.ttft, p.tpot),
+            (Duration::from_millis(300), Duration::from_millis(40))
+        );
+        assert_eq!(p.max_num_seqs, 32);
+        // Unset, they add nothing to the scheduler's own timing.
+        let p = SimParams::resolve(&builtin_profile("engine").unwrap(), &none).unwrap();
+        assert_eq!((p.ttft, p.tpot), (Duration::ZERO, Duration::ZERO));
+    }
+
+    #[test]
     fn bad_knobs_are_named() {
         let none = BTreeMap::new();
         let bad = SimSpec {

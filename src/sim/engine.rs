@@ -7,7 +7,10 @@
 //! token budget, prompt + max_tokens within the KV capacity), lasts
 //! `step_base + step_per_seq × batch + prefill_per_token × prefilled tokens`,
 //! and at its end gives every running request one token. Steps follow each
-//! other on absolute deadlines, so time does not drift.
+//! other on absolute deadlines, so time does not drift. `ttft` and `tpot`
+//! apply there too, as floors: a request joins the queue `ttft` after it
+//! arrives (a fixed front-end latency), and no step is shorter than `tpot`
+//! (a memory-bound decode step); both are zero unless set.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,6 +33,8 @@ pub struct Stats {
 }
 
 struct Job {
+    /// When the request may join the queue: arrival + `ttft`.
+    admissible: Instant,
     prompt_tokens: usize,
     max_tokens: usize,
     tick: mpsc::UnboundedSender<()>,
@@ -105,6 +110,7 @@ impl Engine {
             Some(jobs) => {
                 let (tick, rx) = mpsc::unbounded_channel();
                 let _ = jobs.send(Job {
+                    admissible: arrived + self.params.ttft,
                     prompt_tokens,
                     max_tokens,
                     tick,
@@ -142,12 +148,26 @@ async fn schedule(
             }
             step_start = Instant::now();
         }
+        // Idle until the first waiting request may join (arrivals keep their
+        // order, and every request waits the same `ttft`).
+        if running.is_empty() {
+            if let Some(at) = waiting.front().map(|j| j.admissible) {
+                if at > step_start {
+                    clock.sleep_until(at).await;
+                    step_start = at;
+                    continue;
+                }
+            }
+        }
         // Admit in arrival order while the batch, the token budget and the cache allow.
         let mut prefill = 0usize;
         while let Some(job) = waiting.front() {
             if job.tick.is_closed() {
                 waiting.pop_front();
                 continue;
+            }
+            if job.admissible > step_start {
+                break;
             }
             let reserve = job.prompt_tokens + job.max_tokens;
             let fits_batch = running.len() < p.max_num_seqs;
@@ -168,9 +188,10 @@ async fn schedule(
         }
         stats.running.store(running.len(), Ordering::Relaxed);
         stats.waiting.store(waiting.len(), Ordering::Relaxed);
-        let step = p.step_base
+        let step = (p.step_base
             + p.step_per_seq * running.len() as u32
-            + p.prefill_per_token * prefill as u32;
+            + p.prefill_per_token * prefill as u32)
+            .max(p.tpot);
         let end = step_start + step;
         clock.sleep_until(end).await;
         running.retain_mut(|r| {
