@@ -12,7 +12,7 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    println!("cargo:rustc-env=SERVEGATE_COMMIT={commit}");
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={commit}");
     // Build again when HEAD moves: the file HEAD names a branch whose ref
     // file changes with each commit (packed refs change `packed-refs`).
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {

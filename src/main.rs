@@ -59,7 +59,7 @@ use servegate::workload;
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     " (commit ",
-    env!("SERVEGATE_COMMIT"),
+    env!("BUILD_GIT_COMMIT"),
     ")"
 );
 

@@ -141,27 +141,31 @@ pub fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Err
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
+fn nan() -> f64 {
+    f64::NAN
+}
+
 /// Summary of one sample. An empty sample has `count == 0` and NaN
 /// statistics (written as `null`), never zeros that could pass for data.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Distribution {
     pub count: usize,
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub mean: f64,
     /// Population standard deviation (numpy's default, as vLLM reports it).
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub stddev: f64,
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub min: f64,
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub p50: f64,
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub p90: f64,
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub p95: f64,
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub p99: f64,
-    #[serde(deserialize_with = "null_as_nan")]
+    #[serde(default = "nan", deserialize_with = "null_as_nan")]
     pub max: f64,
 }
 

@@ -415,7 +415,7 @@ fn bench_cli_writes_the_old_schema() {
     assert_eq!(v["model"], "m", "model taken from /v1/models");
     assert_eq!(v["warmup"], 1);
     assert_eq!(v["num_requests"], 4);
-    let names: Vec<&str> = v["results"]
+    let names: Vec<&str> = v["scenarios"]
         .as_array()
         .unwrap()
         .iter()
@@ -430,7 +430,7 @@ fn bench_cli_writes_the_old_schema() {
             "medium_mt8_c2"
         ]
     );
-    let first = &v["results"][0];
+    let first = &v["scenarios"][0];
     for key in [
         "ttft_p50_ms",
         "ttft_p95_ms",

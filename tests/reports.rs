@@ -166,14 +166,15 @@ fn check_html(html: &str) {
     let count = |needle: &str| html.matches(needle).count();
     // A ratio chart per metric with a ratio limit (throughput_total,
     // ttft_p50; error_rate has an absolute limit), 2 against concurrency,
-    // the latency CDFs of each case, 1 quality.
+    // the latency CDFs of each case; no quality chart without suites.
     assert_eq!(count("data-chart=\"ratio\""), 2, "ratio charts");
     assert_eq!(count("data-chart=\"concurrency\""), 2);
     assert_eq!(count("data-chart=\"cdf\""), 2);
-    assert_eq!(count("data-chart=\"quality\""), 1);
+    assert_eq!(count("data-chart=\"quality\""), 0);
+    assert!(!html.contains("id=\"quality\""), "no empty quality section");
     assert_eq!(count("data-chart=\"history\""), 0, "one run has no history");
     let charts = count("<figure class=\"chart\"");
-    assert_eq!(charts, 7);
+    assert_eq!(charts, 6);
     assert_eq!(count("<svg"), charts, "every chart is an inline SVG");
     assert_eq!(count("</svg>"), charts);
     assert!(!html.contains("chart could not be drawn"));
@@ -191,7 +192,6 @@ fn check_html(html: &str) {
     // Text is drawn as SVG text (titles, axes, legends), not as glyph paths.
     assert!(count("<text") > 50, "{} text elements", count("<text"));
     assert!(html.contains("throughput_total: candidate / baseline, 95% interval"));
-    assert!(html.contains("no quality results"));
     // Lines and markers are there: CDF and concurrency lines, ratio dots.
     assert!(count("<polyline") >= 8, "{} polylines", count("<polyline"));
     assert!(count("<circle") >= 6);

@@ -257,6 +257,12 @@ pub fn evaluate_samples(
             } else {
                 Verdict::Fail
             };
+            // No ratio is shown where the values behind it were not measured.
+            let (r, interval) = if unmeasured.is_some() {
+                (f64::NAN, None)
+            } else {
+                (r, interval)
+            };
             GateRow {
                 metric: name.clone(),
                 unit: metric.map(|m| m.unit()).unwrap_or("").to_string(),

@@ -138,7 +138,7 @@ pub fn compare(
             };
             let stderr = paired_stderr(&m.per_item, &bm.per_item).or(m.stderr);
             let mut r = row(gate, &c.task, m, bm.value, "baseline", stderr);
-            if bm.per_item.is_empty() || !bm.value.is_finite() {
+            if !bm.value.is_finite() {
                 r.status = Status::Unmeasured;
                 r.passed = false;
                 r.unmeasured = Some("baseline: no item scored".into());
@@ -225,7 +225,8 @@ fn row(
             )
         }
     };
-    let unmeasured = if m.per_item.is_empty() || !m.value.is_finite() {
+    // The mean of no item is NaN: nothing was scored.
+    let unmeasured = if !m.value.is_finite() {
         Some("candidate: no item scored".to_string())
     } else if !reference.is_finite() {
         Some(format!("{kind}: no value"))

@@ -71,24 +71,6 @@ fn svg(
     }
 }
 
-/// A chart area with one centred message (no data).
-fn message_svg(size: (u32, u32), title: &str, message: &str) -> String {
-    svg(size, |root| {
-        root.titled(title, (FONT, 18))?;
-        root.draw(&Text::new(
-            message.to_string(),
-            (size.0 as i32 / 2, size.1 as i32 / 2),
-            TextStyle::from((FONT, 16).into_font()).color(&GREY).pos(
-                plotters::style::text_anchor::Pos::new(
-                    plotters::style::text_anchor::HPos::Center,
-                    plotters::style::text_anchor::VPos::Center,
-                ),
-            ),
-        ))?;
-        Ok(())
-    })
-}
-
 fn figure(kind: &str, id: &str, caption: &str, svg: String) -> String {
     format!(
         "<figure class=\"chart\" data-chart=\"{kind}\" id=\"{}\">{svg}<figcaption>{}</figcaption></figure>\n",
@@ -310,13 +292,9 @@ fn concurrency_chart(
         .flat_map(|g| g.points.iter().flat_map(|p| [p.1, p.2]))
         .filter(|v| v.is_finite())
         .collect();
+    // Nothing measured draws nothing (the gate section says why).
     if finite.is_empty() {
-        return figure(
-            "concurrency",
-            &id,
-            &caption,
-            message_svg((640, 360), &title, "no measurements"),
-        );
+        return String::new();
     }
     let (ymin, ymax) = finite
         .iter()
@@ -531,19 +509,14 @@ fn cdf_chart(case: &CaseReport) -> String {
     figure("cdf", &id, &caption, chart)
 }
 
-/// Candidate and baseline score per task, with standard errors; a message
+/// Candidate and baseline score per task, with standard errors; nothing
 /// when there are no quality results.
 pub fn quality_chart(scores: &[TaskScore]) -> String {
     let title = "quality per task";
     let caption =
         "accuracy per task: blue = candidate, orange = baseline, whiskers = ± standard error";
     if scores.is_empty() {
-        return figure(
-            "quality",
-            "quality-chart",
-            caption,
-            message_svg((640, 240), title, "no quality results"),
-        );
+        return String::new();
     }
     let n = scores.len() as i32;
     let ymax = scores
@@ -1010,7 +983,7 @@ mod tests {
         assert!(svg.contains("hellaswag acc_norm"), "{svg}");
         // Four bars (filled rectangles) besides the background.
         assert!(svg.matches("<rect").count() >= 5, "{svg}");
-        assert!(quality_chart(&[]).contains("no quality results"));
+        assert!(quality_chart(&[]).is_empty(), "nothing empty is drawn");
     }
 
     #[test]
