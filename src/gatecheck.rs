@@ -444,7 +444,7 @@ pub fn table(report: &GateCheckReport) -> String {
         TargetsShown::Met => "met (both 95% bounds within them)".to_string(),
         TargetsShown::TooFewTrials => format!(
             "not shown: the rates seen are within them, but the 95% bounds are not \
-             (false failures < {}, detections > {}); with no failure, \
+             (false failures < {}, detections > {}); with no false failure, \
              bounding false failures under 1% takes at least {} A/A trials",
             pct(upper_bound_95(report.same.failed, report.same.trials)),
             pct(lower_bound_95(report.slowed.failed, report.slowed.trials)),

@@ -375,72 +375,6 @@ enum EndpointArg {
     Chat,
 }
 
-#[cfg(test)]
-mod cli_tests {
-    use super::Cli;
-    use clap::CommandFactory;
-
-    /// `--help` explains every flag and argument of every subcommand.
-    #[test]
-    fn every_argument_has_help_text() {
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                let id = arg.get_id().as_str();
-                if ["help", "version"].contains(&id) {
-                    continue;
-                }
-                if arg.get_help().is_none() && arg.get_long_help().is_none() {
-                    missing.push(format!("{path} {id}"));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                walk(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        walk(&Cli::command(), "servegate", &mut missing);
-        assert!(missing.is_empty(), "no help text: {missing:?}");
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn lists_take_commas_or_spaces() {
-        use clap::Parser;
-        for argv in [
-            &[
-                "servegate",
-                "bench",
-                "--concurrency",
-                "1,2",
-                "--max-tokens",
-                "8",
-            ][..],
-            &[
-                "servegate",
-                "bench",
-                "--concurrency",
-                "1",
-                "2",
-                "--max-tokens",
-                "8",
-            ][..],
-        ] {
-            let cli = Cli::try_parse_from(argv).unwrap();
-            let super::Command::Bench(b) = cli.command else {
-                panic!("bench")
-            };
-            assert_eq!(b.concurrency, vec![1, 2]);
-            assert_eq!(b.max_tokens, vec![8]);
-        }
-    }
-
-    #[test]
-    fn version_names_the_commit() {
-        let v = Cli::command().render_version();
-        assert!(v.contains("(commit "), "{v}");
-    }
-}
-
 /// Exit status for configuration and usage errors (clap uses 2 as well).
 const CONFIG_ERROR: u8 = 2;
 
@@ -1478,5 +1412,71 @@ fn eval(args: &EvalArgs) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// `--help` explains every flag and argument of every subcommand.
+    #[test]
+    fn every_argument_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "servegate", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lists_take_commas_or_spaces() {
+        use clap::Parser;
+        for argv in [
+            &[
+                "servegate",
+                "bench",
+                "--concurrency",
+                "1,2",
+                "--max-tokens",
+                "8",
+            ][..],
+            &[
+                "servegate",
+                "bench",
+                "--concurrency",
+                "1",
+                "2",
+                "--max-tokens",
+                "8",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            let super::Command::Bench(b) = cli.command else {
+                panic!("bench")
+            };
+            assert_eq!(b.concurrency, vec![1, 2]);
+            assert_eq!(b.max_tokens, vec![8]);
+        }
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        let v = Cli::command().render_version();
+        assert!(v.contains("(commit "), "{v}");
     }
 }
