@@ -74,6 +74,17 @@ pub struct BenchFile {
 }
 
 impl BenchFile {
+    /// The first panic inside servegate while measuring, if any (a bug of
+    /// servegate: the run fails with it).
+    pub fn panic(&self) -> Option<&str> {
+        self.scenarios.iter().find_map(|p| {
+            p.errors
+                .keys()
+                .find(|m| m.starts_with("servegate panicked"))
+                .map(String::as_str)
+        })
+    }
+
     /// The points where no request completed: nothing there was measured.
     pub fn unmeasured(&self) -> Vec<&PointResult> {
         self.scenarios

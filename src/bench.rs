@@ -36,17 +36,32 @@ pub struct BenchSpec {
 /// Request `i` uses prompt `i mod len`.
 pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
     let w = &spec.workload;
+    let send = |spec: BenchSpec| {
+        let client = client.clone();
+        move |i: usize, phase_start: Instant, queue: Duration| {
+            let (client, spec) = (client.clone(), spec.clone());
+            async move { measure(&client, &spec, i, phase_start, queue).await }
+        }
+    };
     if w.warmup > 0 {
         let concurrency = match w.rate {
             Some(_) => w.max_concurrency.unwrap_or(w.warmup),
             None => w.concurrency,
         };
-        closed_loop(client, spec, w.warmup as usize, concurrency as usize, -1.0).await;
+        // Warm-up requests are not measured: no progress ticks.
+        let quiet = BenchSpec {
+            progress: None,
+            ..spec.clone()
+        };
+        closed_loop(send(quiet), w.warmup as usize, concurrency as usize, 0.0).await;
     }
     let n = w.num_requests as usize;
     let records = match w.rate {
-        None => closed_loop(client, spec, n, w.concurrency as usize, w.ramp_up_s).await,
-        Some(rate) => open_loop(client, spec, n, rate).await,
+        None => closed_loop(send(spec.clone()), n, w.concurrency as usize, w.ramp_up_s).await,
+        Some(rate) => {
+            let arrivals = workload::arrival_times(n, rate, w.burstiness, w.seed);
+            open_loop(send(spec.clone()), &arrivals, w.max_concurrency).await
+        }
     };
     BenchResult {
         summary: Summary::from_records(&records, w.slo.as_ref()),
@@ -141,28 +156,61 @@ fn to_record(
     }
 }
 
+/// Measures request `i` (sent `queue` after its turn came), shielded from
+/// panics: a panic becomes that request's failed record with its message
+/// (kind `panic`), so no request goes missing from the counts and the case
+/// can fail saying why, instead of the panic vanishing with its worker.
+async fn guarded<F>(i: usize, phase_start: Instant, request: F) -> RequestRecord
+where
+    F: std::future::Future<Output = RequestRecord>,
+{
+    use futures_util::FutureExt;
+    let start = phase_start.elapsed().as_secs_f64();
+    match std::panic::AssertUnwindSafe(request).catch_unwind().await {
+        Ok(record) => record,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            RequestRecord {
+                start_s: start,
+                end_s: phase_start.elapsed().as_secs_f64(),
+                event_times_s: Vec::new(),
+                event_tokens: Vec::new(),
+                output_tokens: 0,
+                token_source: TokenSource::Events,
+                input_tokens: None,
+                queue_s: 0.0,
+                error: Some(format!(
+                    "servegate panicked measuring request {i}: {message}"
+                )),
+                error_kind: Some(ErrorKind::Panic),
+            }
+        }
+    }
+}
+
 /// `concurrency` workers each send their next request as soon as the previous
-/// one ends. Worker k starts `k × ramp / concurrency` seconds in. A warm-up
-/// phase passes a negative ramp, which also silences the progress bar.
-async fn closed_loop(
-    client: &Client,
-    spec: &BenchSpec,
+/// one ends. Worker k starts `k × ramp / concurrency` seconds in.
+async fn closed_loop<S, F>(
+    send: S,
     count: usize,
     concurrency: usize,
     ramp_s: f64,
-) -> Vec<RequestRecord> {
+) -> Vec<RequestRecord>
+where
+    S: Fn(usize, Instant, Duration) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = RequestRecord> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let records = Arc::new(Mutex::new(Vec::with_capacity(count)));
     let phase_start = Instant::now();
-    let mut spec = spec.clone();
-    if ramp_s < 0.0 {
-        spec.progress = None;
-    }
     let workers_n = concurrency.max(1).min(count);
     let mut workers = Vec::new();
     for k in 0..workers_n {
-        let (client, next, records, spec) =
-            (client.clone(), next.clone(), records.clone(), spec.clone());
+        let (send, next, records) = (send.clone(), next.clone(), records.clone());
         let delay = Duration::from_secs_f64(ramp_s.max(0.0) * k as f64 / workers_n as f64);
         workers.push(tokio::spawn(async move {
             tokio::time::sleep_until((phase_start + delay).into()).await;
@@ -171,46 +219,50 @@ async fn closed_loop(
                 if i >= count {
                     break;
                 }
-                let record = measure(&client, &spec, i, phase_start, Duration::ZERO).await;
-                records.lock().expect("records lock").push(record);
+                let record = guarded(i, phase_start, send(i, phase_start, Duration::ZERO)).await;
+                push(&records, record);
             }
         }));
     }
     for w in workers {
+        // Requests are shielded by `guarded`; a worker can only end early if
+        // the runtime is shutting down, and then the records say so by count.
         let _ = w.await;
     }
     sorted(records)
 }
 
-/// Requests leave on a seeded gamma-process schedule, whatever the server's
-/// pace; with `max_concurrency`, a request whose turn comes while the cap is
-/// reached waits in the client, and that wait is recorded as queueing time.
-async fn open_loop(
-    client: &Client,
-    spec: &BenchSpec,
-    count: usize,
-    rate: f64,
-) -> Vec<RequestRecord> {
-    let w = &spec.workload;
-    let arrivals = workload::arrival_times(count, rate, w.burstiness, w.seed);
-    let cap = w
-        .max_concurrency
+/// Requests leave at `arrivals` (seconds from the phase start), whatever the
+/// server's pace; with `max_concurrency`, a request whose turn comes while
+/// the cap is reached waits in the client, and that wait is recorded as
+/// queueing time.
+async fn open_loop<S, F>(
+    send: S,
+    arrivals: &[f64],
+    max_concurrency: Option<u32>,
+) -> Vec<RequestRecord>
+where
+    S: Fn(usize, Instant, Duration) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = RequestRecord> + Send + 'static,
+{
+    let cap = max_concurrency
         .map(|c| c as usize)
         .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS);
     let slots = Arc::new(tokio::sync::Semaphore::new(cap));
-    let records = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let records = Arc::new(Mutex::new(Vec::with_capacity(arrivals.len())));
     let phase_start = Instant::now();
-    let mut tasks = Vec::with_capacity(count);
-    for (i, at) in arrivals.into_iter().enumerate() {
+    let mut tasks = Vec::with_capacity(arrivals.len());
+    for (i, &at) in arrivals.iter().enumerate() {
         let due = phase_start + Duration::from_secs_f64(at);
         tokio::time::sleep_until(due.into()).await;
         let permit = slots.clone().acquire_owned().await.expect("semaphore open");
         let queue = Instant::now().saturating_duration_since(due);
-        let (client, records, spec) = (client.clone(), records.clone(), spec.clone());
+        let request = guarded(i, phase_start, send(i, phase_start, queue));
+        let records = records.clone();
         tasks.push(tokio::spawn(async move {
-            let record = measure(&client, &spec, i, phase_start, queue).await;
+            let record = request.await;
             drop(permit);
-            records.lock().expect("records lock").push(record);
+            push(&records, record);
         }));
     }
     for t in tasks {
@@ -219,8 +271,90 @@ async fn open_loop(
     sorted(records)
 }
 
+/// Adds a record; a poisoned lock (impossible while requests are guarded)
+/// still takes it, so no measurement is lost.
+fn push(records: &Mutex<Vec<RequestRecord>>, record: RequestRecord) {
+    records
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(record);
+}
+
 fn sorted(records: Arc<Mutex<Vec<RequestRecord>>>) -> Vec<RequestRecord> {
-    let mut records = std::mem::take(&mut *records.lock().expect("records lock"));
+    let mut records = std::mem::take(
+        &mut *records
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     records.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
     records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok_record(i: usize) -> RequestRecord {
+        RequestRecord {
+            start_s: i as f64,
+            end_s: i as f64 + 0.5,
+            event_times_s: vec![0.1, 0.5],
+            event_tokens: Vec::new(),
+            output_tokens: 2,
+            token_source: TokenSource::Usage,
+            input_tokens: None,
+            queue_s: 0.0,
+            error: None,
+            error_kind: None,
+        }
+    }
+
+    /// Every third request panics: the others are still measured, and each
+    /// panic is a failed record carrying its message, in both loops.
+    #[test]
+    fn a_panicking_request_is_a_failed_record_with_its_message() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let send = |i: usize, _: Instant, _: Duration| async move {
+            if i % 3 == 0 {
+                panic!("injected failure {i}");
+            }
+            ok_record(i)
+        };
+        let closed = rt.block_on(closed_loop(send, 9, 2, 0.0));
+        let open = rt.block_on(open_loop(send, &[0.0; 9], Some(2)));
+        for records in [closed, open] {
+            assert_eq!(records.len(), 9);
+            let panics: Vec<&RequestRecord> = records
+                .iter()
+                .filter(|r| r.error_kind == Some(ErrorKind::Panic))
+                .collect();
+            assert_eq!(panics.len(), 3);
+            assert!(panics.iter().all(|r| r
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("injected failure")));
+            assert_eq!(records.iter().filter(|r| r.ok()).count(), 6);
+            let summary = Summary::from_records(&records, None);
+            assert_eq!(summary.errors_by_kind["panic"], 3);
+        }
+        // Every request panicking leaves no request uncounted.
+        let all = rt.block_on(closed_loop(
+            |i: usize, _: Instant, _: Duration| async move {
+                if i < 100 {
+                    panic!("always");
+                }
+                ok_record(i)
+            },
+            4,
+            4,
+            0.0,
+        ));
+        let summary = Summary::from_records(&all, None);
+        assert_eq!((summary.completed, summary.failed), (0, 4));
+    }
 }

@@ -902,6 +902,10 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
         }
         println!("results: {}", path.display());
     }
+    if let Some(panic) = file.panic() {
+        eprintln!("error: {panic}");
+        return ExitCode::FAILURE;
+    }
     // A point with no completed request measured nothing: never a success.
     let unmeasured: Vec<&str> = file.unmeasured().iter().map(|p| p.name.as_str()).collect();
     if !unmeasured.is_empty() {

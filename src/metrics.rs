@@ -43,6 +43,9 @@ pub enum ErrorKind {
     Timeout,
     /// The stream was malformed, truncated, or carried no tokens.
     Stream,
+    /// servegate itself panicked while measuring the request (a bug of
+    /// servegate, not of the server): the case fails with the message.
+    Panic,
 }
 
 impl ErrorKind {
@@ -53,6 +56,7 @@ impl ErrorKind {
             ErrorKind::Connection => "connection",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Stream => "stream",
+            ErrorKind::Panic => "panic",
         }
     }
 }

@@ -316,6 +316,18 @@ async fn run_scenarios(
                 report.summary.gpu_mem_peak_bytes = Some(peak as f64);
                 report.gpu_memory = gpu_memory.clone();
             }
+            // A panic inside servegate is a bug of ours, never a verdict on
+            // the server: the case fails with the message.
+            if let Some(panic) = report
+                .records
+                .iter()
+                .find(|r| r.error_kind == Some(crate::metrics::ErrorKind::Panic))
+            {
+                lost = Some(anyhow::anyhow!(
+                    "{}",
+                    panic.error.clone().unwrap_or_default()
+                ));
+            }
             let failed: usize = report.errors.values().sum();
             let settle = Duration::from_millis(if failed > 0 { 500 } else { 0 });
             if let Some(how) = pool.take_exited(key, settle).await {
