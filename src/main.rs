@@ -241,7 +241,8 @@ struct EvalArgs {
     /// A tokenizer.json (default: the Hugging Face cache for the model, else the server's /tokenize).
     #[arg(long)]
     tokenizer: Option<PathBuf>,
-    /// A folder of <task>.jsonl or <task>.parquet records (else the Hugging Face cache).
+    /// A folder of <task>.jsonl or <task>.parquet records (default, inside a
+    /// project: its `data_dir`, else its `datasets/` folder; then the Hugging Face cache).
     #[arg(long, env = "SERVEGATE_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Requests in flight at once, per server.
@@ -390,7 +391,7 @@ fn run_command() -> ExitCode {
         return bench(args, cli.root.clone());
     }
     if let Command::Eval(args) = &cli.command {
-        return eval(args);
+        return eval(args, cli.root.clone());
     }
     if let Command::Compare { a, b, target } = &cli.command {
         return compare(a, b, *target);
@@ -1344,8 +1345,23 @@ fn gate_check(project: &Project, filter: &str, trials: u32, slowdown: f64) -> Ex
     }
 }
 
+/// The data folder `servegate eval` uses without `--data-dir`: inside a
+/// project, its `data_dir`, else its `datasets/` folder when there is one, so
+/// that the project's own records are found as its suites find them.
+fn eval_data_dir(root: Option<PathBuf>) -> Option<PathBuf> {
+    let root = root.or_else(|| {
+        std::env::current_dir()
+            .ok()
+            .and_then(|d| Project::find_root(&d))
+    })?;
+    match servegate::config::load_project(&root, &[]) {
+        Ok(c) if c.data_dir.is_some() => c.data_dir.map(|d| servegate::config::resolve(&root, &d)),
+        _ => Some(root.join("datasets")).filter(|d| d.is_dir()),
+    }
+}
+
 /// `servegate eval`: one server scored, or a candidate gated against a baseline.
-fn eval(args: &EvalArgs) -> ExitCode {
+fn eval(args: &EvalArgs, root: Option<PathBuf>) -> ExitCode {
     let tasks: Vec<String> = if !args.tasks.is_empty() {
         args.tasks.clone()
     } else {
@@ -1371,7 +1387,7 @@ fn eval(args: &EvalArgs) -> ExitCode {
         tolerance: args.tolerance,
         two_sided: args.two_sided,
         tokenizer: args.tokenizer.clone(),
-        data_dir: args.data_dir.clone(),
+        data_dir: args.data_dir.clone().or_else(|| eval_data_dir(root)),
         concurrency: args.concurrency,
         api_key,
     };

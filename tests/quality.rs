@@ -341,6 +341,57 @@ fn eval_command_gates_a_candidate_against_a_baseline() {
 }
 
 #[test]
+fn eval_inside_a_project_reads_its_data_folder() {
+    let engine = Engine::start(&[]);
+    let project = tempfile::tempdir().unwrap();
+    let root = project.path();
+    std::fs::write(root.join("servegate.toml"), "").unwrap();
+    let nested = root.join("sub");
+    std::fs::create_dir_all(&nested).unwrap();
+    let eval_in = |dir: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+            .current_dir(dir)
+            // An empty Hugging Face cache, so only the project's folders count.
+            .env("HF_HUB_CACHE", root.join("hf-cache"))
+            .env_remove("SERVEGATE_DATA_DIR")
+            .env_remove("SERVEGATE_ROOT")
+            .args([
+                "eval", "--url", &engine.1, "--tasks", "arc_easy", "--limit", "5",
+            ])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    // No datasets/ yet: nothing to read, and the message says where it looked.
+    let (code, text) = eval_in(&nested);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no records for arc_easy"), "{text}");
+    // The project's datasets/ folder, found from a subfolder.
+    std::fs::create_dir_all(root.join("datasets")).unwrap();
+    std::fs::copy(
+        repo().join("datasets/arc_easy.jsonl"),
+        root.join("datasets/arc_easy.jsonl"),
+    )
+    .unwrap();
+    let (code, text) = eval_in(&nested);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("5 items from"), "{text}");
+    assert!(text.contains("datasets/arc_easy.jsonl"), "{text}");
+    // The project's `data_dir` key wins over datasets/.
+    std::fs::rename(root.join("datasets"), root.join("records")).unwrap();
+    std::fs::create_dir_all(root.join("datasets")).unwrap();
+    std::fs::write(root.join("servegate.toml"), "data_dir = \"records\"\n").unwrap();
+    let (code, text) = eval_in(&nested);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("records/arc_easy.jsonl"), "{text}");
+}
+
+#[test]
 fn a_server_without_prompt_logprobs_is_an_error_not_chance() {
     // A server that answers completions but never echoes the prompt.
     let rt = common::rt();
