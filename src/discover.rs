@@ -116,7 +116,22 @@ impl Project {
                 .then(|| crate::eval::missing_data(&self.root, &config))
                 .flatten()
         });
-        Ok(expand(&config)
+        // An axis the file varies stays in the point names even when the
+        // environment pins it to one value, so names (and the history and
+        // filters built on them) do not change under an override.
+        let file_matrix = if self.env.is_empty() {
+            config.matrix.clone()
+        } else {
+            config::load(&Layers {
+                project_file: &project_file,
+                case_file: Some(&file.path),
+                kind: Some(file.kind),
+                env: &[],
+            })
+            .map(|c| c.matrix)
+            .unwrap_or_default()
+        };
+        Ok(expand_named(&config, &file_matrix)
             .into_iter()
             .map(|(suffix, config)| Case {
                 name: match suffix {
@@ -158,6 +173,16 @@ impl Project {
 /// take more than one value, in the order prompts, max_tokens, concurrency,
 /// num_requests (`short_mt64_c1`); a case with no varying axis keeps its file's name.
 pub fn expand(config: &CaseConfig) -> Vec<(Option<String>, CaseConfig)> {
+    expand_named(config, &config.matrix)
+}
+
+/// `expand`, naming also every axis that `named` varies (the file's own
+/// matrix, before environment overrides).
+pub fn expand_named(
+    config: &CaseConfig,
+    named: &crate::config::MatrixConfig,
+) -> Vec<(Option<String>, CaseConfig)> {
+    let varies = |axis: Option<usize>| axis.is_some_and(|n| n > 1);
     let m = &config.matrix;
     let w = &config.workload;
     let prompts: Vec<PromptSource> = match &m.prompts {
@@ -176,16 +201,16 @@ pub fn expand(config: &CaseConfig) -> Vec<(Option<String>, CaseConfig)> {
             for &c in &concurrency {
                 for &n in &num_requests {
                     let mut parts = Vec::new();
-                    if prompts.len() > 1 {
+                    if prompts.len() > 1 || varies(named.prompts.as_ref().map(Vec::len)) {
                         parts.push(p.label());
                     }
-                    if max_tokens.len() > 1 {
+                    if max_tokens.len() > 1 || varies(named.max_tokens.as_ref().map(Vec::len)) {
                         parts.push(format!("mt{mt}"));
                     }
-                    if concurrency.len() > 1 {
+                    if concurrency.len() > 1 || varies(named.concurrency.as_ref().map(Vec::len)) {
                         parts.push(format!("c{c}"));
                     }
-                    if num_requests.len() > 1 {
+                    if num_requests.len() > 1 || varies(named.num_requests.as_ref().map(Vec::len)) {
                         parts.push(format!("n{n}"));
                     }
                     let mut point = config.clone();

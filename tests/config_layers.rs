@@ -423,3 +423,27 @@ fn sim_flags_apply_over_a_profile() {
     assert!((0.29..2.0).contains(&first), "ttft {first} s");
     assert!((0.49..3.0).contains(&six), "6 tokens in {six} s");
 }
+
+/// Pinning an axis the file varies to one value keeps it in the names, so
+/// history and filters still match the cases.
+#[test]
+fn a_single_value_override_keeps_the_point_names() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servegate"))
+        .args(["list", "grid"])
+        .current_dir(common::repo())
+        .env("SERVEGATE_CONCURRENCY", "1,2,4")
+        .env("SERVEGATE_MAX_TOKENS", "64")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(names.len(), 6, "{names:?}");
+    assert!(
+        names.contains(&"scenario::grid::medium_mt64_c4".to_string()),
+        "{names:?}"
+    );
+    assert!(names.iter().all(|n| n.contains("_mt64_")), "{names:?}");
+}
