@@ -72,18 +72,6 @@ fn process_cpu_s() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// Lifts the open-file soft limit to the hard limit: 1000 streams need 1000 sockets.
-fn raise_fd_limit() {
-    // SAFETY: plain libc calls on a struct we own.
-    unsafe {
-        let mut lim: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
-}
-
 /// CPU seconds a child process has used, from `/proc/PID/stat` (Linux).
 fn child_cpu_s(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -111,7 +99,7 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
-    raise_fd_limit();
+    crate::limits::raise_open_files();
     let port = free_port()?;
     let exe = std::env::current_exe()?;
     let child = Command::new(exe)

@@ -387,7 +387,13 @@ fn main() -> ExitCode {
 
 fn run_command() -> ExitCode {
     let cli = Cli::parse();
+    // Each stream in flight holds a socket: use all the open files allowed.
+    let open_files = servegate::limits::raise_open_files();
     if let Command::Bench(args) = &cli.command {
+        let most = args.concurrency.iter().copied().max().unwrap_or(1);
+        if let Some(w) = servegate::limits::concurrency_warning(most as u64, open_files) {
+            eprintln!("{w}");
+        }
         return bench(args, cli.root.clone());
     }
     if let Command::Eval(args) = &cli.command {
@@ -485,6 +491,7 @@ fn run_command() -> ExitCode {
             output,
             save_detailed,
             markdown,
+            open_files,
         ),
         Command::List { filter, reasons } => list(&project, filter.as_deref(), reasons),
         Command::Check => check(&project),
@@ -610,11 +617,27 @@ fn run(
     output: Option<PathBuf>,
     save_detailed: bool,
     markdown: Option<PathBuf>,
+    open_files: Option<u64>,
 ) -> ExitCode {
     let cases = match select(project, filter, exact) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let most = cases
+        .iter()
+        .filter(|c| c.kind == servegate::config::CaseKind::Scenario)
+        .map(|c| {
+            let w = &c.config.workload;
+            match w.rate {
+                Some(_) => w.max_concurrency.unwrap_or(w.num_requests),
+                None => w.concurrency,
+            }
+        })
+        .max();
+    if let Some(w) = most.and_then(|n| servegate::limits::concurrency_warning(n as u64, open_files))
+    {
+        eprintln!("{w}");
+    }
     if cases.is_empty() {
         eprintln!("error: no case matches {}", filter.unwrap_or("(all)"));
         return ExitCode::from(CONFIG_ERROR);
@@ -733,8 +756,13 @@ fn run(
         };
         dir.join(format!("run-{}.json", started.format("%Y%m%d-%H%M%S")))
     });
-    match report::write_json_atomic(&path, &results) {
-        Ok(()) => println!("results: {}", path.display()),
+    match report::write_json_keeping(&path, &results) {
+        Ok(written) if written == path => println!("results: {}", path.display()),
+        Ok(written) => eprintln!(
+            "warning: could not write {}; the results were saved to {}",
+            path.display(),
+            written.display()
+        ),
         Err(e) => eprintln!("warning: could not write {}: {e:#}", path.display()),
     }
     let summary = report::markdown::run_summary(&results);
@@ -885,6 +913,9 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
             scenarios: results,
         })
     });
+    // Closing the runtime closes every connection it held, so the results
+    // file can be written even when the run used every file allowed.
+    drop(rt);
     let file = match outcome {
         Ok(f) => f,
         Err(e) => {
@@ -897,11 +928,21 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
         println!("{errors}");
     }
     if let Some(path) = &args.output {
-        if let Err(e) = report::write_json_atomic(path, &file) {
-            eprintln!("error: cannot write {}: {e:#}", path.display());
-            return ExitCode::FAILURE;
+        match report::write_json_keeping(path, &file) {
+            Ok(written) if written == *path => println!("results: {}", path.display()),
+            Ok(written) => {
+                eprintln!(
+                    "error: cannot write {}; the results were saved to {}",
+                    path.display(),
+                    written.display()
+                );
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e:#}", path.display());
+                return ExitCode::FAILURE;
+            }
         }
-        println!("results: {}", path.display());
     }
     if let Some(panic) = file.panic() {
         eprintln!("error: {panic}");
@@ -954,6 +995,8 @@ fn sim(args: &SimArgs, root: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(CONFIG_ERROR);
         }
     };
+    // `servegate sim &` in a script starts with SIGINT ignored: handle it.
+    servegate::target::process::default_sigint();
     match SimServer::start_with(params, &args.model, (args.host, args.port).into(), true) {
         Ok(server) => {
             eprintln!(

@@ -9,6 +9,7 @@
 
 mod common;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -673,6 +674,46 @@ fn ctrl_c_stops_the_servers_and_exits_130() {
 #[test]
 fn sigterm_from_a_test_runner_timeout_stops_the_servers() {
     interrupt_run(nix::sys::signal::Signal::SIGTERM);
+}
+
+#[test]
+fn sighup_from_a_closed_terminal_stops_the_servers() {
+    interrupt_run(nix::sys::signal::Signal::SIGHUP);
+}
+
+/// SIGKILL gives servegate no chance to clean up: its guardian process
+/// sees it gone and stops the server group (SIGTERM, 5 s, SIGKILL).
+#[test]
+fn sigkill_of_servegate_still_stops_the_servers() {
+    let t = TestProject::candidate_script("ready_timeout_s = 60\nstop_timeout_s = 30");
+    t.script(
+        "serve.sh",
+        "trap '' TERM\necho $$ > pid\n(exec sleep 60) &\nsleep 60",
+    );
+    let mut child = Command::new(SERVEGATE)
+        .arg("--root")
+        .arg(t.root())
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = t.read_pid("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9));
+    // The server ignores SIGTERM: gone after the guardian's grace and SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !group_members(server).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_group_gone(server);
+    t.assert_nothing_left();
 }
 
 #[test]

@@ -200,6 +200,36 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result
     write_atomic(path, &bytes)
 }
 
+/// Writes `value` as JSON to `path` atomically, never losing it to a
+/// passing failure: a write that fails (a full open-file table, say) is
+/// retried a few times; if `path` still cannot be written, the results go
+/// to a file in the temporary folder instead. Returns where they went.
+pub fn write_json_keeping<T: Serialize>(
+    path: &Path,
+    value: &T,
+) -> anyhow::Result<std::path::PathBuf> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    let mut last = None;
+    for attempt in 0..4 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(250 * attempt));
+        }
+        match write_atomic(path, &bytes) {
+            Ok(()) => return Ok(path.to_path_buf()),
+            Err(e) => last = Some(e),
+        }
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "results.json".into());
+    let fallback = std::env::temp_dir().join(format!("servegate-{}-{name}", std::process::id()));
+    write_atomic(&fallback, &bytes)
+        .map(|()| fallback)
+        .map_err(|e| e.context(last.expect("a failed attempt")))
+}
+
 /// Writes `bytes` to `path` atomically (see `write_json_atomic`); the file
 /// is readable by everyone, like one written in place.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
@@ -449,5 +479,29 @@ pub(crate) mod fixtures {
             suites: Vec::new(),
             quality: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod write_tests {
+    use super::*;
+
+    /// A results file that cannot be written where asked goes elsewhere,
+    /// and the caller learns where: measurements are never dropped.
+    #[test]
+    fn unwritable_results_are_kept_in_the_temporary_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("out.json");
+        assert_eq!(write_json_keeping(&ok, &vec![1, 2]).unwrap(), ok);
+        // A file where a folder should be: the path can never be written.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "x").unwrap();
+        let bad = blocker.join("out.json");
+        let went = write_json_keeping(&bad, &vec![3, 4]).unwrap();
+        assert_ne!(went, bad);
+        let back: Vec<i32> =
+            serde_json::from_str(&std::fs::read_to_string(&went).unwrap()).unwrap();
+        assert_eq!(back, vec![3, 4]);
+        std::fs::remove_file(went).unwrap();
     }
 }

@@ -6,6 +6,7 @@
 //!   target starts once for all the cases of a run);
 //! - `shared`: servers kept up across processes (`servegate up` / `down`).
 
+mod guardian;
 pub mod placeholders;
 pub mod pool;
 pub mod process;

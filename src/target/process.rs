@@ -5,6 +5,9 @@
 //! also registered with a process-wide signal handler that stops them on
 //! SIGINT, SIGTERM or SIGHUP before servegate exits.
 //!
+//! A guardian process (`guardian`) stops them too when servegate dies
+//! without running any handler (SIGKILL).
+//!
 //! A descendant that leaves the group (`setsid`) escapes all of this; servers
 //! that fork workers normally keep the group.
 
@@ -89,6 +92,8 @@ impl ChildProcess {
                 grace: spec.grace,
                 log: Some(spec.log.clone()),
             });
+            // Even a SIGKILL of servegate must not leave the server running.
+            super::guardian::watch(child.id() as i32);
             child
         };
         let pgid = child.id() as i32;
@@ -390,16 +395,29 @@ pub fn register_group(pgid: i32, grace: Duration) {
         grace,
         log: None,
     });
+    super::guardian::watch(pgid);
 }
 
 pub fn unregister_group(pgid: i32) {
     registry().groups.retain(|g| g.pgid != pgid);
+    super::guardian::unwatch(pgid);
 }
 
 /// Removes `path` if servegate is interrupted.
 pub fn remove_on_interrupt(path: &Path) {
     install_signal_handler();
     registry().files.push(path.to_path_buf());
+}
+
+/// Lets SIGINT end the process again where it arrived ignored: a shell
+/// starts a background job (`servegate sim &`) with SIGINT ignored, though
+/// nobody asked for that. Other ignored signals (a wrapper's `trap '' TERM`)
+/// were asked for and stay as they are.
+pub fn default_sigint() {
+    // SAFETY: setting a signal's disposition to its default.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
 }
 
 pub fn keep_on_interrupt(path: &Path) {

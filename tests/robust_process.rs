@@ -1,0 +1,153 @@
+//! The process as scripts and CI use it: signals that arrive ignored, a
+//! small open-file limit, results that must survive both.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVEGATE: &str = env!("CARGO_BIN_EXE_servegate");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `servegate sim &` in a script: the shell starts it with SIGINT ignored,
+/// and `kill -INT` must still stop it.
+#[test]
+fn sim_in_the_background_of_a_script_stops_on_sigint() {
+    let port = free_port();
+    let script = format!(
+        "'{SERVEGATE}' sim --port {port} >/dev/null 2>&1 &\n\
+         pid=$!\n\
+         echo $pid\n\
+         i=0; while ! (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do i=$((i+1)); [ $i -gt 200 ] && exit 3; sleep 0.05; done\n\
+         kill -INT $pid\n\
+         i=0; while kill -0 $pid 2>/dev/null; do i=$((i+1)); if [ $i -gt 100 ]; then kill -9 $pid; exit 4; fi; sleep 0.05; done\n\
+         wait $pid; echo \"status $?\"\n"
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("status 130"), "{stdout}");
+}
+
+/// A soft open-file limit below the concurrency is raised to the hard limit
+/// at start, so every stream gets its socket.
+#[test]
+fn a_low_soft_open_file_limit_is_raised() {
+    let port = free_port();
+    let mut sim = Command::new(SERVEGATE)
+        .args([
+            "sim",
+            "--port",
+            &port.to_string(),
+            "--ttft-ms",
+            "50",
+            "--itl-ms",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.json");
+    std::fs::write(dir.path().join("p.json"), r#"{"short": ["Hello there"]}"#).unwrap();
+    let bench = format!(
+        "ulimit -S -n 64 && '{SERVEGATE}' bench --base-url http://127.0.0.1:{port} \
+         --prompts-file p.json --prompt-length short --concurrency 150 --max-tokens 4 \
+         --num-requests 150 --warmup 0 --output {}",
+        out_file.display()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&bench)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{all}");
+    assert!(!all.contains("Too many open files"), "{all}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    assert_eq!(saved["scenarios"][0]["summary"]["completed"], 150, "{all}");
+}
+
+/// A hard limit too small for the concurrency: servegate says so before it
+/// starts, the requests that get no socket fail with the reason, and the
+/// results are still written.
+#[test]
+fn a_hard_open_file_limit_too_small_warns_and_loses_nothing() {
+    let port = free_port();
+    let mut sim = Command::new(SERVEGATE)
+        .args([
+            "sim",
+            "--port",
+            &port.to_string(),
+            "--ttft-ms",
+            "200",
+            "--itl-ms",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.json");
+    std::fs::write(dir.path().join("p.json"), r#"{"short": ["Hello there"]}"#).unwrap();
+    let bench = format!(
+        "ulimit -n 80 && '{SERVEGATE}' bench --base-url http://127.0.0.1:{port} \
+         --prompts-file p.json --prompt-length short --concurrency 150 --max-tokens 4 \
+         --num-requests 150 --warmup 0 --output {}",
+        out_file.display()
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&bench)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stderr.contains("warning: concurrency 150 needs about 214 open files but the limit is 80"),
+        "{stderr}"
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).expect("results written"))
+            .unwrap();
+    let summary = &saved["scenarios"][0]["summary"];
+    let (completed, failed) = (
+        summary["completed"].as_u64().unwrap(),
+        summary["failed"].as_u64().unwrap(),
+    );
+    assert_eq!(completed + failed, 150, "{stdout}\n{stderr}");
+}
