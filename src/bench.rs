@@ -56,6 +56,7 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
         closed_loop(send(quiet), w.warmup as usize, concurrency as usize, 0.0).await;
     }
     let n = w.num_requests as usize;
+    let lag = crate::lag::Probe::start();
     let records = match w.rate {
         None => closed_loop(send(spec.clone()), n, w.concurrency as usize, w.ramp_up_s).await,
         Some(rate) => {
@@ -63,10 +64,9 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
             open_loop(send(spec.clone()), &arrivals, w.max_concurrency).await
         }
     };
-    BenchResult {
-        summary: Summary::from_records(&records, w.slo.as_ref()),
-        records,
-    }
+    let mut summary = Summary::from_records(&records, w.slo.as_ref());
+    summary.client_lag = lag.finish(summary.itl_ms.p50);
+    BenchResult { summary, records }
 }
 
 fn request_for(spec: &BenchSpec, i: usize) -> CompletionRequest {

@@ -18,6 +18,7 @@ pub mod gate;
 pub mod gatecheck;
 pub mod gpu;
 pub mod harness;
+pub mod lag;
 pub mod limits;
 pub mod metrics;
 pub mod quality;

@@ -684,6 +684,10 @@ fn run(
                     if let Some(lines) = report::console::error_lines(role, t) {
                         println!("{lines}");
                     }
+                    let label = format!("{role} `{}`", t.target);
+                    if let Some(w) = report::console::client_lag_warning(&label, &t.summary) {
+                        println!("{w}");
+                    }
                 }
                 if let Some(note) = report::console::inconclusive_note(&r) {
                     println!("{note}");
@@ -926,6 +930,11 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
     println!("{}", adhoc::table(&file.scenarios));
     if let Some(errors) = adhoc::error_report(&file.scenarios) {
         println!("{errors}");
+    }
+    for p in &file.scenarios {
+        if let Some(w) = report::console::client_lag_warning(&p.name, &p.summary) {
+            println!("{w}");
+        }
     }
     if let Some(path) = &args.output {
         match report::write_json_keeping(path, &file) {

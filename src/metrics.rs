@@ -291,6 +291,10 @@ pub struct Summary {
     pub tokens_from_tokenizer: usize,
     /// Requests whose token count fell back to counting stream events.
     pub tokens_from_events: usize,
+    /// How late the client's own timer ran during the phase; `saturated`
+    /// marks timings the client, not the server, held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_lag: Option<crate::lag::ClientLag>,
 }
 
 /// `x` per second of `duration_s`. Without a completed request nothing was
@@ -385,6 +389,7 @@ impl Summary {
                 .iter()
                 .filter(|r| r.token_source == TokenSource::Events)
                 .count(),
+            client_lag: None,
         }
     }
 

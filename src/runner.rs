@@ -413,7 +413,14 @@ fn target_report(
     let runs: Vec<&[RequestRecord]> = phases.iter().map(|p| p.records.as_slice()).collect();
     let summary = match phases.as_slice() {
         [one] => one.summary.clone(),
-        _ => Summary::from_runs(&runs, slo),
+        _ => Summary {
+            // The latest the client ran in any phase.
+            client_lag: phases
+                .iter()
+                .filter_map(|p| p.summary.client_lag)
+                .max_by(|a, b| a.p99_ms.total_cmp(&b.p99_ms)),
+            ..Summary::from_runs(&runs, slo)
+        },
     };
     let repeated = phases.len() > 1;
     TargetReport {

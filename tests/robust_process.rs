@@ -151,3 +151,77 @@ fn a_hard_open_file_limit_too_small_warns_and_loses_nothing() {
     );
     assert_eq!(completed + failed, 150, "{stdout}\n{stderr}");
 }
+
+/// 2,000 streams from one client on a small machine: every request is
+/// measured, and the results say whether the client kept up (the mark and
+/// the warning agree with the lateness measured).
+#[test]
+fn two_thousand_streams_are_measured_and_client_saturation_is_marked() {
+    let port = free_port();
+    let mut sim = Command::new(SERVEGATE)
+        .args([
+            "sim",
+            "--port",
+            &port.to_string(),
+            "--ttft-ms",
+            "50",
+            "--itl-ms",
+            "20",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.json");
+    std::fs::write(dir.path().join("p.json"), r#"{"short": ["Hello there"]}"#).unwrap();
+    let started = Instant::now();
+    let out = Command::new(SERVEGATE)
+        .args(["bench", "--base-url", &format!("http://127.0.0.1:{port}")])
+        .args(["--prompts-file", "p.json", "--prompt-length", "short"])
+        .args([
+            "--concurrency",
+            "2000",
+            "--num-requests",
+            "2000",
+            "--max-tokens",
+            "16",
+        ])
+        .args(["--warmup", "0", "--output"])
+        .arg(&out_file)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let wall = started.elapsed();
+    let _ = sim.kill();
+    let _ = sim.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let summary = &saved["scenarios"][0]["summary"];
+    assert_eq!(summary["completed"], 2000);
+    let lag = &summary["client_lag"];
+    let saturated = lag["saturated"]
+        .as_bool()
+        .expect("the client's lag is recorded");
+    assert_eq!(
+        saturated,
+        stdout.contains("could not keep up"),
+        "the warning follows the mark: {stdout}"
+    );
+    println!(
+        "2000 streams: {:.1} s, client lag p99 {:.1} ms (max {:.1}), saturated: {saturated}, \
+         TTFT p50 {:.0} ms (server: 50), ITL p50 {:.2} ms (server: 20)",
+        wall.as_secs_f64(),
+        lag["p99_ms"].as_f64().unwrap(),
+        lag["max_ms"].as_f64().unwrap(),
+        saved["scenarios"][0]["ttft_p50_ms"].as_f64().unwrap(),
+        saved["scenarios"][0]["itl_p50_ms"].as_f64().unwrap(),
+    );
+}

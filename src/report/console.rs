@@ -232,6 +232,20 @@ pub fn failure_message(report: &CaseReport) -> String {
     msg
 }
 
+/// A warning when the client itself could not keep up while measuring a
+/// target: its timestamps, not the server, set the figures.
+pub fn client_lag_warning(label: &str, summary: &Summary) -> Option<String> {
+    let lag = summary.client_lag.filter(|l| l.saturated)?;
+    Some(format!(
+        "warning: servegate could not keep up while measuring {label}: its timer ran late by \
+         {:.1} ms at p99 ({:.1} ms at most) against an ITL p50 of {}; TTFT reads high and token \
+         gaps bunch up (fewer streams per client, or a faster machine for the client)",
+        lag.p99_ms,
+        lag.max_ms,
+        with_unit(summary.itl_ms.p50, " ms")
+    ))
+}
+
 /// Why gate rows could not be measured (each distinct reason once), if any did not.
 pub fn unmeasured_note(rows: &[GateRow]) -> Option<String> {
     let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();

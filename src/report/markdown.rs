@@ -119,6 +119,10 @@ pub fn run_summary(results: &RunResults) -> String {
             }
         }
         for (role, tr) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
+            let label = format!("{role} `{}`", tr.target);
+            if let Some(w) = super::console::client_lag_warning(&label, &tr.summary) {
+                let _ = writeln!(out, "\n⚠️ {}", cell(&w));
+            }
             let failed: usize = tr.errors.values().sum();
             if failed == 0 {
                 continue;
