@@ -80,6 +80,7 @@ fn request_for(spec: &BenchSpec, i: usize) -> CompletionRequest {
         min_tokens: w.min_tokens,
         temperature: w.temperature,
         ignore_eos: w.ignore_eos,
+        timeout: Some(Duration::from_secs_f64(w.request_timeout_s)),
     }
 }
 
@@ -94,6 +95,8 @@ async fn measure(
     let request = request_for(spec, i);
     let timeout = Duration::from_secs_f64(spec.workload.request_timeout_s);
     let start = phase_start.elapsed();
+    // The client ends the request, body included, at `request.timeout`; this
+    // bound stays so that no client change can make a request outlive it.
     let outcome = match tokio::time::timeout(timeout, client.complete(&request)).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Failure {

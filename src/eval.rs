@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::Client;
+use crate::client::{Client, Limits};
 use crate::config::{self, Baseline, CaseConfig, DataPaths};
 use crate::discover::{Case, Project};
 use crate::gate::quality::{self as qgate, MetricScores, Paired, QualityRow, TaskScores};
@@ -706,6 +706,8 @@ pub struct AdhocEval {
     pub data_dir: Option<PathBuf>,
     pub concurrency: u32,
     pub api_key: Option<String>,
+    /// Seconds one scoring request (and the model lookup) may take, answer included.
+    pub timeout_s: f64,
 }
 
 /// Runs an ad-hoc evaluation. Without a baseline there is nothing to gate:
@@ -718,6 +720,11 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
     c.tokenizer = spec.tokenizer.clone();
     c.data_dir = spec.data_dir.clone();
     c.scoring.concurrency = spec.concurrency;
+    let timeout = match Duration::try_from_secs_f64(spec.timeout_s) {
+        Ok(t) if !t.is_zero() => t,
+        _ => return Err("the scoring timeout must be a positive number of seconds".into()),
+    };
+    c.scoring.timeout_s = spec.timeout_s;
     c.gate.quality.max_drop = Some(spec.tolerance);
     c.gate.quality.two_sided = Some(spec.two_sided);
     for task in &c.tasks {
@@ -736,7 +743,12 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
         let name = name.to_string();
         let key = spec.api_key.clone();
         async move {
-            let client = Client::new(&url, key).map_err(|e| format!("{url}: {e}"))?;
+            let client = Client::new(&url, key)
+                .map_err(|e| format!("{url}: {e}"))?
+                .with_limits(Limits {
+                    timeout,
+                    ..Limits::default()
+                });
             let model = match model {
                 Some(m) => m,
                 None => client.first_model().await?,

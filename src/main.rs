@@ -43,7 +43,7 @@ use clap::{Parser, Subcommand};
 
 use servegate::adhoc::{self, BenchFile, Grid};
 use servegate::calibrate;
-use servegate::client::Client;
+use servegate::client::{Client, Limits};
 use servegate::config::{CaseConfig, CaseKind, Endpoint, SimSpec, WorkloadConfig};
 use servegate::discover::{Case, Project};
 use servegate::environment::Environment;
@@ -254,6 +254,9 @@ struct EvalArgs {
     /// Environment variable holding an API key.
     #[arg(long)]
     api_key_env: Option<String>,
+    /// Seconds one scoring request may take, answer included (`[scoring] timeout_s`).
+    #[arg(long, env = "SERVEGATE_SCORING_TIMEOUT", default_value_t = 120.0)]
+    timeout: f64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -310,6 +313,10 @@ struct BenchArgs {
     /// Environment variable holding an API key.
     #[arg(long)]
     api_key_env: Option<String>,
+    /// Seconds a request may take, response body included; a stalled or
+    /// trickling one then fails as a timeout (also bounds the model lookup).
+    #[arg(long, env = "SERVEGATE_REQUEST_TIMEOUT", default_value_t = 120.0)]
+    request_timeout: f64,
 }
 
 #[derive(clap::Args)]
@@ -866,6 +873,10 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
     if args.rate.is_some_and(|r| !positive(r)) || !positive(args.burstiness) {
         return usage_error("--rate and --burstiness must be positive".into());
     }
+    let request_timeout = match std::time::Duration::try_from_secs_f64(args.request_timeout) {
+        Ok(t) if !t.is_zero() => t,
+        _ => return usage_error("--request-timeout must be a positive number of seconds".into()),
+    };
     if args.concurrency.contains(&0) || args.max_tokens.contains(&0) || args.num_requests == 0 {
         return usage_error(
             "--concurrency, --max-tokens and --num-requests must be at least 1".into(),
@@ -884,7 +895,10 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
     };
     let rt = runtime();
     let outcome: anyhow::Result<BenchFile> = rt.block_on(async {
-        let client = Client::new(&args.base_url, api_key)?;
+        let client = Client::new(&args.base_url, api_key)?.with_limits(Limits {
+            timeout: request_timeout,
+            ..Limits::default()
+        });
         client
             .wait_ready("/v1/models", std::time::Duration::from_secs(10))
             .await
@@ -903,6 +917,7 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
                 num_requests: args.num_requests,
                 rate: args.rate,
                 burstiness: args.burstiness,
+                request_timeout_s: request_timeout.as_secs_f64(),
                 ..WorkloadConfig::default()
             },
         };
@@ -1442,6 +1457,7 @@ fn eval(args: &EvalArgs, root: Option<PathBuf>) -> ExitCode {
         data_dir: args.data_dir.clone().or_else(|| eval_data_dir(root)),
         concurrency: args.concurrency,
         api_key,
+        timeout_s: args.timeout,
     };
     let report = match runtime().block_on(servegate::eval::adhoc(&spec)) {
         Ok(r) => r,

@@ -307,6 +307,11 @@ fn rate(x: f64, duration_s: f64, completed: usize) -> f64 {
     }
 }
 
+/// Σ of token counts, stopping at `u64::MAX` instead of wrapping.
+pub fn saturating_sum(counts: impl IntoIterator<Item = u64>) -> u64 {
+    counts.into_iter().fold(0, u64::saturating_add)
+}
+
 /// Most intervals `[start_s, end_s]` overlapping at one instant.
 pub fn peak_concurrency(records: &[RequestRecord]) -> usize {
     let mut edges: Vec<(f64, i32)> = records
@@ -340,8 +345,10 @@ impl Summary {
         } else {
             (last - first).max(0.0)
         };
-        let total_output_tokens: u64 = ok.iter().map(|r| r.output_tokens).sum();
-        let total_input_tokens: u64 = ok.iter().filter_map(|r| r.input_tokens).sum();
+        // Saturating: counts read back from a results file are not checked
+        // by the client, and `sum` would panic (debug) or wrap (release).
+        let total_output_tokens = saturating_sum(ok.iter().map(|r| r.output_tokens));
+        let total_input_tokens = saturating_sum(ok.iter().filter_map(|r| r.input_tokens));
         let mut errors_by_kind = BTreeMap::new();
         for r in records.iter().filter(|r| !r.ok()) {
             let kind = r.error_kind.map(ErrorKind::name).unwrap_or("stream");
@@ -361,7 +368,9 @@ impl Summary {
             total_output_tokens,
             total_input_tokens,
             throughput_total: per_second(total_output_tokens as f64),
-            total_token_throughput: per_second((total_output_tokens + total_input_tokens) as f64),
+            total_token_throughput: per_second(
+                total_output_tokens.saturating_add(total_input_tokens) as f64,
+            ),
             request_throughput: per_second(ok.len() as f64),
             goodput: slo.map(|slo| per_second(ok.iter().filter(|r| r.meets(slo)).count() as f64)),
             ttft_ms: Distribution::of(ok.iter().filter_map(|r| r.ttft_s()).map(ms)),
@@ -409,8 +418,11 @@ impl Summary {
         let per_second = |x: f64| rate(x, duration_s, pooled.completed);
         pooled.duration_s = duration_s;
         pooled.throughput_total = per_second(pooled.total_output_tokens as f64);
-        pooled.total_token_throughput =
-            per_second((pooled.total_output_tokens + pooled.total_input_tokens) as f64);
+        pooled.total_token_throughput = per_second(
+            pooled
+                .total_output_tokens
+                .saturating_add(pooled.total_input_tokens) as f64,
+        );
         pooled.request_throughput = per_second(pooled.completed as f64);
         pooled.goodput = slo.map(|_| {
             per_second(
@@ -634,6 +646,23 @@ mod tests {
         let itl: Vec<f64> = r.itl_s().collect();
         assert!((itl[0] - 0.05).abs() < 1e-12 && (itl[1] - 0.1).abs() < 1e-12);
         assert_eq!(rec(0.0, &[0.1], 1).tpot_s(), None);
+    }
+
+    /// Counts from a results file written by anything: huge ones saturate, never wrap or panic.
+    #[test]
+    fn token_totals_saturate() {
+        let mut huge = rec(0.0, &[0.1, 0.2], u64::MAX);
+        huge.input_tokens = Some(u64::MAX);
+        let records = vec![huge.clone(), huge, rec(0.0, &[0.1], 3)];
+        let s = Summary::from_records(&records, None);
+        assert_eq!(s.total_output_tokens, u64::MAX);
+        assert_eq!(s.total_input_tokens, u64::MAX);
+        assert!(s.total_token_throughput.is_finite());
+        let runs: [&[RequestRecord]; 2] = [&records, &records];
+        assert_eq!(
+            Summary::from_runs(&runs, None).total_output_tokens,
+            u64::MAX
+        );
     }
 
     #[test]

@@ -431,6 +431,7 @@ fn a_server_without_prompt_logprobs_is_an_error_not_chance() {
         data_dir: Some(repo().join("datasets")),
         concurrency: 2,
         api_key: None,
+        timeout_s: 120.0,
     };
     let e = rt.block_on(eval::adhoc(&spec)).unwrap_err();
     assert!(e.contains("ignores `echo`"), "{e}");

@@ -50,11 +50,16 @@ async fn stream(url: &str, path: &str, body: Value) -> Vec<(Duration, String)> {
     let mut out = Vec::new();
     while let Some(chunk) = bytes.next().await {
         let at = sent.elapsed();
-        for p in dec.feed(&chunk.unwrap()) {
+        for p in dec.feed(&chunk.unwrap()).unwrap() {
             out.push((at, p));
         }
     }
-    out.extend(dec.finish().into_iter().map(|p| (sent.elapsed(), p)));
+    out.extend(
+        dec.finish()
+            .unwrap()
+            .into_iter()
+            .map(|p| (sent.elapsed(), p)),
+    );
     out
 }
 

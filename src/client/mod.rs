@@ -11,7 +11,39 @@ use serde_json::{json, Value};
 
 use crate::config::Endpoint;
 use crate::metrics::{ErrorKind, TokenSource};
-pub use sse::SseDecoder;
+pub use sse::{SseDecoder, SseError, DEFAULT_MAX_LINE_BYTES};
+
+/// The largest response body (a whole stream included) a client accepts
+/// unless told otherwise: far beyond any real completion, far below what
+/// would exhaust the machine.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// The limit of a request that names none (the model list).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Usage beyond this is not a count a server could have produced.
+const MAX_PLAUSIBLE_TOKENS: u64 = u32::MAX as u64;
+
+/// What a client accepts from a server.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    /// Largest response body, in bytes.
+    pub max_response_bytes: usize,
+    /// Longest stream line (and event), in bytes.
+    pub max_line_bytes: usize,
+    /// Whole-request limit (headers and body) of requests that name none.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
 
 /// One HTTP client (one connection pool) per target.
 #[derive(Clone)]
@@ -19,6 +51,7 @@ pub struct Client {
     http: reqwest::Client,
     base_url: reqwest::Url,
     api_key: Option<String>,
+    limits: Limits,
 }
 
 /// Why a plain JSON request failed.
@@ -39,6 +72,8 @@ pub struct CompletionRequest {
     pub min_tokens: Option<u32>,
     pub temperature: f64,
     pub ignore_eos: bool,
+    /// Whole-request limit, body included (the client's own limit when `None`).
+    pub timeout: Option<Duration>,
 }
 
 /// What one successful request observed.
@@ -156,6 +191,11 @@ pub struct Chunk {
 /// Parses one SSE payload. A payload that is not JSON, or that carries an
 /// `error` object, fails the request.
 pub fn parse_chunk(payload: &str) -> Result<Chunk, Failure> {
+    parse_chunk_quoting(payload, None)
+}
+
+/// [`parse_chunk`], with `secret` removed from any text it quotes.
+fn parse_chunk_quoting(payload: &str, secret: Option<&str>) -> Result<Chunk, Failure> {
     let payload = payload.trim();
     if payload == "[DONE]" {
         return Ok(Chunk {
@@ -166,13 +206,16 @@ pub fn parse_chunk(payload: &str) -> Result<Chunk, Failure> {
     let body: Body = serde_json::from_str(payload).map_err(|e| {
         Failure::new(
             ErrorKind::Stream,
-            format!("malformed event ({e}): {}", snippet(payload)),
+            format!("malformed event ({e}): {}", quote(payload, secret)),
         )
     })?;
     if let Some(err) = body.error {
         return Err(Failure::new(
             ErrorKind::Stream,
-            format!("server error in stream: {}", snippet(&err.to_string())),
+            format!(
+                "server error in stream: {}",
+                quote(&err.to_string(), secret)
+            ),
         ));
     }
     let mut chunk = Chunk {
@@ -215,7 +258,18 @@ impl Client {
             http,
             base_url,
             api_key,
+            limits: Limits::default(),
         })
+    }
+
+    /// The same client with other limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn url(&self, path: &str) -> reqwest::Url {
@@ -228,6 +282,17 @@ impl Client {
         &self.base_url
     }
 
+    /// `text` with the API key replaced by `[redacted]`: a server may quote
+    /// the Authorization header back, and messages end up in reports.
+    pub fn redact(&self, text: &str) -> String {
+        redact(text, self.api_key.as_deref())
+    }
+
+    /// The start of a server's text, for a message, without the API key.
+    fn quote(&self, text: &str) -> String {
+        quote(text, self.api_key.as_deref())
+    }
+
     fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.api_key {
             Some(key) => req.bearer_auth(key),
@@ -235,48 +300,117 @@ impl Client {
         }
     }
 
-    /// Polls `path` until it answers 200, or `timeout` passes.
+    /// Polls `path` until it answers ready (see [`Client::probe_ready`]), or `timeout` passes.
     pub async fn wait_ready(&self, path: &str, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no answer yet");
-        while Instant::now() < deadline {
-            let probe = self
-                .authorize(self.http.get(self.url(path)))
-                .timeout(Duration::from_secs(2));
-            match probe.send().await {
-                Ok(r) if r.status().is_success() => return Ok(()),
-                Ok(r) => last = format!("HTTP {}", r.status()),
-                Err(e) => last = e.to_string(),
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            match self.probe_ready(path, left.min(PROBE_TIMEOUT)).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(50))).await;
         }
         Err(format!(
-            "{} did not answer 200 within {:.1} s (last: {last})",
+            "{} not ready within {:.1} s (last: {last})",
             self.url(path),
             timeout.as_secs_f64()
         ))
     }
 
-    /// The first model `/v1/models` lists.
+    /// One readiness probe, headers and body within `timeout`. `/v1/models`
+    /// must answer a JSON model list: a proxy's or a half-started server's
+    /// HTML page with status 200 is not an OpenAI server. Other paths
+    /// (`/health`) need only a success status.
+    pub async fn probe_ready(&self, path: &str, timeout: Duration) -> Result<(), String> {
+        let wants_models = path.trim_matches('/') == "v1/models";
+        let probe = async {
+            let response = self
+                .authorize(self.http.get(self.url(path)))
+                .send()
+                .await
+                .map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(format!("HTTP {status}"));
+            }
+            if !wants_models {
+                return Ok(());
+            }
+            let body = read_limited(response, self.limits.max_response_bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            if is_model_list(&body) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "answered {} but not a JSON model list: {}",
+                    status.as_u16(),
+                    self.quote(&String::from_utf8_lossy(&body))
+                ))
+            }
+        };
+        match tokio::time::timeout(timeout, probe).await {
+            Ok(outcome) => outcome.map_err(|e| self.redact(&e)),
+            Err(_) => Err(format!(
+                "no complete answer within {:.1} s",
+                timeout.as_secs_f64()
+            )),
+        }
+    }
+
+    /// The first model `/v1/models` lists. Headers and body within the client's timeout.
     pub async fn first_model(&self) -> Result<String, String> {
-        let response = self
-            .authorize(self.http.get(self.url("v1/models")))
-            .send()
-            .await
-            .map_err(|e| format!("GET /v1/models: {e}"))?;
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| format!("GET /v1/models: {e}"))?;
+        let timeout = self.limits.timeout;
+        let fetch = async {
+            let response = self
+                .authorize(self.http.get(self.url("v1/models")))
+                .send()
+                .await
+                .map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = read_prefix(response, ERROR_BODY_BYTES).await;
+                return Err(format!(
+                    "HTTP {}: {}",
+                    status.as_u16(),
+                    error_text(&self.redact(&text))
+                ));
+            }
+            let body = read_limited(response, self.limits.max_response_bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            serde_json::from_slice::<Value>(&body).map_err(|e| {
+                format!(
+                    "the answer is not JSON ({e}): {}",
+                    self.quote(&String::from_utf8_lossy(&body))
+                )
+            })
+        };
+        let body = match tokio::time::timeout(timeout, fetch).await {
+            Ok(outcome) => outcome.map_err(|e| format!("GET /v1/models: {}", self.redact(&e)))?,
+            Err(_) => {
+                return Err(format!(
+                    "GET /v1/models: no complete answer within {:.1} s",
+                    timeout.as_secs_f64()
+                ))
+            }
+        };
         body["data"][0]["id"]
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| "GET /v1/models listed no model; pass --model".to_string())
     }
 
-    /// Posts a JSON body and reads a JSON answer (no timing, no streaming).
+    /// Posts a JSON body and reads a JSON answer (no timing, no streaming),
+    /// headers and body within `timeout`.
     /// A failure says whether trying again may help (connection errors,
-    /// timeouts, 429 and 5xx) or not (any other status, a body that is not JSON).
+    /// timeouts, 429 and 5xx) or not (any other status, a body that is not
+    /// JSON or too large).
     pub async fn post_json(
         &self,
         path: &str,
@@ -287,40 +421,83 @@ impl Client {
             .authorize(self.http.post(self.url(path)))
             .timeout(timeout)
             .json(body);
-        let response = request.send().await.map_err(|e| PostFailure {
-            retryable: true,
-            message: format!("POST {path}: {e}"),
-        })?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| PostFailure {
-            retryable: true,
-            message: format!("POST {path}: reading the answer: {e}"),
-        })?;
-        if !status.is_success() {
-            return Err(PostFailure {
-                retryable: status.as_u16() == 429 || status.is_server_error(),
+        let exchange = async {
+            let response = request.send().await.map_err(|e| PostFailure {
+                retryable: true,
+                message: format!("POST {path}: {e}"),
+            })?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = read_prefix(response, ERROR_BODY_BYTES).await;
+                return Err(PostFailure {
+                    retryable: status.as_u16() == 429 || status.is_server_error(),
+                    message: format!(
+                        "POST {path}: HTTP {}: {}",
+                        status.as_u16(),
+                        error_text(&self.redact(&text))
+                    ),
+                });
+            }
+            let text = read_limited(response, self.limits.max_response_bytes)
+                .await
+                .map_err(|e| PostFailure {
+                    retryable: !matches!(e, BodyError::TooLarge(_)),
+                    message: format!("POST {path}: reading the answer: {e}"),
+                })?;
+            serde_json::from_slice(&text).map_err(|e| PostFailure {
+                retryable: false,
                 message: format!(
-                    "POST {path}: HTTP {}: {}",
-                    status.as_u16(),
-                    error_text(&text)
+                    "POST {path}: the answer is not JSON ({e}): {}",
+                    self.quote(&String::from_utf8_lossy(&text))
                 ),
-            });
-        }
-        serde_json::from_str(&text).map_err(|e| PostFailure {
-            retryable: false,
-            message: format!(
-                "POST {path}: the answer is not JSON ({e}): {}",
-                snippet(&text)
-            ),
+            })
+        };
+        // reqwest's own limit covers the body too; this one also bounds a
+        // server that trickles bytes forever, whatever reqwest does.
+        let outcome = match tokio::time::timeout(timeout, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(PostFailure {
+                retryable: true,
+                message: format!(
+                    "POST {path}: no complete answer within {:.1} s",
+                    timeout.as_secs_f64()
+                ),
+            }),
+        };
+        outcome.map_err(|f| PostFailure {
+            message: self.redact(&f.message),
+            ..f
         })
     }
 
-    /// Sends one request and times it.
+    /// Sends one request and times it. The whole exchange, body included,
+    /// ends within the request's timeout.
     pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, Failure> {
+        let timeout = req.timeout.unwrap_or(self.limits.timeout);
         let request = self
             .authorize(self.http.post(self.url(endpoint_path(req.endpoint))))
             .json(&request_body(req));
         let sent = Instant::now();
+        let outcome = match tokio::time::timeout(timeout, self.exchange(request, req, sent)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Failure::new(
+                ErrorKind::Timeout,
+                format!("timed out after {:.1} s", timeout.as_secs_f64()),
+            )),
+        };
+        // Whatever a server said, its key goes no further than this client.
+        outcome.map_err(|f| Failure {
+            message: self.redact(&f.message),
+            ..f
+        })
+    }
+
+    async fn exchange(
+        &self,
+        request: reqwest::RequestBuilder,
+        req: &CompletionRequest,
+        sent: Instant,
+    ) -> Result<Completion, Failure> {
         let response = request.send().await.map_err(|e| {
             let kind = if e.is_timeout() {
                 ErrorKind::Timeout
@@ -331,7 +508,7 @@ impl Client {
         })?;
         let status = response.status();
         if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
+            let text = read_prefix(response, ERROR_BODY_BYTES).await;
             let kind = if status.is_server_error() {
                 ErrorKind::Http5xx
             } else {
@@ -339,53 +516,120 @@ impl Client {
             };
             return Err(Failure::new(
                 kind,
-                format!("HTTP {}: {}", status.as_u16(), error_text(&text)),
+                format!(
+                    "HTTP {}: {}",
+                    status.as_u16(),
+                    error_text(&self.redact(&text))
+                ),
             ));
         }
         if req.stream {
-            read_stream(response, sent).await
+            self.read_stream(response, req, sent).await
         } else {
-            read_whole(response, sent).await
+            self.read_whole(response, req, sent).await
         }
     }
-}
 
-async fn read_stream(response: reqwest::Response, sent: Instant) -> Result<Completion, Failure> {
-    let mut body = response.bytes_stream();
-    let mut decoder = SseDecoder::new();
-    let mut acc = Accumulator::default();
-    while let Some(piece) = body.next().await {
-        // Timestamp on arrival, before any decoding work.
+    async fn read_stream(
+        &self,
+        response: reqwest::Response,
+        req: &CompletionRequest,
+        sent: Instant,
+    ) -> Result<Completion, Failure> {
+        let max = self.limits.max_response_bytes;
+        if response.content_length().is_some_and(|n| n > max as u64) {
+            return Err(Failure::new(ErrorKind::Stream, too_large(max)));
+        }
+        let secret = self.api_key.as_deref();
+        let mut body = response.bytes_stream();
+        let mut decoder = SseDecoder::with_max_line(self.limits.max_line_bytes);
+        let mut acc = Accumulator::default();
+        let mut received = 0usize;
+        // The first bytes, to show what a body without events was instead
+        // (an HTML page, a JSON error with status 200).
+        let mut head = Vec::new();
+        while let Some(piece) = body.next().await {
+            // Timestamp on arrival, before any decoding work.
+            let arrived = sent.elapsed();
+            let bytes = piece.map_err(|e| {
+                Failure::new(
+                    ErrorKind::Connection,
+                    format!("stream broke after {} events: {e}", acc.times.len()),
+                )
+            })?;
+            // An endless stream fails here, not when memory runs out.
+            received = received.saturating_add(bytes.len());
+            if received > max {
+                return Err(Failure::new(
+                    ErrorKind::Stream,
+                    format!("{} (after {} events)", too_large(max), acc.times.len()),
+                ));
+            }
+            if head.len() < STREAM_HEAD_BYTES {
+                head.extend(bytes.iter().take(STREAM_HEAD_BYTES - head.len()));
+            }
+            let payloads = decoder
+                .feed(&bytes)
+                .map_err(|e| Failure::new(ErrorKind::Stream, e.to_string()))?;
+            for payload in payloads {
+                acc.add(parse_chunk_quoting(&payload, secret)?, arrived);
+            }
+        }
+        let payloads = decoder
+            .finish()
+            .map_err(|e| Failure::new(ErrorKind::Stream, e.to_string()))?;
+        for payload in payloads {
+            acc.add(parse_chunk_quoting(&payload, secret)?, sent.elapsed());
+        }
+        let no_events = acc.times.is_empty();
+        acc.finish(req.max_tokens).map_err(|mut f| {
+            if no_events && !head.is_empty() {
+                let began = quote(&String::from_utf8_lossy(&head), secret);
+                f.message.push_str(&format!("; the body began: {began}"));
+            }
+            f
+        })
+    }
+
+    async fn read_whole(
+        &self,
+        response: reqwest::Response,
+        req: &CompletionRequest,
+        sent: Instant,
+    ) -> Result<Completion, Failure> {
+        let bytes = read_limited(response, self.limits.max_response_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge(_) => Failure::new(ErrorKind::Stream, e.to_string()),
+                BodyError::Broken(e) => {
+                    Failure::new(ErrorKind::Connection, format!("response broke: {e}"))
+                }
+            })?;
         let arrived = sent.elapsed();
-        let bytes = piece.map_err(|e| {
-            Failure::new(
-                ErrorKind::Connection,
-                format!("stream broke after {} events: {e}", acc.times.len()),
-            )
-        })?;
-        for payload in decoder.feed(&bytes) {
-            acc.add(parse_chunk(&payload)?, arrived);
-        }
+        parse_whole(&bytes, arrived, req.max_tokens, self.api_key.as_deref())
     }
-    for payload in decoder.finish() {
-        acc.add(parse_chunk(&payload)?, sent.elapsed());
-    }
-    acc.finish()
 }
 
-async fn read_whole(response: reqwest::Response, sent: Instant) -> Result<Completion, Failure> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| Failure::new(ErrorKind::Connection, format!("response broke: {e}")))?;
-    let arrived = sent.elapsed();
-    let text = String::from_utf8_lossy(&bytes);
+/// Reads a non-streamed answer received at `arrived`.
+fn parse_whole(
+    bytes: &[u8],
+    arrived: Duration,
+    max_tokens: u32,
+    secret: Option<&str>,
+) -> Result<Completion, Failure> {
+    let text = String::from_utf8_lossy(bytes);
     let body: Body = serde_json::from_str(&text).map_err(|e| {
         Failure::new(
             ErrorKind::Stream,
-            format!("malformed response ({e}): {}", snippet(&text)),
+            format!("malformed response ({e}): {}", quote(&text, secret)),
         )
     })?;
+    if let Some(err) = body.error {
+        return Err(Failure::new(
+            ErrorKind::Stream,
+            format!("server error: {}", quote(&err.to_string(), secret)),
+        ));
+    }
     let choice = body
         .choices
         .first()
@@ -396,6 +640,8 @@ async fn read_whole(response: reqwest::Response, sent: Instant) -> Result<Comple
         .or_else(|| choice.message.as_ref().and_then(|m| m.content.clone()))
         .unwrap_or_default();
     let usage_tokens = body.usage.and_then(|u| u.completion_tokens);
+    let prompt_tokens = body.usage.and_then(|u| u.prompt_tokens);
+    check_usage(usage_tokens, prompt_tokens, max_tokens)?;
     Ok(Completion {
         event_times: vec![arrived],
         event_tokens: Vec::new(),
@@ -405,9 +651,111 @@ async fn read_whole(response: reqwest::Response, sent: Instant) -> Result<Comple
         } else {
             TokenSource::Events
         },
-        prompt_tokens: body.usage.and_then(|u| u.prompt_tokens),
+        prompt_tokens,
         text: generated,
     })
+}
+
+/// Usage no server could have meant fails the request: more completion
+/// tokens than `max_tokens` allowed (exactly `max_tokens` is normal), or a
+/// count no model produces. Trusted, it would pass a broken server and wrap
+/// totals.
+fn check_usage(
+    completion: Option<u64>,
+    prompt: Option<u64>,
+    max_tokens: u32,
+) -> Result<(), Failure> {
+    let implausible = |what: &str, n: u64| {
+        Err(Failure::new(
+            ErrorKind::Stream,
+            format!("implausible usage: {n} {what} tokens"),
+        ))
+    };
+    if let Some(n) = completion {
+        if max_tokens > 0 && n > u64::from(max_tokens) {
+            return Err(Failure::new(
+                ErrorKind::Stream,
+                format!("usage reports {n} completion tokens, more than max_tokens = {max_tokens}"),
+            ));
+        }
+        if n > MAX_PLAUSIBLE_TOKENS {
+            return implausible("completion", n);
+        }
+    }
+    match prompt {
+        Some(n) if n > MAX_PLAUSIBLE_TOKENS => implausible("prompt", n),
+        _ => Ok(()),
+    }
+}
+
+/// Time allowed for one readiness probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How much of a stream is kept to quote when it carried no event.
+const STREAM_HEAD_BYTES: usize = 256;
+
+/// How much of an error answer is read: enough to quote, never a flood.
+const ERROR_BODY_BYTES: usize = 64 << 10;
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("response larger than {}", sse::human_bytes(*.0))]
+    TooLarge(usize),
+    #[error("{}", error_chain(.0))]
+    Broken(reqwest::Error),
+}
+
+fn too_large(max: usize) -> String {
+    BodyError::TooLarge(max).to_string()
+}
+
+/// Reads a whole body, refusing one past `max` bytes: at once when its
+/// declared length says so, else as soon as that many bytes arrived.
+async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge(max));
+    }
+    let mut body = Vec::new();
+    while let Some(piece) = response.chunk().await.map_err(BodyError::Broken)? {
+        if body.len() + piece.len() > max {
+            return Err(BodyError::TooLarge(max));
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
+}
+
+/// The first `max` bytes of an error answer (what arrived, if it broke).
+async fn read_prefix(mut response: reqwest::Response, max: usize) -> String {
+    let mut body = Vec::new();
+    while body.len() < max {
+        match response.chunk().await {
+            Ok(Some(piece)) => {
+                let take = piece.len().min(max - body.len());
+                body.extend_from_slice(&piece[..take]);
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// A `/v1/models` answer: a JSON object with a `data` list.
+fn is_model_list(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| v["data"].is_array())
+}
+
+/// An error and its causes, one line (reqwest's own text hides the cause).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// Folds stream chunks into a completion.
@@ -438,7 +786,7 @@ impl Accumulator {
         }
     }
 
-    fn finish(self) -> Result<Completion, Failure> {
+    fn finish(self, max_tokens: u32) -> Result<Completion, Failure> {
         if !self.done {
             return Err(Failure::new(
                 ErrorKind::Stream,
@@ -451,6 +799,8 @@ impl Accumulator {
         if self.times.is_empty() {
             return Err(Failure::new(ErrorKind::Stream, "stream carried no tokens"));
         }
+        let most = self.cumulative.iter().flatten().copied().max();
+        check_usage(most.max(self.usage_tokens), self.prompt_tokens, max_tokens)?;
         let event_tokens = match self
             .cumulative
             .iter()
@@ -502,13 +852,26 @@ fn error_text(body: &str) -> String {
     snippet(message.as_deref().unwrap_or(body))
 }
 
+/// The first 200 characters of `text` on one line (looks no further: a body may be megabytes).
 fn snippet(text: &str) -> String {
-    let one_line = text.replace('\n', " ");
-    if one_line.chars().count() > 200 {
-        format!("{}…", one_line.chars().take(200).collect::<String>())
-    } else {
-        one_line
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", text[..cut].replace('\n', " ")),
+        None => text.replace('\n', " "),
     }
+}
+
+/// `text` with every occurrence of `secret` replaced by `[redacted]`.
+pub fn redact(text: &str, secret: Option<&str>) -> String {
+    match secret {
+        Some(s) if !s.is_empty() && text.contains(s) => text.replace(s, "[redacted]"),
+        _ => text.to_string(),
+    }
+}
+
+/// The start of a server's text, for a message: the secret is removed
+/// before cutting, so no part of it survives at the cut.
+fn quote(text: &str, secret: Option<&str>) -> String {
+    snippet(&redact(text, secret))
 }
 
 #[cfg(test)]
@@ -558,6 +921,7 @@ mod tests {
             min_tokens: Some(8),
             temperature: 0.0,
             ignore_eos: true,
+            timeout: None,
         }
     }
 
@@ -621,7 +985,7 @@ mod tests {
             acc.add(chunk, ms(10 * (i as u64 + 1)));
         }
         acc.add(parse_chunk("[DONE]").unwrap(), ms(50));
-        let c = acc.finish().unwrap();
+        let c = acc.finish(8).unwrap();
         assert_eq!(c.event_tokens, vec![1, 2, 0, 1]);
         assert_eq!(c.output_tokens, 4);
         assert_eq!(c.token_source, TokenSource::Usage);
@@ -635,12 +999,273 @@ mod tests {
             parse_chunk(r#"{"choices":[{"text":"x"}]}"#).unwrap(),
             Duration::ZERO,
         );
-        let f = acc.finish().unwrap_err();
+        let f = acc.finish(8).unwrap_err();
         assert_eq!(f.kind, ErrorKind::Stream);
         assert!(
             f.message.contains("without [DONE] after 1 events"),
             "{}",
             f.message
         );
+    }
+
+    fn usage_chunk(completion: u64) -> Chunk {
+        Chunk {
+            is_event: true,
+            text: "x".into(),
+            completion_tokens: Some(completion),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn usage_past_max_tokens_or_absurd_fails_the_request() {
+        let done = || parse_chunk("[DONE]").unwrap();
+        // Exactly max_tokens is what ignore_eos asks for.
+        let mut acc = Accumulator::default();
+        acc.add(usage_chunk(8), Duration::ZERO);
+        acc.add(done(), Duration::ZERO);
+        assert_eq!(acc.finish(8).unwrap().output_tokens, 8);
+        // 2^64 − 1 used to wrap the totals and pass.
+        let mut acc = Accumulator::default();
+        acc.add(usage_chunk(u64::MAX), Duration::ZERO);
+        acc.add(done(), Duration::ZERO);
+        let f = acc.finish(8).unwrap_err();
+        assert_eq!(f.kind, ErrorKind::Stream);
+        assert!(
+            f.message.contains("more than max_tokens = 8"),
+            "{}",
+            f.message
+        );
+        // A later, smaller usage does not hide an earlier impossible one.
+        let mut acc = Accumulator::default();
+        acc.add(usage_chunk(9), Duration::ZERO);
+        acc.add(usage_chunk(3), Duration::ZERO);
+        acc.add(done(), Duration::ZERO);
+        assert!(acc.finish(8).is_err());
+        // Without a max_tokens, only absurd counts are refused.
+        let mut acc = Accumulator::default();
+        acc.add(usage_chunk(u64::MAX), Duration::ZERO);
+        acc.add(done(), Duration::ZERO);
+        let f = acc.finish(0).unwrap_err();
+        assert!(f.message.contains("implausible usage"), "{}", f.message);
+        let whole = br#"{"choices":[{"text":"x"}],"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":2}}"#;
+        let f = parse_whole(whole, Duration::ZERO, 8, None).unwrap_err();
+        assert!(f.message.contains("implausible usage"), "{}", f.message);
+        let whole = br#"{"choices":[{"text":"x"}],"usage":{"completion_tokens":9}}"#;
+        assert!(parse_whole(whole, Duration::ZERO, 8, None).is_err());
+        let whole = br#"{"choices":[{"text":"x"}],"usage":{"completion_tokens":8}}"#;
+        assert_eq!(
+            parse_whole(whole, Duration::ZERO, 8, None)
+                .unwrap()
+                .output_tokens,
+            8
+        );
+    }
+
+    #[test]
+    fn quoted_text_never_carries_the_key() {
+        let key = "sk-live-0123456789abcdef";
+        // The key straddles the 200-character cut: redacting after cutting
+        // would leave its first half in the message.
+        let body = format!("{}Bearer {key} was refused", "x".repeat(170));
+        let quoted = quote(&body, Some(key));
+        assert!(!quoted.contains("sk-live"), "{quoted}");
+        assert!(quoted.contains("Bearer [redacted]"), "{quoted}");
+        let f = parse_chunk_quoting(&format!("{{\"error\": \"bad key {key}\"}}"), Some(key))
+            .unwrap_err();
+        assert!(!f.message.contains(key), "{}", f.message);
+        let f = parse_chunk_quoting(&format!("not json {key}"), Some(key)).unwrap_err();
+        assert!(f.message.contains("not json [redacted]"), "{}", f.message);
+        assert_eq!(redact("no secret here", Some("")), "no secret here");
+        assert_eq!(redact("k k", None), "k k");
+    }
+
+    #[test]
+    fn a_model_list_is_json_with_data() {
+        assert!(is_model_list(br#"{"object":"list","data":[{"id":"m"}]}"#));
+        assert!(is_model_list(br#"{"data":[]}"#));
+        assert!(!is_model_list(b"<html><body>It works!</body></html>"));
+        assert!(!is_model_list(br#"{"status":"ok"}"#));
+        assert!(!is_model_list(b"\xff\xfe"));
+    }
+}
+
+/// Arbitrary bytes and arbitrary JSON through every parser a response
+/// meets: decoding, chunk parsing, usage, whole answers, log-probabilities.
+/// A malformed response is an `Err` for its request, never a panic.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use crate::quality::encode::Scored;
+    use crate::quality::loglik;
+    use proptest::prelude::*;
+
+    /// JSON whose object keys are those the parsers look for, so that
+    /// generated values reach past the first type check.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            "[a-z \\[\\]{}\"é]{0,8}".prop_map(Value::from),
+        ];
+        let key = prop::sample::select(vec![
+            "choices",
+            "text",
+            "delta",
+            "message",
+            "role",
+            "content",
+            "usage",
+            "completion_tokens",
+            "prompt_tokens",
+            "error",
+            "logprobs",
+            "token_logprobs",
+            "top_logprobs",
+            "data",
+            "id",
+        ]);
+        leaf.prop_recursive(5, 96, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6).prop_map(|m| {
+                    Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                }),
+            ]
+        })
+    }
+
+    /// A chunk shaped like a server's (completions or chat, usage or not),
+    /// with values that are mostly sensible and sometimes anything.
+    fn chunk() -> impl Strategy<Value = Value> {
+        let text = prop_oneof![4 => "[a-z é]{0,4}".prop_map(Value::from), 1 => json()];
+        let count = prop_oneof![
+            6 => (0u64..80).prop_map(Value::from),
+            1 => any::<u64>().prop_map(Value::from),
+            1 => json(),
+        ];
+        let usage = prop::option::of((count.clone(), count));
+        (0..3u8, text, any::<bool>(), usage).prop_map(|(shape, text, role, usage)| {
+            let choice = match shape {
+                0 => serde_json::json!({"index": 0, "text": text}),
+                1 if role => serde_json::json!({"delta": {"role": "assistant", "content": text}}),
+                1 => serde_json::json!({"delta": {"content": text}}),
+                _ => serde_json::json!({"message": {"content": text}}),
+            };
+            let mut v = serde_json::json!({"choices": [choice]});
+            if let Some((prompt, completion)) = usage {
+                v["usage"] =
+                    serde_json::json!({"prompt_tokens": prompt, "completion_tokens": completion});
+            }
+            v
+        })
+    }
+
+    /// A stream of `data:` events (server-shaped chunks, any JSON, [DONE],
+    /// raw bytes, comments), then split at arbitrary points.
+    fn stream() -> impl Strategy<Value = Vec<u8>> {
+        let event = prop_oneof![
+            12 => chunk().prop_map(|v| format!("data: {v}\n\n").into_bytes()),
+            1 => json().prop_map(|v| format!("data: {v}\r\n\r\n").into_bytes()),
+            3 => Just(b"data: [DONE]\n\n".to_vec()),
+            1 => Just(b": ping\r\n".to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..24),
+        ];
+        prop::collection::vec(event, 0..10).prop_map(|parts| parts.concat())
+    }
+
+    /// What the client does with a streamed body, without the network.
+    fn read(chunks: &[&[u8]], max_tokens: u32, max_line: usize) -> Result<Completion, Failure> {
+        let mut decoder = SseDecoder::with_max_line(max_line);
+        let mut acc = Accumulator::default();
+        let stream = |e: SseError| Failure::new(ErrorKind::Stream, e.to_string());
+        for (i, c) in chunks.iter().enumerate() {
+            for payload in decoder.feed(c).map_err(stream)? {
+                acc.add(parse_chunk(&payload)?, Duration::from_millis(i as u64));
+            }
+        }
+        for payload in decoder.finish().map_err(stream)? {
+            acc.add(parse_chunk(&payload)?, Duration::from_secs(1));
+        }
+        acc.finish(max_tokens)
+    }
+
+    fn split<'a>(bytes: &'a [u8], cuts: &[prop::sample::Index]) -> Vec<&'a [u8]> {
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+        points.sort();
+        points.push(bytes.len());
+        let mut last = 0;
+        points
+            .into_iter()
+            .map(|p| {
+                let piece = &bytes[last..p];
+                last = p;
+                piece
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// Any bytes, any split: a result or an error, and the same one
+        /// however the bytes were split; a success never claims more tokens
+        /// than it was allowed.
+        #[test]
+        fn streams_of_anything_fail_only_their_request(
+            bytes in stream(),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+            max_tokens in 0u32..64,
+            max_line in prop_oneof![Just(DEFAULT_MAX_LINE_BYTES), 1usize..256],
+        ) {
+            let whole = read(&[&bytes], max_tokens, max_line);
+            let pieces = split(&bytes, &cuts);
+            let split = read(&pieces, max_tokens, max_line);
+            prop_assert_eq!(whole.is_ok(), split.is_ok());
+            if let (Ok(a), Ok(b)) = (&whole, &split) {
+                prop_assert_eq!(&a.text, &b.text);
+                prop_assert_eq!(a.output_tokens, b.output_tokens);
+                if a.token_source == TokenSource::Usage && max_tokens > 0 {
+                    prop_assert!(a.output_tokens <= u64::from(max_tokens));
+                }
+                prop_assert!(a.event_tokens.is_empty() || a.event_tokens.len() == a.event_times.len());
+            }
+        }
+
+        /// Whole (non-streamed) answers: arbitrary JSON, its text cut
+        /// anywhere, or arbitrary bytes.
+        #[test]
+        fn whole_answers_of_anything_fail_only_their_request(
+            value in json(),
+            cut in any::<prop::sample::Index>(),
+            noise in prop::collection::vec(any::<u8>(), 0..64),
+            max_tokens in 0u32..64,
+        ) {
+            let text = value.to_string();
+            let cut_text = &text.as_bytes()[..cut.index(text.len() + 1)];
+            for body in [text.as_bytes(), cut_text, &noise] {
+                if let Ok(c) = parse_whole(body, Duration::ZERO, max_tokens, None) {
+                    if c.token_source == TokenSource::Usage && max_tokens > 0 {
+                        prop_assert!(c.output_tokens <= u64::from(max_tokens));
+                    }
+                }
+            }
+        }
+
+        /// Log-probability answers of any shape: a score or an error.
+        #[test]
+        fn loglik_answers_of_anything_fail_only_their_request(
+            value in json(),
+            tokens in prop::collection::vec(any::<u32>(), 0..8),
+            ctxlen in 0usize..10,
+        ) {
+            let scored = Scored { tokens, ctxlen };
+            let _ = loglik::parse_answer(&value, &scored);
+            let wrapped = serde_json::json!({"choices": [{"logprobs": value}]});
+            let _ = loglik::parse_answer(&wrapped, &scored);
+        }
     }
 }

@@ -5,13 +5,50 @@
 //! survive any split: events across chunks, several events per chunk, CR, LF
 //! or CRLF line ends (a CR at the end of a chunk may be half of a CRLF),
 //! comments, multi-line `data:` and a last event with no closing blank line.
+//!
+//! Work is linear in the bytes fed: each byte is searched for a line end
+//! once, however many chunks a long line arrives in. A line or an event
+//! larger than the decoder's limit is an error, so a server that never ends a
+//! line cannot make the client hold gigabytes.
+
+/// The longest line, and the largest event, a decoder accepts unless told otherwise.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 << 20;
+
+/// Why a stream cannot be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SseError {
+    #[error("stream line longer than {}", human_bytes(*.0))]
+    LineTooLong(usize),
+    #[error("stream event larger than {}", human_bytes(*.0))]
+    EventTooLarge(usize),
+}
+
+/// `64 MB` for whole mebibytes, else bytes: limits read the way they were set.
+pub fn human_bytes(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 /// Feeds bytes in, yields the `data` payload of each complete event.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SseDecoder {
     pending: Vec<u8>,
+    /// How far into `pending` line ends were already searched for.
+    scanned: usize,
     data: String,
     has_data: bool,
+    max_line: usize,
+}
+
+impl Default for SseDecoder {
+    fn default() -> Self {
+        Self::with_max_line(DEFAULT_MAX_LINE_BYTES)
+    }
 }
 
 impl SseDecoder {
@@ -19,47 +56,72 @@ impl SseDecoder {
         Self::default()
     }
 
+    /// A decoder that refuses lines (and events) longer than `max_line` bytes.
+    pub fn with_max_line(max_line: usize) -> Self {
+        Self {
+            pending: Vec::new(),
+            scanned: 0,
+            data: String::new(),
+            has_data: false,
+            max_line,
+        }
+    }
+
     /// Consumes a chunk; returns the payloads of events completed by it.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<String>, SseError> {
         self.pending.extend_from_slice(bytes);
         let mut events = Vec::new();
         let mut start = 0;
-        let mut i = 0;
-        while i < self.pending.len() {
-            let b = self.pending[i];
-            if b == b'\n' || b == b'\r' {
-                let end = i;
-                if b == b'\r' {
-                    // A CR as the last byte may be the first half of a CRLF: wait.
-                    match self.pending.get(i + 1) {
-                        None => break,
-                        Some(b'\n') => i += 1,
-                        Some(_) => {}
+        let mut i = self.scanned;
+        let mut scanned_to = self.pending.len();
+        while let Some(off) = self.pending[i..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        {
+            let end = i + off;
+            let mut next = end + 1;
+            if self.pending[end] == b'\r' {
+                // A CR as the last byte may be the first half of a CRLF: wait.
+                match self.pending.get(next) {
+                    None => {
+                        scanned_to = end;
+                        break;
                     }
+                    Some(b'\n') => next += 1,
+                    Some(_) => {}
                 }
-                let line = String::from_utf8_lossy(&self.pending[start..end]).into_owned();
-                self.line(&line, &mut events);
-                i += 1;
-                start = i;
-            } else {
-                i += 1;
             }
+            if end - start > self.max_line {
+                return Err(SseError::LineTooLong(self.max_line));
+            }
+            let line = String::from_utf8_lossy(&self.pending[start..end]).into_owned();
+            self.line(&line, &mut events)?;
+            start = next;
+            i = next;
         }
-        self.pending.drain(..start);
-        events
+        // The unfinished line (less a CR that may be half of a CRLF).
+        if scanned_to - start > self.max_line {
+            return Err(SseError::LineTooLong(self.max_line));
+        }
+        if start > 0 {
+            self.pending.drain(..start);
+        }
+        self.scanned = scanned_to - start;
+        Ok(events)
     }
 
     /// Ends the stream: a trailing line and an event without a closing blank line still count.
-    pub fn finish(&mut self) -> Vec<String> {
+    pub fn finish(&mut self) -> Result<Vec<String>, SseError> {
         let mut events = Vec::new();
         if !self.pending.is_empty() {
             let rest = std::mem::take(&mut self.pending);
+            self.scanned = 0;
             let text = String::from_utf8_lossy(&rest).into_owned();
             let text = text.strip_suffix('\r').unwrap_or(&text).to_string();
-            self.line(&text, &mut events);
+            self.line(&text, &mut events)?;
         }
         self.dispatch(&mut events);
-        events
+        Ok(events)
     }
 
     /// True when bytes or a partial event are waiting for more input.
@@ -67,19 +129,23 @@ impl SseDecoder {
         !self.pending.is_empty() || self.has_data
     }
 
-    fn line(&mut self, line: &str, events: &mut Vec<String>) {
+    fn line(&mut self, line: &str, events: &mut Vec<String>) -> Result<(), SseError> {
         if line.is_empty() {
             self.dispatch(events);
-            return;
+            return Ok(());
         }
         if line.starts_with(':') {
-            return; // comment / keep-alive
+            return Ok(()); // comment / keep-alive
         }
         let (field, value) = match line.split_once(':') {
             Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
             None => (line, ""),
         };
         if field == "data" {
+            // Many `data:` lines without a blank one would grow one event forever.
+            if self.data.len() + usize::from(self.has_data) + value.len() > self.max_line {
+                return Err(SseError::EventTooLarge(self.max_line));
+            }
             if self.has_data {
                 self.data.push('\n');
             }
@@ -87,6 +153,7 @@ impl SseDecoder {
             self.has_data = true;
         }
         // `event`, `id` and `retry` carry nothing an OpenAI stream needs.
+        Ok(())
     }
 
     fn dispatch(&mut self, events: &mut Vec<String>) {
@@ -106,11 +173,11 @@ mod tests {
         let mut out = Vec::new();
         let mut last = 0;
         for &c in cuts {
-            out.extend(d.feed(&stream[last..c]));
+            out.extend(d.feed(&stream[last..c]).unwrap());
             last = c;
         }
-        out.extend(d.feed(&stream[last..]));
-        out.extend(d.finish());
+        out.extend(d.feed(&stream[last..]).unwrap());
+        out.extend(d.finish().unwrap());
         out
     }
 
@@ -161,10 +228,57 @@ mod tests {
     #[test]
     fn events_complete_as_soon_as_their_blank_line_arrives() {
         let mut d = SseDecoder::new();
-        assert!(d.feed(b"data: x\n").is_empty());
+        assert!(d.feed(b"data: x\n").unwrap().is_empty());
         assert!(d.has_partial());
-        assert_eq!(d.feed(b"\ndata: y"), vec!["x"]);
-        assert_eq!(d.finish(), vec!["y"]);
+        assert_eq!(d.feed(b"\ndata: y").unwrap(), vec!["x"]);
+        assert_eq!(d.finish().unwrap(), vec!["y"]);
+    }
+
+    /// Re-searching the whole buffer on every chunk made one long line
+    /// quadratic (a 100 MB line took ~23 s of CPU); each byte is now searched once.
+    #[test]
+    fn a_long_line_in_small_chunks_is_linear() {
+        let mut d = SseDecoder::new();
+        let started = std::time::Instant::now();
+        assert!(d.feed(b"data: ").unwrap().is_empty());
+        let piece = vec![b'x'; 1024];
+        for _ in 0..(16 << 10) {
+            assert!(d.feed(&piece).unwrap().is_empty());
+        }
+        let events = d.feed(b"\n\n").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].len(), 16 << 20);
+        // Quadratic, this is ~130 GB of searching (minutes); linear, milliseconds.
+        let took = started.elapsed();
+        assert!(took.as_secs_f64() < 5.0, "16 MB line took {took:?}");
+    }
+
+    #[test]
+    fn lines_and_events_past_the_limit_are_errors() {
+        let mut d = SseDecoder::with_max_line(16);
+        assert_eq!(d.feed(b"data: 0123456789").unwrap(), Vec::<String>::new());
+        assert_eq!(d.feed(b"x").unwrap_err(), SseError::LineTooLong(16));
+        // A complete line in one chunk is held to the same limit.
+        let mut d = SseDecoder::with_max_line(16);
+        assert_eq!(
+            d.feed(b"data: 0123456789ab\n").unwrap_err(),
+            SseError::LineTooLong(16)
+        );
+        // Exactly the limit, even with a CR waiting for its LF, is fine.
+        let mut d = SseDecoder::with_max_line(16);
+        assert!(d.feed(b"data: 0123456789\r").unwrap().is_empty());
+        assert_eq!(d.feed(b"\n\n").unwrap(), vec!["0123456789"]);
+        // Short lines that never end their event still add up.
+        let mut d = SseDecoder::with_max_line(16);
+        assert!(d.feed(b"data: 01234\ndata: 56789\n").unwrap().is_empty());
+        assert_eq!(
+            d.feed(b"data: abcdef\n").unwrap_err(),
+            SseError::EventTooLarge(16)
+        );
+        assert_eq!(
+            SseError::LineTooLong(DEFAULT_MAX_LINE_BYTES).to_string(),
+            "stream line longer than 64 MB"
+        );
     }
 
     #[test]
@@ -198,7 +312,7 @@ mod fuzz {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
 
         /// Any valid stream, cut into any pieces, decodes to the same events.
         #[test]
@@ -217,23 +331,53 @@ mod fuzz {
             let mut got = Vec::new();
             let mut last = 0;
             for p in points {
-                got.extend(d.feed(&bytes[last..p]));
+                got.extend(d.feed(&bytes[last..p]).unwrap());
                 last = p;
             }
-            got.extend(d.feed(&bytes[last..]));
-            got.extend(d.finish());
+            got.extend(d.feed(&bytes[last..]).unwrap());
+            got.extend(d.finish().unwrap());
             let expected: Vec<String> = events.iter().map(|lines| lines.join("\n")).collect();
             prop_assert_eq!(got, expected);
         }
 
-        /// Arbitrary bytes never panic the decoder.
+        /// Arbitrary bytes (line ends, CRs, invalid UTF-8 included) never
+        /// panic the decoder, and where the chunks split them never changes
+        /// what it decodes or whether a limit is hit.
         #[test]
-        fn arbitrary_bytes_never_panic(chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..8)) {
-            let mut d = SseDecoder::new();
-            for c in &chunks {
-                let _ = d.feed(c);
-            }
-            let _ = d.finish();
+        fn arbitrary_bytes_decode_the_same_however_split(
+            bytes in prop::collection::vec(
+                prop_oneof![any::<u8>(), prop::sample::select(b"\r\n:data ".to_vec())], 0..256),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..16),
+            max_line in prop_oneof![Just(DEFAULT_MAX_LINE_BYTES), 1usize..48],
+        ) {
+            let whole = {
+                let mut d = SseDecoder::with_max_line(max_line);
+                d.feed(&bytes).and_then(|mut ev| {
+                    ev.extend(d.finish()?);
+                    Ok(ev)
+                })
+            };
+            let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len() + 1)).collect();
+            points.sort();
+            points.push(bytes.len());
+            let split = {
+                let mut d = SseDecoder::with_max_line(max_line);
+                let mut got = Vec::new();
+                let mut last = 0;
+                let mut outcome = Ok(());
+                for p in points {
+                    match d.feed(&bytes[last..p]) {
+                        Ok(ev) => got.extend(ev),
+                        Err(e) => { outcome = Err(e); break; }
+                    }
+                    last = p;
+                }
+                outcome.and_then(|()| {
+                    got.extend(d.finish()?);
+                    Ok(got)
+                })
+            };
+            prop_assert_eq!(whole, split);
         }
     }
 }

@@ -61,6 +61,9 @@ fn shorthand(name: &str) -> Option<&'static str> {
         "PROMPTS" | "PROMPT_LENGTH" => "matrix.prompts",
         "WARMUP" => "workload.warmup",
         "RESULTS_DIR" => "results_dir",
+        // The names `servegate bench --request-timeout` and `eval --timeout` read.
+        "REQUEST_TIMEOUT" => "workload.request_timeout_s",
+        "SCORING_TIMEOUT" => "scoring.timeout_s",
         _ => return None,
     })
 }
@@ -183,5 +186,15 @@ mod tests {
         assert_eq!(o.value.deserialize::<u32>().unwrap(), 5);
         assert!(overrides([("SERVEGATE_ROOT".into(), "/x".into())]).is_empty());
         assert!(overrides([("OTHER".into(), "1".into())]).is_empty());
+    }
+
+    #[test]
+    fn the_ad_hoc_timeout_variables_set_the_case_timeouts() {
+        let o = one("SERVEGATE_REQUEST_TIMEOUT", "5");
+        assert_eq!(o.key, "workload.request_timeout_s");
+        assert_eq!(o.value.deserialize::<f64>().unwrap(), 5.0);
+        let o = one("SERVEGATE_SCORING_TIMEOUT", "2.5");
+        assert_eq!(o.key, "scoring.timeout_s");
+        assert_eq!(o.value.deserialize::<f64>().unwrap(), 2.5);
     }
 }

@@ -95,7 +95,9 @@ fn work_of(metric: MetricName, r: &RequestRecord, slo: Option<&Slo>) -> f64 {
     }
     match metric {
         MetricName::ThroughputTotal => r.output_tokens as f64,
-        MetricName::TotalTokenThroughput => (r.output_tokens + r.input_tokens.unwrap_or(0)) as f64,
+        MetricName::TotalTokenThroughput => {
+            r.output_tokens.saturating_add(r.input_tokens.unwrap_or(0)) as f64
+        }
         MetricName::RequestThroughput => 1.0,
         MetricName::Goodput => match slo {
             Some(slo) if r.meets(slo) => 1.0,

@@ -303,7 +303,9 @@ pub(crate) async fn start_command(
     let probe_url = format!("{url}{}", spec.ready);
     let timeout = Duration::from_secs_f64(spec.ready_timeout_s);
     let deadline = Instant::now() + timeout;
-    let http = reqwest::Client::builder().build()?;
+    // The client's probe: a body that never comes times out, and `/v1/models`
+    // must answer a model list, not any page with status 200.
+    let client = Client::new(&url, api_key)?;
     let mut last = "no answer yet".to_string();
     loop {
         if let Some(status) = child.exit_status() {
@@ -323,31 +325,16 @@ pub(crate) async fn start_command(
                 process::quote_log(&log)
             );
         }
-        let mut req = http
-            .get(&probe_url)
-            .timeout(left.min(Duration::from_secs(2)));
-        if let Some(key) = &api_key {
-            req = req.bearer_auth(key);
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => break,
-            Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = error_chain(&e),
+        match client
+            .probe_ready(&spec.ready, left.min(Duration::from_secs(2)))
+            .await
+        {
+            Ok(()) => break,
+            Err(e) => last = e,
         }
         tokio::time::sleep(left.min(Duration::from_millis(50))).await;
     }
     Ok((child, url))
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]
