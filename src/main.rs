@@ -829,14 +829,41 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage_error(e),
     };
-    let positive = |x: f64| x.is_finite() && x > 0.0;
-    if args.rate.is_some_and(|r| !positive(r)) || !positive(args.burstiness) {
-        return usage_error("--rate and --burstiness must be positive".into());
-    }
-    if args.concurrency.contains(&0) || args.max_tokens.contains(&0) || args.num_requests == 0 {
-        return usage_error(
-            "--concurrency, --max-tokens and --num-requests must be at least 1".into(),
-        );
+    // The same ranges as a scenario's workload keys, so a run cannot panic.
+    {
+        use servegate::config::limits::{self, count, number};
+        let mut checks = vec![
+            (
+                "--burstiness",
+                number(args.burstiness, limits::BURSTINESS).map(drop),
+            ),
+            (
+                "--warmup",
+                count(args.warmup.into(), 0, limits::MAX_REQUESTS).map(drop),
+            ),
+            (
+                "--num-requests",
+                count(args.num_requests.into(), 1, limits::MAX_REQUESTS).map(drop),
+            ),
+        ];
+        if let Some(rate) = args.rate {
+            checks.push(("--rate", number(rate, limits::RATE).map(drop)));
+        }
+        for &c in &args.concurrency {
+            checks.push((
+                "--concurrency",
+                count(c.into(), 1, limits::MAX_CONCURRENCY).map(drop),
+            ));
+        }
+        for &t in &args.max_tokens {
+            checks.push((
+                "--max-tokens",
+                count(t.into(), 1, limits::MAX_TOKENS).map(drop),
+            ));
+        }
+        if let Some((flag, Err(e))) = checks.into_iter().find(|(_, r)| r.is_err()) {
+            return usage_error(format!("{flag}: {e}"));
+        }
     }
     let api_key = match &args.api_key_env {
         Some(var) => match std::env::var(var) {
