@@ -99,7 +99,7 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
-    crate::limits::raise_open_files();
+    crate::open_files::raise_soft_limit();
     let port = free_port()?;
     let exe = std::env::current_exe()?;
     let child = Command::new(exe)

@@ -571,7 +571,8 @@ pub fn send_options(c: &CaseConfig) -> SendOptions {
     SendOptions {
         concurrency: c.scoring.concurrency.max(1) as usize,
         max_retries: c.scoring.max_retries,
-        timeout: Duration::from_secs_f64(c.scoring.timeout_s.max(0.001)),
+        // Validation keeps it within `config::limits::TIMEOUT_S`.
+        timeout: Duration::from_secs_f64(c.scoring.timeout_s),
         ..SendOptions::default()
     }
 }

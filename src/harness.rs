@@ -15,7 +15,7 @@ use crate::runner::{self, RunOptions};
 
 /// Entry point of the `gate` test binary.
 pub fn main(root: &Path) -> std::process::ExitCode {
-    crate::limits::raise_open_files();
+    crate::open_files::raise_soft_limit();
     let mut args = Arguments::from_args();
     // Benchmarks measure time: one at a time unless asked otherwise.
     if args.test_threads.is_none() {

@@ -395,10 +395,10 @@ fn main() -> ExitCode {
 fn run_command() -> ExitCode {
     let cli = Cli::parse();
     // Each stream in flight holds a socket: use all the open files allowed.
-    let open_files = servegate::limits::raise_open_files();
+    let open_files = servegate::open_files::raise_soft_limit();
     if let Command::Bench(args) = &cli.command {
         let most = args.concurrency.iter().copied().max().unwrap_or(1);
-        if let Some(w) = servegate::limits::concurrency_warning(most as u64, open_files) {
+        if let Some(w) = servegate::open_files::concurrency_warning(most as u64, open_files) {
             eprintln!("{w}");
         }
         return bench(args, cli.root.clone());
@@ -641,7 +641,8 @@ fn run(
             }
         })
         .max();
-    if let Some(w) = most.and_then(|n| servegate::limits::concurrency_warning(n as u64, open_files))
+    if let Some(w) =
+        most.and_then(|n| servegate::open_files::concurrency_warning(n as u64, open_files))
     {
         eprintln!("{w}");
     }
@@ -869,19 +870,47 @@ fn bench(args: &BenchArgs, root: Option<PathBuf>) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage_error(e),
     };
-    let positive = |x: f64| x.is_finite() && x > 0.0;
-    if args.rate.is_some_and(|r| !positive(r)) || !positive(args.burstiness) {
-        return usage_error("--rate and --burstiness must be positive".into());
+    // The same ranges as a scenario's workload keys, so a run cannot panic.
+    {
+        use servegate::config::limits::{self, count, number};
+        let mut checks = vec![
+            (
+                "--burstiness",
+                number(args.burstiness, limits::BURSTINESS).map(drop),
+            ),
+            (
+                "--warmup",
+                count(args.warmup.into(), 0, limits::MAX_REQUESTS).map(drop),
+            ),
+            (
+                "--num-requests",
+                count(args.num_requests.into(), 1, limits::MAX_REQUESTS).map(drop),
+            ),
+        ];
+        if let Some(rate) = args.rate {
+            checks.push(("--rate", number(rate, limits::RATE).map(drop)));
+        }
+        checks.push((
+            "--request-timeout",
+            number(args.request_timeout, limits::TIMEOUT_S).map(drop),
+        ));
+        for &c in &args.concurrency {
+            checks.push((
+                "--concurrency",
+                count(c.into(), 1, limits::MAX_CONCURRENCY).map(drop),
+            ));
+        }
+        for &t in &args.max_tokens {
+            checks.push((
+                "--max-tokens",
+                count(t.into(), 1, limits::MAX_TOKENS).map(drop),
+            ));
+        }
+        if let Some((flag, Err(e))) = checks.into_iter().find(|(_, r)| r.is_err()) {
+            return usage_error(format!("{flag}: {e}"));
+        }
     }
-    let request_timeout = match std::time::Duration::try_from_secs_f64(args.request_timeout) {
-        Ok(t) if !t.is_zero() => t,
-        _ => return usage_error("--request-timeout must be a positive number of seconds".into()),
-    };
-    if args.concurrency.contains(&0) || args.max_tokens.contains(&0) || args.num_requests == 0 {
-        return usage_error(
-            "--concurrency, --max-tokens and --num-requests must be at least 1".into(),
-        );
-    }
+    let request_timeout = std::time::Duration::from_secs_f64(args.request_timeout);
     let api_key = match &args.api_key_env {
         Some(var) => match std::env::var(var) {
             Ok(k) => Some(k),

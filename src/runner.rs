@@ -546,29 +546,50 @@ pub fn check_case(project: &Project, case: &Case) -> Result<(), config::ConfigEr
         return Ok(());
     }
     let c = &case.config;
-    let tokenizer = load_tokenizer(project, c).map_err(|e| config::ConfigError {
-        origin: config::Origin::File(case.file.clone()),
-        line: None,
-        key: Some("tokenizer".into()),
-        message: format!("{e:#}"),
-    })?;
+    let tokenizer = load_tokenizer(project, c)
+        .map_err(|e| located(project, case, &["tokenizer"], "tokenizer", format!("{e:#}")))?;
     load_prompts(project, case, tokenizer.as_ref()).map_err(|message| {
-        let path = ["workload".to_string(), "prompts".to_string()];
-        let line = std::fs::read_to_string(&case.file).ok().and_then(|src| {
-            config::key_line(&src, &["matrix".into(), "prompts".into()])
-                .or_else(|| config::key_line(&src, &path))
-        });
-        config::ConfigError {
-            origin: config::Origin::File(case.file.clone()),
-            line,
-            key: Some("workload.prompts".into()),
-            message: format!("{} ({message})", case.name),
-        }
+        located(
+            project,
+            case,
+            &["matrix.prompts", "workload.prompts"],
+            "workload.prompts",
+            format!("{} ({message})", case.name),
+        )
     })?;
     if let Baseline::Recorded(r) = &c.baseline {
         recorded_baseline(project, case, r)?;
     }
     Ok(())
+}
+
+/// An error about `key`, pointing at the first of `written` (dotted keys)
+/// found in the case file, else in `servegate.toml` (the case file wins
+/// over the project's), else at the case file without a line.
+fn located(
+    project: &Project,
+    case: &Case,
+    written: &[&str],
+    key: &str,
+    message: String,
+) -> config::ConfigError {
+    let (origin, line) = [case.file.clone(), project.project_file()]
+        .into_iter()
+        .find_map(|file| {
+            let src = std::fs::read_to_string(&file).ok()?;
+            let line = written.iter().find_map(|k| {
+                let path: Vec<String> = k.split('.').map(str::to_string).collect();
+                config::written_key_line(&src, &path)
+            })?;
+            Some((file, Some(line)))
+        })
+        .unwrap_or((case.file.clone(), None));
+    config::ConfigError {
+        origin: config::Origin::File(origin),
+        line,
+        key: Some(key.to_string()),
+        message,
+    }
 }
 
 #[cfg(test)]

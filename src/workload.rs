@@ -188,11 +188,15 @@ pub fn load_sharegpt(path: &Path) -> Result<Vec<String>, String> {
 /// at `rate` requests/s. Inter-arrival gaps are Gamma(shape = burstiness,
 /// scale = 1 / (rate × burstiness)): mean 1/rate whatever the burstiness,
 /// exponential (Poisson arrivals) at burstiness 1. The first request goes at 0.
+/// `rate` and `burstiness` must lie within `config::limits::{RATE, BURSTINESS}`
+/// (validation and `servegate bench` see to it): there the distribution
+/// exists and the times stay far below what a `Duration` holds.
 pub fn arrival_times(n: usize, rate: f64, burstiness: f64, seed: u64) -> Vec<f64> {
     if !rate.is_finite() {
         return vec![0.0; n];
     }
-    let gamma = Gamma::new(burstiness, 1.0 / (rate * burstiness)).expect("positive parameters");
+    let gamma = Gamma::new(burstiness, 1.0 / (rate * burstiness))
+        .expect("rate and burstiness within limits");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut t = 0.0;
     (0..n)

@@ -8,6 +8,7 @@
 mod env;
 mod error;
 mod layers;
+pub mod limits;
 mod locate;
 mod sim;
 mod types;
@@ -20,7 +21,7 @@ use figment::{Figment, Provider};
 
 pub use env::{overrides as env_overrides, EnvOverride, RESERVED as RESERVED_ENV};
 pub use error::{ConfigError, Origin};
-pub use locate::key_line;
+pub use locate::{key_line, written_key_line};
 pub use sim::{builtin_profile, SimParams, BUILTIN_PROFILES};
 pub use types::*;
 pub use validate::BUILTIN_TASKS;

@@ -91,68 +91,59 @@ impl SimParams {
         }
         .expect("built-in profile");
         let s = layered.over(&base);
-        let slowdown = s.slowdown.unwrap_or(1.0);
-        let positive = |knob: &str, v: f64, allow_zero: bool| -> Result<f64, KnobError> {
-            if v.is_finite() && (v > 0.0 || (allow_zero && v == 0.0)) {
-                Ok(v)
-            } else {
-                Err((
-                    knob.to_string(),
-                    format!(
-                        "must be a {} number, got {v}",
-                        if allow_zero {
-                            "non-negative"
-                        } else {
-                            "positive"
-                        }
-                    ),
-                ))
-            }
+        use super::limits::{self, count, number};
+        // Every knob within `limits`, so that the `Duration`s below (and the
+        // scheduler's sums and products of them) cannot panic.
+        let check = |knob: &str, v: f64, range| number(v, range).map_err(|e| (knob.to_string(), e));
+        let seqs = |knob: &str, v: u32, hi| {
+            count(v.into(), 1, hi)
+                .map(|v| v as usize)
+                .map_err(|e| (knob.to_string(), e))
         };
-        let fraction = |knob: &str, v: f64| -> Result<f64, KnobError> {
-            if (0.0..=1.0).contains(&v) {
-                Ok(v)
-            } else {
-                Err((
-                    knob.to_string(),
-                    format!("must be between 0 and 1, got {v}"),
-                ))
-            }
-        };
-        let count = |knob: &str, v: u32| -> Result<usize, KnobError> {
-            if v >= 1 {
-                Ok(v as usize)
-            } else {
-                Err((knob.to_string(), "must be at least 1".to_string()))
-            }
-        };
-        positive("slowdown", slowdown, false)?;
+        let slowdown = check("slowdown", s.slowdown.unwrap_or(1.0), limits::SLOWDOWN)?;
         let ms = |knob: &str, v: Option<f64>| -> Result<Duration, KnobError> {
-            let v = positive(knob, v.unwrap_or(0.0), true)?;
+            let v = check(knob, v.unwrap_or(0.0), limits::MS)?;
             Ok(Duration::from_secs_f64(v * slowdown / 1000.0))
         };
+        // Faults are not the engine's speed: slowdown does not stretch them.
+        let fault_ms = |knob: &str, v: Option<f64>| -> Result<Duration, KnobError> {
+            let v = check(knob, v.unwrap_or(0.0), limits::MS)?;
+            Ok(Duration::from_secs_f64(v / 1000.0))
+        };
+        let tokens = u32::MAX.into();
         Ok(SimParams {
             mode: s.mode.unwrap_or(SimMode::Constant),
             ttft: ms("ttft_ms", s.ttft_ms)?,
             tpot: ms("tpot_ms", s.tpot_ms)?,
-            max_num_seqs: count("max_num_seqs", s.max_num_seqs.unwrap_or(32))?,
-            max_batch_tokens: count("max_batch_tokens", s.max_batch_tokens.unwrap_or(4096))?,
-            kv_capacity_tokens: count("kv_capacity_tokens", s.kv_capacity_tokens.unwrap_or(65536))?,
+            max_num_seqs: seqs(
+                "max_num_seqs",
+                s.max_num_seqs.unwrap_or(32),
+                limits::MAX_CONCURRENCY,
+            )?,
+            max_batch_tokens: seqs(
+                "max_batch_tokens",
+                s.max_batch_tokens.unwrap_or(4096),
+                tokens,
+            )?,
+            kv_capacity_tokens: seqs(
+                "kv_capacity_tokens",
+                s.kv_capacity_tokens.unwrap_or(65536),
+                tokens,
+            )?,
             step_base: ms("step_base_ms", s.step_base_ms)?,
             step_per_seq: ms("step_per_seq_ms", s.step_per_seq_ms)?,
             prefill_per_token: ms("prefill_ms_per_token", s.prefill_ms_per_token)?,
-            logprob_noise: positive("logprob_noise", s.logprob_noise.unwrap_or(0.0), true)?,
+            logprob_noise: check(
+                "logprob_noise",
+                s.logprob_noise.unwrap_or(0.0),
+                limits::LOGPROB_NOISE,
+            )?,
             seed: s.seed.unwrap_or(0),
             usage: s.usage.unwrap_or(true),
-            error_rate: fraction("error_rate", s.error_rate.unwrap_or(0.0))?,
-            drop_rate: fraction("drop_rate", s.drop_rate.unwrap_or(0.0))?,
-            // Faults are not the engine's speed: slowdown does not stretch them.
-            stall: Duration::from_secs_f64(
-                positive("stall_ms", s.stall_ms.unwrap_or(0.0), true)? / 1000.0,
-            ),
-            startup_delay: Duration::from_secs_f64(
-                positive("startup_delay_ms", s.startup_delay_ms.unwrap_or(0.0), true)? / 1000.0,
-            ),
+            error_rate: check("error_rate", s.error_rate.unwrap_or(0.0), limits::FRACTION)?,
+            drop_rate: check("drop_rate", s.drop_rate.unwrap_or(0.0), limits::FRACTION)?,
+            stall: fault_ms("stall_ms", s.stall_ms)?,
+            startup_delay: fault_ms("startup_delay_ms", s.startup_delay_ms)?,
             crash_after: s.crash_after,
         })
     }

@@ -1,5 +1,6 @@
 //! Checks that serde cannot express: cross-references, ranges, known metric names.
 
+use super::limits::{self, count, number};
 use super::{
     Baseline, CaseConfig, CaseKind, ChoiceSource, ConfigError, Limit, QualityGate, TargetSpec,
 };
@@ -134,9 +135,7 @@ fn target(
         ("ready_timeout_s", spec.ready_timeout_s),
         ("stop_timeout_s", spec.stop_timeout_s),
     ] {
-        if !positive(value) {
-            return Err(at(&format!("{key}.{field}"), "must be positive".into()));
-        }
+        number(value, limits::TIMEOUT_S).map_err(|e| at(&format!("{key}.{field}"), e))?;
     }
     Ok(())
 }
@@ -218,45 +217,58 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         ));
     }
     let w = &c.workload;
-    for (key, value) in [
-        ("workload.concurrency", w.concurrency),
-        ("workload.num_requests", w.num_requests),
-        ("workload.max_tokens", w.max_tokens),
-    ] {
-        if value == 0 {
-            return Err(at(key, "must be at least 1".into()));
-        }
+    let counts = [
+        (
+            "workload.concurrency",
+            w.concurrency,
+            1,
+            limits::MAX_CONCURRENCY,
+        ),
+        (
+            "workload.num_requests",
+            w.num_requests,
+            1,
+            limits::MAX_REQUESTS,
+        ),
+        ("workload.warmup", w.warmup, 0, limits::MAX_REQUESTS),
+        ("workload.max_tokens", w.max_tokens, 1, limits::MAX_TOKENS),
+    ];
+    let optional_counts = [
+        ("workload.min_tokens", w.min_tokens, 0, limits::MAX_TOKENS),
+        (
+            "workload.max_concurrency",
+            w.max_concurrency,
+            1,
+            limits::MAX_CONCURRENCY,
+        ),
+    ];
+    let set = optional_counts
+        .into_iter()
+        .filter_map(|(key, v, lo, hi)| Some((key, v?, lo, hi)));
+    for (key, value, lo, hi) in counts.into_iter().chain(set) {
+        count(value.into(), lo, hi).map_err(|e| at(key, e))?;
     }
     if let Some(rate) = w.rate {
-        if !positive(rate) {
-            return Err(at(
-                "workload.rate",
-                format!("must be a positive number of requests per second, got {rate}"),
-            ));
-        }
+        number(rate, limits::RATE).map_err(|e| at("workload.rate", e))?;
     }
-    if !(w.ramp_up_s.is_finite() && w.ramp_up_s >= 0.0) {
-        return Err(at(
-            "workload.ramp_up_s",
-            "must be zero or a positive number of seconds".into(),
-        ));
-    }
-    if !positive(w.burstiness) {
-        return Err(at(
-            "workload.burstiness",
-            "must be positive (1 = Poisson)".into(),
-        ));
-    }
-    if w.max_concurrency == Some(0) {
-        return Err(at("workload.max_concurrency", "must be at least 1".into()));
+    for (key, value, range) in [
+        ("workload.ramp_up_s", w.ramp_up_s, limits::RAMP_UP_S),
+        ("workload.burstiness", w.burstiness, limits::BURSTINESS),
+        (
+            "workload.request_timeout_s",
+            w.request_timeout_s,
+            limits::TIMEOUT_S,
+        ),
+        ("workload.temperature", w.temperature, limits::TEMPERATURE),
+    ] {
+        number(value, range).map_err(|e| at(key, e))?;
     }
     if let super::PromptSource::Synthetic { synthetic } = &w.prompts {
-        if synthetic.input_tokens == 0 || synthetic.count == 0 {
-            return Err(at(
-                "workload.prompts.synthetic",
-                "input_tokens and count must be at least 1".into(),
-            ));
-        }
+        let key = "workload.prompts.synthetic";
+        count(synthetic.input_tokens.into(), 1, limits::MAX_TOKENS)
+            .map_err(|e| at(&format!("{key}.input_tokens"), e))?;
+        count(synthetic.count.into(), 1, limits::MAX_SYNTHETIC_PROMPTS)
+            .map_err(|e| at(&format!("{key}.count"), e))?;
         if c.tokenizer.is_none() {
             return Err(at(
                 "workload.prompts",
@@ -270,33 +282,45 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             ("tpot_ms", slo.tpot_ms),
             ("e2e_ms", slo.e2e_ms),
         ] {
-            if v.is_some_and(|v| !positive(v)) {
-                return Err(at(
-                    &format!("workload.slo.{field}"),
-                    "must be positive".into(),
-                ));
+            if let Some(v) = v {
+                number(v, limits::SLO_MS).map_err(|e| at(&format!("workload.slo.{field}"), e))?;
             }
         }
     }
-    if !positive(w.request_timeout_s) {
-        return Err(at("workload.request_timeout_s", "must be positive".into()));
+    matrix(c, at)?;
+    count(c.repeats.into(), 1, limits::MAX_REPEATS).map_err(|e| at("repeats", e))?;
+    if c.gate.is_empty() {
+        return Err(at(
+            "gate",
+            "a scenario needs at least one gate entry".into(),
+        ));
     }
-    if !(0.0..=2.0).contains(&w.temperature) {
-        return Err(at("workload.temperature", "must be between 0 and 2".into()));
+    for (metric, limit) in &c.gate {
+        gate_entry(metric, limit, at)?;
     }
+    Ok(())
+}
+
+/// Every axis value within its workload key's range, and at most
+/// `MAX_MATRIX_POINTS` points, counted before anything is expanded.
+fn matrix(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     let m = &c.matrix;
     let numeric = [
-        ("matrix.max_tokens", &m.max_tokens),
-        ("matrix.concurrency", &m.concurrency),
-        ("matrix.num_requests", &m.num_requests),
+        ("matrix.max_tokens", &m.max_tokens, limits::MAX_TOKENS),
+        (
+            "matrix.concurrency",
+            &m.concurrency,
+            limits::MAX_CONCURRENCY,
+        ),
+        ("matrix.num_requests", &m.num_requests, limits::MAX_REQUESTS),
     ];
-    for (key, axis) in numeric {
+    for (key, axis, hi) in numeric {
         if let Some(values) = axis {
             if values.is_empty() {
                 return Err(at(key, "a matrix axis needs at least one value".into()));
             }
-            if values.contains(&0) {
-                return Err(at(key, "values must be at least 1".into()));
+            for &v in values {
+                count(v.into(), 1, hi).map_err(|e| at(key, format!("values {e}")))?;
             }
         }
     }
@@ -306,17 +330,29 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             "a matrix axis needs at least one value".into(),
         ));
     }
-    if c.repeats == 0 {
-        return Err(at("repeats", "must be at least 1".into()));
-    }
-    if c.gate.is_empty() {
+    let lengths = [
+        ("prompts", m.prompts.as_ref().map(Vec::len)),
+        ("max_tokens", m.max_tokens.as_ref().map(Vec::len)),
+        ("concurrency", m.concurrency.as_ref().map(Vec::len)),
+        ("num_requests", m.num_requests.as_ref().map(Vec::len)),
+    ];
+    let points = lengths
+        .iter()
+        .filter_map(|(_, n)| *n)
+        .fold(1u64, |p, n| p.saturating_mul(n as u64));
+    if points > limits::MAX_MATRIX_POINTS {
+        let axes: Vec<String> = lengths
+            .iter()
+            .filter_map(|(axis, n)| Some(format!("{axis} {}", (*n)?)))
+            .collect();
         return Err(at(
-            "gate",
-            "a scenario needs at least one gate entry".into(),
+            "matrix",
+            format!(
+                "{points} points ({}); at most {} per file",
+                axes.join(" × "),
+                limits::MAX_MATRIX_POINTS
+            ),
         ));
-    }
-    for (metric, limit) in &c.gate {
-        gate_entry(metric, limit, at)?;
     }
     Ok(())
 }
@@ -380,9 +416,36 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
-    if c.limit == Some(0) {
-        return Err(at("limit", "must be at least 1".into()));
+    if let Some(limit) = c.limit {
+        count(limit as u64, 1, limits::MAX_LIMIT).map_err(|e| at("limit", e))?;
     }
+    if let Some(shots) = c.num_fewshot {
+        count(shots.into(), 0, limits::MAX_FEWSHOT).map_err(|e| at("num_fewshot", e))?;
+    }
+    let s = &c.scoring;
+    for (key, value, lo, hi) in [
+        (
+            "scoring.concurrency",
+            s.concurrency.into(),
+            1,
+            limits::MAX_CONCURRENCY,
+        ),
+        (
+            "scoring.max_retries",
+            s.max_retries.into(),
+            0,
+            limits::MAX_RETRIES,
+        ),
+        (
+            "scoring.max_length",
+            s.max_length as u64,
+            1,
+            limits::MAX_LENGTH,
+        ),
+    ] {
+        count(value, lo, hi).map_err(|e| at(key, e))?;
+    }
+    number(s.timeout_s, limits::TIMEOUT_S).map_err(|e| at("scoring.timeout_s", e))?;
     if let Some((metric, _)) = c.gate.limits.iter().next() {
         return Err(at(
             &format!("gate.{metric}"),
@@ -406,7 +469,8 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
-    for key in q.expected.keys() {
+    for (key, &value) in &q.expected {
+        number(value, limits::FRACTION).map_err(|e| at(&format!("gate.expected.{key}"), e))?;
         let task = key.split('.').next().unwrap_or(key);
         if !c.tasks.iter().any(|t| t == task) {
             return Err(at(
@@ -442,8 +506,4 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
-}
-
-fn positive(x: f64) -> bool {
-    x.is_finite() && x > 0.0
 }

@@ -154,7 +154,7 @@ async fn score_one(
             Err(f) if f.retryable && tries < options.max_retries => {
                 tries += 1;
                 tokio::time::sleep(wait).await;
-                wait *= 2;
+                wait = wait.saturating_mul(2);
             }
             Err(f) if tries > 0 => {
                 return Err(format!("{} (after {} tries)", f.message, tries + 1))

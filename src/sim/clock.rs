@@ -83,7 +83,10 @@ impl PreciseClock {
         // Round up onto the grid: never early, at most one slice late.
         let offset = due.saturating_duration_since(self.origin).as_nanos();
         let slice = SLICE.as_nanos();
-        let due = self.origin + Duration::from_nanos((offset.div_ceil(slice) * slice) as u64);
+        // Saturates rather than wraps: a step of a slow-enough configured
+        // engine can lie more than u64 nanoseconds (584 years) away.
+        let nanos = u64::try_from(offset.div_ceil(slice) * slice).unwrap_or(u64::MAX);
+        let due = self.origin + Duration::from_nanos(nanos);
         let (tx, rx) = oneshot::channel();
         {
             let mut q = self.shared.queue.lock().expect("clock lock");

@@ -7,7 +7,7 @@ pub const RESERVED_FDS: u64 = 64;
 
 /// Lifts the open-file soft limit to the hard limit, as far as the system
 /// allows; returns the soft limit now in force (`None` where unknown).
-pub fn raise_open_files() -> Option<u64> {
+pub fn raise_soft_limit() -> Option<u64> {
     // SAFETY: plain libc calls on a struct we own.
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn the_soft_limit_rises_and_concurrency_is_checked_against_it() {
-        let limit = raise_open_files().expect("a limit on Linux");
+        let limit = raise_soft_limit().expect("a limit on Linux");
         assert!(limit >= 64, "{limit}");
         assert_eq!(concurrency_warning(10, Some(1024)), None);
         let w = concurrency_warning(1500, Some(1024)).unwrap();
