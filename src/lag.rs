@@ -30,14 +30,18 @@ pub struct ClientLag {
     pub saturated: bool,
 }
 
+/// Lateness below this is the timer's own granularity (tokio's timers tick
+/// in whole milliseconds), not a busy client.
+pub const MIN_LAG_MS: f64 = 3.0;
+
 /// Whether a p99 lateness of `lag_p99_ms` distorts timings whose ITL p50 is
 /// `itl_p50_ms` (NaN when unmeasured): past `MAX_LAG_MS` always, or past
-/// `MAX_LAG_OF_ITL` of the ITL when that is at least 1 ms.
+/// `MAX_LAG_OF_ITL` of the ITL when it is at least `MIN_LAG_MS`.
 pub fn saturated(lag_p99_ms: f64, itl_p50_ms: f64) -> bool {
     if lag_p99_ms > MAX_LAG_MS {
         return true;
     }
-    itl_p50_ms.is_finite() && lag_p99_ms >= 1.0 && lag_p99_ms > MAX_LAG_OF_ITL * itl_p50_ms
+    itl_p50_ms.is_finite() && lag_p99_ms >= MIN_LAG_MS && lag_p99_ms > MAX_LAG_OF_ITL * itl_p50_ms
 }
 
 /// A running probe; `finish` stops it and summarises what it saw.
@@ -94,6 +98,10 @@ mod tests {
     fn saturation_is_lateness_against_the_servers_pace() {
         assert!(!saturated(0.3, 20.0));
         assert!(!saturated(0.8, 0.5), "under a millisecond is timer noise");
+        assert!(
+            !saturated(1.3, 1.0),
+            "a tick of lateness is the timer's resolution"
+        );
         assert!(saturated(5.0, 2.0));
         assert!(!saturated(5.0, 40.0));
         assert!(saturated(25.0, 100.0));

@@ -808,3 +808,99 @@ fn an_api_key_quoted_by_the_server_is_redacted_everywhere() {
         );
     }
 }
+
+/// The embedded engine's own faults as a candidate, through `servegate run`:
+/// 5xx at 10% and 50%, dropped streams, stalls past the request timeout.
+/// Each run ends within its timeouts, fails its `error_rate` gate, counts
+/// the failures by kind as the engine caused them, and quotes the reason.
+#[test]
+fn engine_faults_fail_the_gate_with_their_counts() {
+    let cases: [(&str, &str, &str, std::ops::RangeInclusive<u64>); 4] = [
+        (
+            "5xx at 10%",
+            "error_rate = 0.1, seed = 3",
+            "http_5xx",
+            1..=10,
+        ),
+        (
+            "5xx at 50%",
+            "error_rate = 0.5, seed = 3",
+            "http_5xx",
+            12..=28,
+        ),
+        (
+            "dropped streams 30%",
+            "drop_rate = 0.3, seed = 3",
+            "stream",
+            4..=20,
+        ),
+        (
+            "stall past the timeout",
+            "stall_ms = 3000.0",
+            "timeout",
+            40..=40,
+        ),
+    ];
+    for (name, knobs, kind, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(
+            root.join("servegate.toml"),
+            format!(
+                "model = \"m\"\n\
+                 [targets.candidate]\nsim = {{ ttft_ms = 2.0, tpot_ms = 1.0, {knobs} }}\n\
+                 [targets.baseline]\nsim = {{ ttft_ms = 2.0, tpot_ms = 1.0 }}\n\
+                 [workload]\nmax_tokens = 8\nconcurrency = 8\nnum_requests = 40\nwarmup = 0\n\
+                 request_timeout_s = 1.0\n"
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("prompts")).unwrap();
+        std::fs::write(
+            root.join("prompts/short.txt"),
+            "hello there\nanother prompt\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("scenarios")).unwrap();
+        std::fs::write(
+            root.join("scenarios/faults.toml"),
+            "[workload]\nprompts = \"short\"\n[gate]\nerror_rate = { max = 0.0 }\n\
+             throughput_total = { min_ratio = 0.5 }\n",
+        )
+        .unwrap();
+        let (code, wall, rss, stdout, stderr) =
+            run_servegate(&["--root", root.to_str().unwrap(), "run"], &[], secs(60.0));
+        let all = format!("{stdout}\n{stderr}");
+        let results = std::fs::read_dir(root.join("results"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+            .expect("results written");
+        let json: Value = serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
+        let summary = &json["cases"][0]["candidate"]["summary"];
+        let failed = summary["errors_by_kind"][kind].as_u64().unwrap_or(0);
+        Run {
+            code,
+            wall,
+            peak_rss_mb: rss,
+            stdout: stdout.clone(),
+            stderr,
+            json: None,
+        }
+        .report(name, &format!("{failed} × {kind} of 40, gate failed"));
+        assert_eq!(code, Some(1), "{name}: {all}");
+        assert!(
+            expected.contains(&failed),
+            "{name}: {failed} × {kind}\n{all}"
+        );
+        assert_eq!(
+            summary["failed"].as_u64().unwrap() + summary["completed"].as_u64().unwrap(),
+            40,
+            "{name}: every request counted"
+        );
+        assert!(stdout.contains("failed request"), "{name}: {all}");
+        // Bounded: the stall case ends by its 1 s request timeout.
+        assert!(wall < secs(30.0), "{name}: {wall:?}");
+        assert!(rss < 200.0, "{name}: {rss} MB");
+    }
+}

@@ -150,6 +150,10 @@ fn a_hard_open_file_limit_too_small_warns_and_loses_nothing() {
         summary["failed"].as_u64().unwrap(),
     );
     assert_eq!(completed + failed, 150, "{stdout}\n{stderr}");
+    // The requests that got no socket say why.
+    if failed > 0 {
+        assert!(stdout.contains("Too many open files"), "{stdout}");
+    }
 }
 
 /// 2,000 streams from one client on a small machine: every request is

@@ -504,7 +504,9 @@ impl Client {
             } else {
                 ErrorKind::Connection
             };
-            Failure::new(kind, format!("connection: {e}"))
+            // The cause is what the user needs ("Too many open files",
+            // "Connection refused"), not only reqwest's "error sending request".
+            Failure::new(kind, format!("connection: {}", error_chain(&e)))
         })?;
         let status = response.status();
         if !status.is_success() {
@@ -554,7 +556,11 @@ impl Client {
             let bytes = piece.map_err(|e| {
                 Failure::new(
                     ErrorKind::Connection,
-                    format!("stream broke after {} events: {e}", acc.times.len()),
+                    format!(
+                        "stream broke after {} events: {}",
+                        acc.times.len(),
+                        error_chain(&e)
+                    ),
                 )
             })?;
             // An endless stream fails here, not when memory runs out.
