@@ -1082,6 +1082,14 @@ fn project_config(project: &Project) -> Result<(CaseConfig, TargetEnv), ExitCode
 }
 
 fn up(project: &Project, names: &[String], idle_timeout: f64) -> ExitCode {
+    // 0 means never; anything else must be a duration a timer can hold.
+    if idle_timeout != 0.0 {
+        use servegate::config::limits::{number, TIMEOUT_S};
+        if let Err(e) = number(idle_timeout, TIMEOUT_S) {
+            eprintln!("error: --idle-timeout: {e} (or 0: never)");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    }
     let (config, env) = match project_config(project) {
         Ok(c) => c,
         Err(code) => return code,
@@ -1179,7 +1187,8 @@ fn supervise(project: &Project, name: &str, idle_timeout: Option<f64>) -> ExitCo
         return ExitCode::from(CONFIG_ERROR);
     };
     let model = spec.model.clone().unwrap_or(config.model.clone());
-    let idle = idle_timeout.map(std::time::Duration::from_secs_f64);
+    // `up` checked the value; a bad one from elsewhere means no idle stop.
+    let idle = idle_timeout.and_then(|s| std::time::Duration::try_from_secs_f64(s).ok());
     let code = shared::supervise(&env, name, spec, &model, idle);
     ExitCode::from(code as u8)
 }
@@ -1458,6 +1467,20 @@ fn eval_data_dir(root: Option<PathBuf>) -> Option<PathBuf> {
 
 /// `servegate eval`: one server scored, or a candidate gated against a baseline.
 fn eval(args: &EvalArgs, root: Option<PathBuf>) -> ExitCode {
+    {
+        use servegate::config::limits::{count, number, FRACTION, MAX_CONCURRENCY};
+        let checks = [
+            (
+                "--concurrency",
+                count(args.concurrency.into(), 1, MAX_CONCURRENCY).map(drop),
+            ),
+            ("--tolerance", number(args.tolerance, FRACTION).map(drop)),
+        ];
+        if let Some((flag, Err(e))) = checks.into_iter().find(|(_, r)| r.is_err()) {
+            eprintln!("error: {flag}: {e}");
+            return ExitCode::from(CONFIG_ERROR);
+        }
+    }
     let tasks: Vec<String> = if !args.tasks.is_empty() {
         args.tasks.clone()
     } else {

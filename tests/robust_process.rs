@@ -229,3 +229,37 @@ fn two_thousand_streams_are_measured_and_client_saturation_is_marked() {
         saved["scenarios"][0]["itl_p50_ms"].as_f64().unwrap(),
     );
 }
+
+/// Flag values no run can use are usage errors naming the flag, never a
+/// panic or a silent substitute.
+#[test]
+fn unusable_flag_values_are_usage_errors() {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    for (args, flag) in [
+        (
+            &["eval", "--url", "http://127.0.0.1:9", "--concurrency", "0"][..],
+            "--concurrency",
+        ),
+        (
+            &["eval", "--url", "http://127.0.0.1:9", "--tolerance", "NaN"][..],
+            "--tolerance",
+        ),
+        (&["up", "--idle-timeout", "1e30"][..], "--idle-timeout"),
+        (
+            &["bench", "--request-timeout", "1e30"][..],
+            "--request-timeout",
+        ),
+        (&["bench", "--rate", "1e-300"][..], "--rate"),
+        (&["bench", "--warmup", "4294967295"][..], "--warmup"),
+    ] {
+        let out = Command::new(SERVEGATE)
+            .args(args)
+            .current_dir(repo)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
