@@ -585,19 +585,40 @@ pub fn run_suites(
     progress_bars: bool,
     progress: &mut dyn FnMut(&str),
 ) -> Vec<anyhow::Result<SuiteReport>> {
+    run_suites_reporting(project, cases, progress_bars, progress, &mut |_, _| {})
+}
+
+/// `run_suites`, telling `finished` about each suite as soon as it is scored.
+pub fn run_suites_reporting(
+    project: &Project,
+    cases: &[&Case],
+    progress_bars: bool,
+    progress: &mut dyn FnMut(&str),
+    finished: &mut dyn FnMut(usize, &anyhow::Result<SuiteReport>),
+) -> Vec<anyhow::Result<SuiteReport>> {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(r) => r,
-        Err(e) => return cases.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect(),
+        Err(e) => {
+            return (0..cases.len())
+                .map(|i| {
+                    let r = Err(anyhow::anyhow!("{e}"));
+                    finished(i, &r);
+                    r
+                })
+                .collect()
+        }
     };
     runtime.block_on(async {
         let mut pool = Pool::new();
         let mut out = Vec::new();
-        for case in cases {
-            out.push(run_one(project, case, &mut pool, progress_bars, progress).await);
+        for (i, case) in cases.iter().enumerate() {
+            let result = run_one(project, case, &mut pool, progress_bars, progress).await;
+            finished(i, &result);
+            out.push(result);
         }
         pool.stop_all();
         out

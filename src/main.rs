@@ -529,6 +529,37 @@ fn run_command() -> ExitCode {
     }
 }
 
+/// One finished case on the console: tables, reasons, warnings.
+fn print_case(r: &CaseReport) {
+    println!("\n{} — {}", r.name, report::console::case_verdict(&r.gate));
+    println!("{}", report::target_table(r));
+    println!("{}", report::gate_table(&r.gate));
+    if let Some(note) = report::console::unmeasured_note(&r.gate) {
+        println!("{note}");
+    }
+    for (role, t) in [("candidate", &r.candidate), ("baseline", &r.baseline)] {
+        if let Some(lines) = report::console::error_lines(role, t) {
+            println!("{lines}");
+        }
+        let label = format!("{role} `{}`", t.target);
+        if let Some(w) = report::console::client_lag_warning(&label, &t.summary) {
+            println!("{w}");
+        }
+    }
+    if let Some(note) = report::console::inconclusive_note(r) {
+        println!("{note}");
+    }
+    if let Some(rl) = &r.roofline {
+        println!(
+            "roofline on {}: {:.1} tok/s per sequence at batch 1 allowed, {:.1} measured ({:.0}%)",
+            rl.device,
+            rl.ideal_tokens_per_s,
+            rl.measured_tokens_per_s,
+            rl.fraction * 100.0
+        );
+    }
+}
+
 fn matches(name: &str, filter: Option<&str>, exact: bool) -> bool {
     match filter {
         None => true,
@@ -650,9 +681,10 @@ fn run(
         eprintln!("error: no case matches {}", filter.unwrap_or("(all)"));
         return ExitCode::from(CONFIG_ERROR);
     }
+    // Ctrl-C ends the run with 130 whatever its targets; the results file
+    // written so far stays, marked incomplete.
+    servegate::target::process::exit_on_interrupt();
     let started = chrono::Local::now();
-    let mut reports: Vec<CaseReport> = Vec::new();
-    let mut errors: Vec<CaseError> = Vec::new();
     let mut ignored = Vec::new();
     let mut runnable = Vec::new();
     for case in &cases {
@@ -669,98 +701,6 @@ fn run(
     let (suites, runnable): (Vec<&Case>, Vec<&Case>) = runnable
         .into_iter()
         .partition(|c| c.kind == servegate::config::CaseKind::Suite);
-    // Every target starts once for all the cases that use it.
-    let results = runner::run_cases(
-        project,
-        &runnable,
-        RunOptions {
-            keep_records: save_detailed,
-            progress: true,
-        },
-        &mut |line| eprintln!("running {line} …"),
-    );
-    for (case, result) in runnable.iter().zip(results) {
-        match result {
-            Ok(r) => {
-                println!("\n{} — {}", r.name, report::console::case_verdict(&r.gate));
-                println!("{}", report::target_table(&r));
-                println!("{}", report::gate_table(&r.gate));
-                if let Some(note) = report::console::unmeasured_note(&r.gate) {
-                    println!("{note}");
-                }
-                for (role, t) in [("candidate", &r.candidate), ("baseline", &r.baseline)] {
-                    if let Some(lines) = report::console::error_lines(role, t) {
-                        println!("{lines}");
-                    }
-                    let label = format!("{role} `{}`", t.target);
-                    if let Some(w) = report::console::client_lag_warning(&label, &t.summary) {
-                        println!("{w}");
-                    }
-                }
-                if let Some(note) = report::console::inconclusive_note(&r) {
-                    println!("{note}");
-                }
-                if let Some(rl) = &r.roofline {
-                    println!(
-                        "roofline on {}: {:.1} tok/s per sequence at batch 1 allowed, {:.1} measured ({:.0}%)",
-                        rl.device,
-                        rl.ideal_tokens_per_s,
-                        rl.measured_tokens_per_s,
-                        rl.fraction * 100.0
-                    );
-                }
-                reports.push(r);
-            }
-            Err(e) => {
-                println!("\n{}: error: {e:#}", case.name);
-                errors.push(CaseError {
-                    name: case.name.clone(),
-                    error: format!("{e:#}"),
-                });
-            }
-        }
-    }
-    if !reports.is_empty() {
-        println!("\nCandidate / baseline ratios");
-        println!("{}", report::comparison_table(&reports));
-    }
-    let mut suite_reports = Vec::new();
-    let suite_results = servegate::eval::run_suites(project, &suites, true, &mut |line| {
-        eprintln!("running {line} …")
-    });
-    for (case, result) in suites.iter().zip(suite_results) {
-        match result {
-            Ok(r) => {
-                println!("\n{} — {}", r.name, if r.passed { "pass" } else { "FAIL" });
-                print!("{}", report::quality::suite_text(&r));
-                suite_reports.push(r);
-            }
-            Err(e) => {
-                println!("\n{}: error: {e:#}", case.name);
-                errors.push(CaseError {
-                    name: case.name.clone(),
-                    error: format!("{e:#}"),
-                });
-            }
-        }
-    }
-    let failed_suites = suite_reports.iter().filter(|r| !r.passed).count();
-    let failed = reports.iter().filter(|r| !r.passed).count() + failed_suites + errors.len();
-    let passed = reports.len() - reports.iter().filter(|r| !r.passed).count() + suite_reports.len()
-        - failed_suites;
-    let results = RunResults {
-        servegate_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: started.to_rfc3339(),
-        finished_at: chrono::Local::now().to_rfc3339(),
-        passed: failed == 0,
-        environment: Some(Environment::collect(&project.root)),
-        cases: reports,
-        errors,
-        ignored,
-        quality: report::quality::task_scores(&suite_reports),
-        suites: suite_reports,
-    };
-    let inconclusive = results.counts().2;
     let path = output.unwrap_or_else(|| {
         let dir = match servegate::config::load_project(&project.root, &project.env) {
             Ok(c) => servegate::config::resolve(&project.root, &c.results_dir),
@@ -768,6 +708,91 @@ fn run(
         };
         dir.join(format!("run-{}.json", started.format("%Y%m%d-%H%M%S")))
     });
+    // The results file is rewritten after every case and marked incomplete
+    // until the run ends: an interrupted run keeps what it measured.
+    let mut results = RunResults {
+        servegate_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: started.to_rfc3339(),
+        finished_at: String::new(),
+        passed: false,
+        complete: false,
+        environment: Some(Environment::collect(&project.root)),
+        cases: Vec::new(),
+        errors: Vec::new(),
+        ignored,
+        quality: Vec::new(),
+        suites: Vec::new(),
+    };
+    let mut save_failed = false;
+    let mut save = |results: &RunResults| {
+        if let Err(e) = report::write_json_atomic(&path, results) {
+            if !save_failed {
+                eprintln!("warning: could not write {}: {e:#}", path.display());
+                save_failed = true;
+            }
+        }
+    };
+    save(&results);
+    // Every target starts once for all the cases that use it.
+    runner::run_cases_reporting(
+        project,
+        &runnable,
+        RunOptions {
+            keep_records: save_detailed,
+            progress: true,
+        },
+        &mut |line| eprintln!("running {line} …"),
+        &mut |i, result| {
+            match result {
+                Ok(r) => {
+                    print_case(r);
+                    results.cases.push(r.clone());
+                }
+                Err(e) => {
+                    println!("\n{}: error: {e:#}", runnable[i].name);
+                    results.errors.push(CaseError {
+                        name: runnable[i].name.clone(),
+                        error: format!("{e:#}"),
+                    });
+                }
+            }
+            save(&results);
+        },
+    );
+    if !results.cases.is_empty() {
+        println!("\nCandidate / baseline ratios");
+        println!("{}", report::comparison_table(&results.cases));
+    }
+    servegate::eval::run_suites_reporting(
+        project,
+        &suites,
+        true,
+        &mut |line| eprintln!("running {line} …"),
+        &mut |i, result| {
+            match result {
+                Ok(r) => {
+                    println!("\n{} — {}", r.name, if r.passed { "pass" } else { "FAIL" });
+                    print!("{}", report::quality::suite_text(r));
+                    results.suites.push(r.clone());
+                    results.quality = report::quality::task_scores(&results.suites);
+                }
+                Err(e) => {
+                    println!("\n{}: error: {e:#}", suites[i].name);
+                    results.errors.push(CaseError {
+                        name: suites[i].name.clone(),
+                        error: format!("{e:#}"),
+                    });
+                }
+            }
+            save(&results);
+        },
+    );
+    let (passed, failed, _, errors) = results.counts();
+    let failed = failed + errors;
+    results.finished_at = chrono::Local::now().to_rfc3339();
+    results.passed = failed == 0;
+    results.complete = true;
+    let inconclusive = results.counts().2;
     match report::write_json_keeping(&path, &results) {
         Ok(written) if written == path => println!("results: {}", path.display()),
         Ok(written) => eprintln!(
@@ -1359,6 +1384,9 @@ fn report_command(
         runs.push(RunResults::combine(single_cases));
     }
     let latest = runs.last().expect("at least one file (clap requires it)");
+    if !latest.complete {
+        println!("incomplete run: it was interrupted; only the cases below finished");
+    }
     for c in &latest.cases {
         println!("\n{} — {}", c.name, report::console::case_verdict(&c.gate));
         println!("{}", report::target_table(c));

@@ -167,15 +167,36 @@ pub fn run_cases(
     options: RunOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Vec<anyhow::Result<CaseReport>> {
+    run_cases_reporting(project, cases, options, progress, &mut |_, _| {})
+}
+
+/// `run_cases`, telling `finished` about each case (its index and result)
+/// as soon as it is decided, so results can be shown and saved as the run
+/// goes rather than at its end.
+pub fn run_cases_reporting(
+    project: &Project,
+    cases: &[&Case],
+    options: RunOptions,
+    progress: &mut dyn FnMut(&str),
+    finished: &mut dyn FnMut(usize, &anyhow::Result<CaseReport>),
+) -> Vec<anyhow::Result<CaseReport>> {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
         Ok(r) => r,
-        Err(e) => return cases.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect(),
+        Err(e) => {
+            return (0..cases.len())
+                .map(|i| {
+                    let r = Err(anyhow::anyhow!("{e}"));
+                    finished(i, &r);
+                    r
+                })
+                .collect()
+        }
     };
-    runtime.block_on(run_scenarios(project, cases, options, progress))
+    runtime.block_on(run_scenarios(project, cases, options, progress, finished))
 }
 
 /// What a case needs before any server starts.
@@ -222,9 +243,11 @@ async fn run_scenarios(
     cases: &[&Case],
     options: RunOptions,
     progress: &mut dyn FnMut(&str),
+    finished: &mut dyn FnMut(usize, &anyhow::Result<CaseReport>),
 ) -> Vec<anyhow::Result<CaseReport>> {
     let mut prepared: Vec<anyhow::Result<Prepared>> =
         cases.iter().map(|case| prepare(project, case)).collect();
+    let mut results: Vec<Option<anyhow::Result<CaseReport>>> = cases.iter().map(|_| None).collect();
     let needs: Vec<[Option<TargetKey>; 2]> = prepared
         .iter()
         .map(|p| p.as_ref().map(|p| p.keys.clone()).unwrap_or_default())
@@ -343,56 +366,131 @@ async fn run_scenarios(
         if let Some(e) = lost {
             prepared[i] = Err(e);
         }
+        // Each case is decided as soon as both its sides are measured.
+        for j in 0..cases.len() {
+            try_finish(
+                project,
+                cases,
+                options,
+                j,
+                &mut prepared,
+                &mut measured,
+                &mut results,
+                finished,
+            );
+        }
     }
     pool.stop_all();
-    cases
-        .iter()
-        .zip(prepared)
-        .zip(measured)
-        .map(|((case, p), [candidate, baseline])| {
-            let p = p?;
-            let c = &case.config;
-            let candidate = candidate.expect("candidate measured");
-            let baseline = baseline
-                .or(p.recorded)
-                .expect("baseline measured or recorded");
-            let slo = c.workload.slo.as_ref();
-            let (cr, br) = (candidate.record_runs(), baseline.record_runs());
-            let rows = gate::evaluate_samples(
-                &c.gate,
-                &gate::Sample {
-                    summary: &candidate.summary,
-                    runs: &cr,
-                    slo,
-                },
-                &gate::Sample {
-                    summary: &baseline.summary,
-                    runs: &br,
-                    slo,
-                },
-                &gate::bootstrap::Options::default(),
-            );
-            let roofline = roofline(project, c, &candidate.summary);
-            let keep = |mut t: TargetReport| {
-                if !options.keep_records {
-                    t.records = Vec::new();
-                }
-                t
-            };
-            Ok(CaseReport {
-                roofline,
-                name: case.name.clone(),
-                file: case.file.clone(),
-                description: c.description.clone(),
-                workload: c.workload.clone(),
-                config: Some(c.clone()),
-                passed: gate::all_pass(&rows),
-                candidate: keep(candidate),
-                baseline: keep(baseline),
-                gate: rows,
-            })
-        })
+    // Cases whose preparation failed, or never measured, end here.
+    for j in 0..cases.len() {
+        try_finish(
+            project,
+            cases,
+            options,
+            j,
+            &mut prepared,
+            &mut measured,
+            &mut results,
+            finished,
+        );
+        if results[j].is_none() {
+            let r = Err(anyhow::anyhow!("{}: not measured", cases[j].name));
+            finished(j, &r);
+            results[j] = Some(r);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every case finished"))
         .collect()
+}
+
+/// Decides case `i` when it can be: its preparation or a target failed, or
+/// both sides are measured (or recorded). Tells `finished` once.
+#[allow(clippy::too_many_arguments)]
+fn try_finish(
+    project: &Project,
+    cases: &[&Case],
+    options: RunOptions,
+    i: usize,
+    prepared: &mut [anyhow::Result<Prepared>],
+    measured: &mut [[Option<TargetReport>; 2]],
+    results: &mut [Option<anyhow::Result<CaseReport>>],
+    finished: &mut dyn FnMut(usize, &anyhow::Result<CaseReport>),
+) {
+    if results[i].is_some() {
+        return;
+    }
+    let ready = match &prepared[i] {
+        Err(_) => true,
+        Ok(p) => measured[i][0].is_some() && (measured[i][1].is_some() || p.recorded.is_some()),
+    };
+    if !ready {
+        return;
+    }
+    let outcome = match std::mem::replace(&mut prepared[i], Err(anyhow::anyhow!("finished"))) {
+        Err(e) => Err(e),
+        Ok(p) => {
+            let [candidate, baseline] = std::mem::take(&mut measured[i]);
+            Ok(conclude(
+                project,
+                cases[i],
+                options,
+                candidate.expect("candidate measured"),
+                baseline
+                    .or(p.recorded)
+                    .expect("baseline measured or recorded"),
+            ))
+        }
+    };
+    finished(i, &outcome);
+    results[i] = Some(outcome);
+}
+
+/// A case's report from both sides' measurements: the gate applied.
+fn conclude(
+    project: &Project,
+    case: &Case,
+    options: RunOptions,
+    candidate: TargetReport,
+    baseline: TargetReport,
+) -> CaseReport {
+    let c = &case.config;
+    let slo = c.workload.slo.as_ref();
+    let (cr, br) = (candidate.record_runs(), baseline.record_runs());
+    let rows = gate::evaluate_samples(
+        &c.gate,
+        &gate::Sample {
+            summary: &candidate.summary,
+            runs: &cr,
+            slo,
+        },
+        &gate::Sample {
+            summary: &baseline.summary,
+            runs: &br,
+            slo,
+        },
+        &gate::bootstrap::Options::default(),
+    );
+    let roofline = roofline(project, c, &candidate.summary);
+    let keep = |mut t: TargetReport| {
+        if !options.keep_records {
+            t.records = Vec::new();
+        }
+        t
+    };
+    CaseReport {
+        roofline,
+        name: case.name.clone(),
+        file: case.file.clone(),
+        description: c.description.clone(),
+        workload: c.workload.clone(),
+        config: Some(c.clone()),
+        passed: gate::all_pass(&rows),
+        candidate: keep(candidate),
+        baseline: keep(baseline),
+        gate: rows,
+    }
 }
 
 /// Folds a target's measured phases into its report.

@@ -263,3 +263,74 @@ fn unusable_flag_values_are_usage_errors() {
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
 }
+
+/// Ctrl-C after the second case: the results file is valid JSON holding
+/// the finished cases, marked incomplete, and `report` says so.
+#[test]
+fn an_interrupted_run_keeps_the_finished_cases_marked_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("servegate.toml"),
+        "[targets.candidate]\nsim = { ttft_ms = 5.0, tpot_ms = 5.0 }\n\
+         [targets.baseline]\nsim = { ttft_ms = 5.0, tpot_ms = 5.0 }\n\
+         [workload]\nwarmup = 0\nnum_requests = 12\nmax_tokens = 16\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("prompts")).unwrap();
+    std::fs::write(root.join("prompts/short.txt"), "hello there\n").unwrap();
+    std::fs::create_dir_all(root.join("scenarios")).unwrap();
+    for name in ["a", "b", "c", "d", "e", "f"] {
+        std::fs::write(
+            root.join(format!("scenarios/{name}.toml")),
+            "[workload]\nprompts = \"short\"\n[gate]\nerror_rate = { max = 0.0 }\n",
+        )
+        .unwrap();
+    }
+    let out = root.join("run.json");
+    let mut child = Command::new(SERVEGATE)
+        .args(["--root", root.to_str().unwrap(), "run", "--output"])
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let finished = |v: &serde_json::Value| v["cases"].as_array().map_or(0, Vec::len);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let saved = std::fs::read_to_string(&out)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        if saved.as_ref().is_some_and(|v| finished(v) >= 2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "two cases never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix_kill(child.id(), libc::SIGINT);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).expect("valid JSON");
+    assert_eq!(saved["complete"], false);
+    let n = finished(&saved);
+    assert!((2..6).contains(&n), "{n} cases");
+    for case in saved["cases"].as_array().unwrap() {
+        assert_eq!(case["passed"], true, "{case}");
+    }
+    let report = Command::new(SERVEGATE)
+        .args(["report"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(report.status.success());
+    assert!(String::from_utf8_lossy(&report.stdout).contains("incomplete run"));
+}
+
+fn nix_kill(pid: u32, signal: i32) {
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}

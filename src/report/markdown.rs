@@ -76,6 +76,11 @@ pub fn run_summary(results: &RunResults) -> String {
         let _ = write!(line, ", {} ignored", results.ignored.len());
     }
     let _ = writeln!(out, "{line}.\n");
+    if !results.complete {
+        out.push_str(
+            "⚠️ **Incomplete run**: it was interrupted; only the cases below finished.\n\n",
+        );
+    }
     if !results.cases.is_empty() {
         out.push_str("Candidate / baseline ratios (TTFT and latency: lower is better; throughput: higher is better).\n\n");
         out.push_str("| case | TTFT | Thr/req | ThrTot | Latency | verdict |\n");

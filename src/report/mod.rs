@@ -26,6 +26,10 @@ pub struct RunResults {
     pub started_at: String,
     pub finished_at: String,
     pub passed: bool,
+    /// False while the run is going on (the file is rewritten after each
+    /// case), and so in the file of a run that was interrupted.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
     /// Where and on what the run happened.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<Environment>,
@@ -42,6 +46,10 @@ pub struct RunResults {
     /// Quality scores per task and metric (from `suites`, for charts).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<TaskScore>,
+}
+
+fn complete_by_default() -> bool {
+    true
 }
 
 /// A case this machine could not run (`requires_gpu`, `requires_files`).
@@ -127,6 +135,7 @@ impl RunResults {
             started_at: String::new(),
             finished_at: String::new(),
             passed: true,
+            complete: true,
             environment: None,
             cases: Vec::new(),
             errors: Vec::new(),
@@ -457,6 +466,7 @@ pub(crate) mod fixtures {
             finished_at: "2025-01-02T03:05:05+00:00".into(),
             // One case could not run, so the run fails whatever the gates say.
             passed: false,
+            complete: true,
             environment: Some(crate::environment::Environment {
                 servegate_version: "0.0.0".into(),
                 git_commit: Some("0123456789abcdef0123456789abcdef01234567".into()),

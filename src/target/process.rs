@@ -409,6 +409,13 @@ pub fn remove_on_interrupt(path: &Path) {
     registry().files.push(path.to_path_buf());
 }
 
+/// Ends the process on SIGINT, SIGTERM or SIGHUP with 128 + the signal,
+/// stopping every registered server group first (installed at the first
+/// server start anyway; `run` installs it at once for a consistent status).
+pub fn exit_on_interrupt() {
+    install_signal_handler();
+}
+
 /// Lets SIGINT end the process again where it arrived ignored: a shell
 /// starts a background job (`servegate sim &`) with SIGINT ignored, though
 /// nobody asked for that. Other ignored signals (a wrapper's `trap '' TERM`)
