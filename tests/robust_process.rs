@@ -1,26 +1,43 @@
 //! The process as scripts and CI use it: signals that arrive ignored, a
 //! small open-file limit, results that must survive both.
 
-use std::net::TcpListener;
-use std::process::{Command, Stdio};
+mod common;
+use common::{free_port, Sim};
+
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const SERVEGATE: &str = env!("CARGO_BIN_EXE_servegate");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `bench` at `sim` with one prompt, `concurrency` streams and as many
+/// requests, through bash after `limits` (e.g. `ulimit -n 80`), in a
+/// temporary folder; its output file is `out.json` there.
+fn bench_under(
+    sim: &Sim,
+    limits: &str,
+    concurrency: u32,
+    max_tokens: u32,
+) -> (Output, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.json"), r#"{"short": ["Hello there"]}"#).unwrap();
+    let script = format!(
+        "{limits} '{SERVEGATE}' bench --base-url {} --prompts-file p.json \
+         --prompt-length short --concurrency {concurrency} --max-tokens {max_tokens} \
+         --num-requests {concurrency} --warmup 0 --output out.json",
+        sim.url
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    (out, dir)
 }
 
-fn wait_listening(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn saved(dir: &tempfile::TempDir) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.path().join("out.json")).expect("results written");
+    serde_json::from_str(&text).unwrap()
 }
 
 /// `servegate sim &` in a script: the shell starts it with SIGINT ignored,
@@ -52,39 +69,8 @@ fn sim_in_the_background_of_a_script_stops_on_sigint() {
 /// at start, so every stream gets its socket.
 #[test]
 fn a_low_soft_open_file_limit_is_raised() {
-    let port = free_port();
-    let mut sim = Command::new(SERVEGATE)
-        .args([
-            "sim",
-            "--port",
-            &port.to_string(),
-            "--ttft-ms",
-            "50",
-            "--itl-ms",
-            "5",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
-    let dir = tempfile::tempdir().unwrap();
-    let out_file = dir.path().join("out.json");
-    std::fs::write(dir.path().join("p.json"), r#"{"short": ["Hello there"]}"#).unwrap();
-    let bench = format!(
-        "ulimit -S -n 64 && '{SERVEGATE}' bench --base-url http://127.0.0.1:{port} \
-         --prompts-file p.json --prompt-length short --concurrency 150 --max-tokens 4 \
-         --num-requests 150 --warmup 0 --output {}",
-        out_file.display()
-    );
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&bench)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    let sim = Sim::start(&["--ttft-ms", "50", "--itl-ms", "5"]);
+    let (out, dir) = bench_under(&sim, "ulimit -S -n 64 &&", 150, 4);
     let all = format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -92,9 +78,11 @@ fn a_low_soft_open_file_limit_is_raised() {
     );
     assert!(out.status.success(), "{all}");
     assert!(!all.contains("Too many open files"), "{all}");
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
-    assert_eq!(saved["scenarios"][0]["summary"]["completed"], 150, "{all}");
+    assert_eq!(
+        saved(&dir)["scenarios"][0]["summary"]["completed"],
+        150,
+        "{all}"
+    );
 }
 
 /// A hard limit too small for the concurrency: servegate says so before it
@@ -102,48 +90,15 @@ fn a_low_soft_open_file_limit_is_raised() {
 /// results are still written.
 #[test]
 fn a_hard_open_file_limit_too_small_warns_and_loses_nothing() {
-    let port = free_port();
-    let mut sim = Command::new(SERVEGATE)
-        .args([
-            "sim",
-            "--port",
-            &port.to_string(),
-            "--ttft-ms",
-            "200",
-            "--itl-ms",
-            "5",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
-    let dir = tempfile::tempdir().unwrap();
-    let out_file = dir.path().join("out.json");
-    std::fs::write(dir.path().join("p.json"), r#"{"short": ["Hello there"]}"#).unwrap();
-    let bench = format!(
-        "ulimit -n 80 && '{SERVEGATE}' bench --base-url http://127.0.0.1:{port} \
-         --prompts-file p.json --prompt-length short --concurrency 150 --max-tokens 4 \
-         --num-requests 150 --warmup 0 --output {}",
-        out_file.display()
-    );
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(&bench)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let _ = sim.kill();
-    let _ = sim.wait();
+    let sim = Sim::start(&["--ttft-ms", "200", "--itl-ms", "5"]);
+    let (out, dir) = bench_under(&sim, "ulimit -n 80 &&", 150, 4);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stderr.contains("warning: concurrency 150 needs about 214 open files but the limit is 80"),
         "{stderr}"
     );
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_file).expect("results written"))
-            .unwrap();
+    let saved = saved(&dir);
     let summary = &saved["scenarios"][0]["summary"];
     let (completed, failed) = (
         summary["completed"].as_u64().unwrap(),
@@ -161,53 +116,17 @@ fn a_hard_open_file_limit_too_small_warns_and_loses_nothing() {
 /// the warning agree with the lateness measured).
 #[test]
 fn two_thousand_streams_are_measured_and_client_saturation_is_marked() {
-    let port = free_port();
-    let mut sim = Command::new(SERVEGATE)
-        .args([
-            "sim",
-            "--port",
-            &port.to_string(),
-            "--ttft-ms",
-            "50",
-            "--itl-ms",
-            "20",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
-    let dir = tempfile::tempdir().unwrap();
-    let out_file = dir.path().join("out.json");
-    std::fs::write(dir.path().join("p.json"), r#"{"short": ["Hello there"]}"#).unwrap();
+    let sim = Sim::start(&["--ttft-ms", "50", "--itl-ms", "20"]);
     let started = Instant::now();
-    let out = Command::new(SERVEGATE)
-        .args(["bench", "--base-url", &format!("http://127.0.0.1:{port}")])
-        .args(["--prompts-file", "p.json", "--prompt-length", "short"])
-        .args([
-            "--concurrency",
-            "2000",
-            "--num-requests",
-            "2000",
-            "--max-tokens",
-            "16",
-        ])
-        .args(["--warmup", "0", "--output"])
-        .arg(&out_file)
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    let (out, dir) = bench_under(&sim, "", 2000, 16);
     let wall = started.elapsed();
-    let _ = sim.kill();
-    let _ = sim.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let saved: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_file).unwrap()).unwrap();
+    let saved = saved(&dir);
     let summary = &saved["scenarios"][0]["summary"];
     assert_eq!(summary["completed"], 2000);
     let lag = &summary["client_lag"];

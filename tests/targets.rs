@@ -626,13 +626,15 @@ fn shared_server_stops_itself_when_idle() {
 /// Starts `servegate run` on a server that never gets ready and ignores
 /// SIGTERM, sends `signal` to servegate once the server runs, and checks
 /// that servegate exits with 128 + the signal leaving nothing behind.
-fn interrupt_run(signal: nix::sys::signal::Signal) {
+/// A `servegate run` whose server ignores SIGTERM and forks, once the
+/// server is up: (servegate, the server's process group, the project).
+fn run_with_a_stubborn_server() -> (std::process::Child, i32, TestProject) {
     let t = TestProject::candidate_script("ready_timeout_s = 60\nstop_timeout_s = 30");
     t.script(
         "serve.sh",
         "trap '' TERM\necho $$ > pid\n(exec sleep 60) &\nsleep 60",
     );
-    let mut child = Command::new(SERVEGATE)
+    let child = Command::new(SERVEGATE)
         .arg("--root")
         .arg(t.root())
         .arg("run")
@@ -642,6 +644,11 @@ fn interrupt_run(signal: nix::sys::signal::Signal) {
         .spawn()
         .unwrap();
     let server = t.read_pid("pid");
+    (child, server, t)
+}
+
+fn interrupt_run(signal: nix::sys::signal::Signal) {
+    let (mut child, server, t) = run_with_a_stubborn_server();
     let started = Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
     let status = child.wait().unwrap();
@@ -685,21 +692,7 @@ fn sighup_from_a_closed_terminal_stops_the_servers() {
 /// sees it gone and stops the server group (SIGTERM, 5 s, SIGKILL).
 #[test]
 fn sigkill_of_servegate_still_stops_the_servers() {
-    let t = TestProject::candidate_script("ready_timeout_s = 60\nstop_timeout_s = 30");
-    t.script(
-        "serve.sh",
-        "trap '' TERM\necho $$ > pid\n(exec sleep 60) &\nsleep 60",
-    );
-    let mut child = Command::new(SERVEGATE)
-        .arg("--root")
-        .arg(t.root())
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = t.read_pid("pid");
+    let (mut child, server, t) = run_with_a_stubborn_server();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGKILL,

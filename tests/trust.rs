@@ -3,13 +3,11 @@
 //! pass, print nothing useful, or panic, when it had nothing to go on.
 
 mod common;
-use common::repo;
+use common::{repo, Sim};
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 fn servegate(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_servegate"));
@@ -29,47 +27,9 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A standalone embedded engine serving `model`, stopped when dropped.
-struct Sim {
-    child: Child,
-    url: String,
-}
-
-impl Sim {
-    fn start(model: &str) -> Sim {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_servegate"))
-            .args(["sim", "--port", &port.to_string(), "--model", model])
-            .args(["--ttft-ms", "2", "--itl-ms", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the engine did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Sim {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The embedded engine serving `model`, with short timings.
+fn sim(model: &str) -> Sim {
+    Sim::start(&["--model", model, "--ttft-ms", "2", "--itl-ms", "1"])
 }
 
 /// A project whose two `url` targets are `url`, asking for `model`.
@@ -110,7 +70,7 @@ fn latest_results(root: &Path) -> serde_json::Value {
 /// throughput gate passed at 0/0 = 1.000 and the run exited 0.
 #[test]
 fn a_case_whose_every_request_failed_fails_with_the_servers_message() {
-    let sim = Sim::start("real-model");
+    let sim = sim("real-model");
     let dir = url_project(&sim.url, "no-such-model");
     let root = dir.path();
     let out = servegate(root, &["run"], &[]);
@@ -223,7 +183,7 @@ print(" ".join(names))
 
 #[test]
 fn bench_writes_the_old_scripts_schema_and_takes_a_v1_base_url() {
-    let sim = Sim::start("m");
+    let sim = sim("m");
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::create_dir_all(root.join("p")).unwrap();
@@ -350,7 +310,7 @@ fn a_closed_pipe_ends_quietly() {
 
 #[test]
 fn eval_without_a_baseline_prints_scores_only_and_fails_on_a_missing_model() {
-    let sim = Sim::start("m");
+    let sim = sim("m");
     let data = repo().join("datasets");
     let dir = tempfile::tempdir().unwrap();
     let out = servegate(
