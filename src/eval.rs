@@ -713,6 +713,30 @@ async fn run_one(
     Ok(conclude(&inputs, &encoder, cand, scored.next()))
 }
 
+/// The task lists of the old evaluation script, for an ad-hoc evaluation
+/// named by size rather than by task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskPreset {
+    /// hellaswag.
+    Quick,
+    /// hellaswag, arc_easy, truthfulqa_mc2.
+    Standard,
+    /// hellaswag, arc_easy, truthfulqa_mc2, mmlu.
+    Full,
+}
+
+impl TaskPreset {
+    /// The preset's tasks.
+    pub fn tasks(self) -> Vec<String> {
+        let list: &[&str] = match self {
+            TaskPreset::Quick => &["hellaswag"],
+            TaskPreset::Standard => &["hellaswag", "arc_easy", "truthfulqa_mc2"],
+            TaskPreset::Full => &["hellaswag", "arc_easy", "truthfulqa_mc2", "mmlu"],
+        };
+        list.iter().map(|s| s.to_string()).collect()
+    }
+}
+
 /// An evaluation from the command line: servers by URL, no project needed.
 pub struct AdhocEval {
     pub url: String,

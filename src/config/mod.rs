@@ -226,6 +226,15 @@ pub fn load_project(root: &Path, env: &[EnvOverride]) -> Result<CaseConfig, Conf
     })
 }
 
+/// The project's results folder: its `results_dir`, resolved against the
+/// root; `<root>/results` when the project file cannot be read.
+pub fn results_dir(root: &Path, env: &[EnvOverride]) -> PathBuf {
+    match load_project(root, env) {
+        Ok(c) => resolve(root, &c.results_dir),
+        Err(_) => root.join("results"),
+    }
+}
+
 /// Resolves a path from the configuration against the project root.
 pub fn resolve(root: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {

@@ -1,0 +1,175 @@
+//! `sim`, `calibrate`, `train-tokenizer` and `gpu`: the embedded engine and
+//! the machine.
+
+use std::path::{Path, PathBuf};
+
+use servegate::calibrate;
+use servegate::config::SimSpec;
+use servegate::sim::SimServer;
+
+use super::{project_root, runtime, CliError};
+
+#[derive(clap::Args)]
+pub(super) struct SimArgs {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8100)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// The model name the engine serves.
+    #[arg(long, default_value = "servegate-sim")]
+    model: String,
+    /// `constant`, `engine`, or a `[sim_profiles]` entry of the project's servegate.toml.
+    #[arg(long)]
+    profile: Option<String>,
+    /// Time to first token, ms (over the profile's).
+    #[arg(long)]
+    ttft_ms: Option<f64>,
+    /// Time between tokens, ms (over the profile's).
+    #[arg(long, visible_alias = "tpot-ms")]
+    itl_ms: Option<f64>,
+    /// Most sequences in one batch (engine profile).
+    #[arg(long)]
+    max_num_seqs: Option<u32>,
+    /// Multiplies every time (1.1: 10% slower).
+    #[arg(long)]
+    slowdown: Option<f64>,
+    /// Noise added to log-probabilities (standard deviation).
+    #[arg(long)]
+    logprob_noise: Option<f64>,
+    /// Fraction of requests answered with HTTP 500.
+    #[arg(long)]
+    error_rate: Option<f64>,
+    /// Fraction of streams cut off midway.
+    #[arg(long)]
+    drop_rate: Option<f64>,
+    /// A pause in every stream, ms.
+    #[arg(long)]
+    stall_ms: Option<f64>,
+    /// Time before the server answers readiness, ms.
+    #[arg(long)]
+    startup_delay_ms: Option<f64>,
+    /// Exit after this many requests (a crashing server, for tests).
+    #[arg(long)]
+    crash_after: Option<u64>,
+    /// Seed of the engine's randomness (faults, noise).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError> {
+    let spec = SimSpec {
+        profile: args.profile.clone(),
+        ttft_ms: args.ttft_ms,
+        tpot_ms: args.itl_ms,
+        max_num_seqs: args.max_num_seqs,
+        slowdown: args.slowdown,
+        logprob_noise: args.logprob_noise,
+        error_rate: args.error_rate,
+        drop_rate: args.drop_rate,
+        stall_ms: args.stall_ms,
+        startup_delay_ms: args.startup_delay_ms,
+        crash_after: args.crash_after,
+        seed: args.seed,
+        ..SimSpec::default()
+    };
+    // Profiles defined in the project's servegate.toml, when there is one.
+    let profiles = project_root(root)
+        .and_then(|r| servegate::config::load_project(&r, &[]).ok())
+        .map(|c| c.sim_profiles)
+        .unwrap_or_default();
+    let params =
+        servegate::config::SimParams::resolve(&spec, &profiles).map_err(|(knob, message)| {
+            CliError::Usage(format!("--{}: {message}", knob.replace('_', "-")))
+        })?;
+    // `servegate sim &` in a script starts with SIGINT ignored: handle it.
+    servegate::target::process::default_sigint();
+    let server = SimServer::start_with(params, &args.model, (args.host, args.port).into(), true)
+        .map_err(|e| {
+            CliError::Failed(format!("cannot listen on {}:{}: {e}", args.host, args.port))
+        })?;
+    eprintln!(
+        "servegate sim: serving `{}` on {}",
+        args.model,
+        server.url()
+    );
+    server.join();
+    Ok(())
+}
+
+/// `servegate calibrate`: servegate's own timing error.
+pub(super) fn calibrate(
+    levels: Vec<u32>,
+    ttft_ms: f64,
+    itl_ms: f64,
+    tokens: u32,
+) -> Result<(), CliError> {
+    let options = calibrate::CalibrateOptions {
+        levels,
+        ttft_ms,
+        itl_ms,
+        output_tokens: tokens,
+    };
+    let levels = runtime()
+        .block_on(calibrate::run(&options))
+        .map_err(|e| CliError::Failed(format!("{e:#}")))?;
+    println!("{}", calibrate::table(&options, &levels));
+    Ok(())
+}
+
+/// `servegate train-tokenizer`: the embedded engine's tokenizer, trained and written.
+pub(super) fn train_tokenizer(output: &Path, vocab_size: usize) -> Result<(), CliError> {
+    servegate::sim::lm::train_tokenizer(vocab_size)
+        .and_then(|t| t.save(output, true).map_err(|e| e.to_string()))
+        .map_err(CliError::Failed)?;
+    println!("wrote {}", output.display());
+    Ok(())
+}
+
+pub(super) fn gpu(json: bool) -> Result<(), CliError> {
+    let probe = servegate::gpu::probe();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&probe).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    match &probe {
+        servegate::gpu::Probe::NotBuilt { reason } | servegate::gpu::Probe::NoDevice { reason } => {
+            println!("no GPU: {reason}");
+        }
+        servegate::gpu::Probe::Devices { devices } => {
+            let mut t = comfy_table::Table::new();
+            t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+            t.set_header(vec![
+                "GPU",
+                "name",
+                "compute",
+                "SMs",
+                "memory",
+                "free",
+                "memory clock",
+                "bus",
+                "peak bandwidth",
+            ]);
+            let gib = |b: u64| format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64);
+            for d in devices {
+                t.add_row(vec![
+                    d.index.to_string(),
+                    d.name.clone(),
+                    format!("{}.{}", d.compute_capability.0, d.compute_capability.1),
+                    d.sm_count.to_string(),
+                    gib(d.total_memory_bytes),
+                    d.free_memory_bytes.map(gib).unwrap_or_else(|| "?".into()),
+                    format!("{} MHz", d.memory_clock_khz / 1000),
+                    format!("{} bit", d.bus_width_bits),
+                    format!("{:.0} GB/s", d.peak_bandwidth_bytes_per_s / 1e9),
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
