@@ -7,118 +7,21 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::client::{Client, Limits};
 use crate::config::{self, Baseline, CaseConfig, DataPaths};
 use crate::discover::{Case, Project};
-use crate::gate::quality::{self as qgate, MetricScores, Paired, QualityRow, TaskScores};
+use crate::gate::quality::{self as qgate, MetricScores, Paired, TaskScores};
 use crate::quality::encode::{self, Encoder, Scored};
 use crate::quality::loglik::{self, SendOptions};
 use crate::quality::score::{self, DocOutcome, MetricValue};
 use crate::quality::tasks::Task;
 use crate::quality::{data, Gold, McDoc};
+pub use crate::results::{
+    FlippedItem, PairedReport, SideReport, SubtaskResult, SuiteReport, TaskResult, TaskSource,
+};
 use crate::target::pool::{Pool, TargetKey};
 use crate::target::TargetEnv;
 use crate::tokenizer::Tokenizer;
-
-/// The outcome of one suite.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SuiteReport {
-    pub name: String,
-    pub file: PathBuf,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The suite's configuration as resolved (all layers merged).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<CaseConfig>,
-    /// Which tokenizer split contexts and continuations.
-    pub tokenizer: String,
-    /// Where each task's records came from, and how many items were scored.
-    pub tasks: Vec<TaskSource>,
-    pub candidate: SideReport,
-    /// Absent when the suite compares with `expected` values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<SideReport>,
-    pub rows: Vec<QualityRow>,
-    /// Items that flipped between candidate and baseline, per task.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub paired: Vec<PairedReport>,
-    pub passed: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskSource {
-    pub task: String,
-    pub source: String,
-    pub items: usize,
-}
-
-/// One target's scores.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SideReport {
-    pub target: String,
-    pub url: String,
-    pub model: String,
-    pub tasks: Vec<TaskResult>,
-    /// Requests sent (identical requests are sent once).
-    pub requests: usize,
-    pub seconds: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<PathBuf>,
-}
-
-impl SideReport {
-    /// The tasks that scored no item or a metric without a value.
-    pub fn unscored(&self) -> Vec<&str> {
-        self.tasks
-            .iter()
-            .filter(|t| t.items == 0 || t.metrics.iter().any(|m| !m.value.is_finite()))
-            .map(|t| t.task.as_str())
-            .collect()
-    }
-}
-
-/// One task's metrics on one target, as lm-evaluation-harness reports them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TaskResult {
-    pub task: String,
-    pub items: usize,
-    pub metrics: Vec<MetricValue>,
-    /// mmlu: per subject (and per category).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub subtasks: Vec<SubtaskResult>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SubtaskResult {
-    pub name: String,
-    pub items: usize,
-    pub metrics: Vec<MetricValue>,
-}
-
-/// The paired analysis of one task, with the items that flipped.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PairedReport {
-    #[serde(flatten)]
-    pub paired: Paired,
-    pub flipped_items: Vec<FlippedItem>,
-}
-
-/// One item the two targets answered differently.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FlippedItem {
-    pub index: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// The end of the question as sent (few-shot examples left out).
-    pub question: String,
-    pub gold: String,
-    pub candidate: String,
-    pub baseline: String,
-    pub candidate_right: bool,
-    pub baseline_right: bool,
-}
 
 /// The questions of one task.
 pub struct PreparedTask {

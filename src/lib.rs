@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod open_files;
 pub mod quality;
 pub mod report;
+pub mod results;
 pub mod runner;
 pub mod sim;
 pub mod target;

@@ -1,95 +1,19 @@
 //! Runs cases end to end: targets up, workload against each, gate checked.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bench::{self, BenchResult, BenchSpec};
-use crate::config::{self, Baseline, CaseKind, RecordedBaseline, RecordedRole, WorkloadConfig};
+use crate::config::{self, Baseline, CaseKind, RecordedBaseline, RecordedRole};
 use crate::discover::{Case, Project};
-use crate::gate::{self, GateRow};
+use crate::gate;
 use crate::metrics::{RequestRecord, Summary};
+pub use crate::results::{CaseReport, TargetReport};
 use crate::target::pool::{self, Pool, TargetKey};
 use crate::target::TargetEnv;
 use crate::tokenizer::Tokenizer;
 use crate::workload;
-
-/// The measurements of one target within a case.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TargetReport {
-    pub target: String,
-    pub url: String,
-    pub model: String,
-    /// All measured phases together (see `Summary::from_runs`).
-    pub summary: Summary,
-    /// Each measured phase's own summary, in the order measured, when the
-    /// case has `repeats` > 1.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub runs: Vec<Summary>,
-    /// When each phase (its warm-up first) began, in seconds from the start
-    /// of the run; with `runs`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub run_offsets_s: Vec<f64>,
-    /// Failure reasons and how often each occurred.
-    pub errors: BTreeMap<String, usize>,
-    /// Every request's record, phase after phase (phase k holds
-    /// `runs[k].completed + runs[k].failed` records).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub records: Vec<RequestRecord>,
-    /// The server's log, for targets servegate started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<PathBuf>,
-    /// Set when this side was read from an earlier run's results file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recorded_from: Option<PathBuf>,
-    /// Device memory while this target was measured (empty without a GPU).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub gpu_memory: Vec<crate::gpu::MemoryStats>,
-}
-
-impl TargetReport {
-    /// The kept records split by measured phase (empty without records).
-    pub fn record_runs(&self) -> Vec<&[RequestRecord]> {
-        if self.records.is_empty() {
-            return Vec::new();
-        }
-        if self.runs.is_empty() {
-            return vec![&self.records];
-        }
-        let mut out = Vec::new();
-        let mut rest: &[RequestRecord] = &self.records;
-        for run in &self.runs {
-            let n = (run.completed + run.failed).min(rest.len());
-            let (head, tail) = rest.split_at(n);
-            out.push(head);
-            rest = tail;
-        }
-        out
-    }
-}
-
-/// The outcome of one case.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CaseReport {
-    pub name: String,
-    pub file: PathBuf,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub workload: WorkloadConfig,
-    /// The case's configuration as resolved (all layers merged).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<config::CaseConfig>,
-    pub candidate: TargetReport,
-    pub baseline: TargetReport,
-    pub gate: Vec<GateRow>,
-    pub passed: bool,
-    /// What memory bandwidth allows for decode, against the candidate's rate
-    /// (with a GPU and a known weight size).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roofline: Option<crate::gpu::Roofline>,
-}
 
 /// Options that do not change what is measured.
 #[derive(Debug, Clone, Copy, Default)]

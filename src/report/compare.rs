@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::console::{interval_text, ratios, table};
 use crate::gate::{bootstrap, Interval};
 use crate::metrics::{MetricName, RequestRecord, Summary};
-use crate::runner::TargetReport;
+use crate::results::TargetReport;
 
 /// One measured point of a saved run.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub fn entries(value: &Value, side: Side) -> anyhow::Result<Vec<Entry>> {
             .collect());
     }
     if value.get("gate").is_some() && value.get("candidate").is_some() {
-        let case: crate::runner::CaseReport = serde_json::from_value(value.clone())?;
+        let case: crate::results::CaseReport = serde_json::from_value(value.clone())?;
         let t = match side {
             Side::Candidate => &case.candidate,
             Side::Baseline => &case.baseline,

@@ -6,7 +6,7 @@ use comfy_table::{Cell, CellAlignment, Color, Table};
 
 use crate::gate::{self, GateRow, Interval, Verdict};
 use crate::metrics::Summary;
-use crate::runner::{CaseReport, TargetReport};
+use crate::results::{CaseReport, TargetReport};
 
 /// A table with the project's look; columns after the first are right-aligned.
 pub fn table(header: &[&str]) -> Table {

@@ -51,7 +51,7 @@ pub fn trends(runs: &[RunResults]) -> Vec<Trend> {
     }
     let mut out = Vec::new();
     for case in &cases {
-        let reports: Vec<Option<&crate::runner::CaseReport>> = runs
+        let reports: Vec<Option<&crate::results::CaseReport>> = runs
             .iter()
             .map(|r| r.cases.iter().find(|c| &c.name == case))
             .collect();

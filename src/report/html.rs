@@ -19,7 +19,7 @@ use super::{RunResults, TaskScore};
 use crate::config::Limit;
 use crate::gate::{Interval, Verdict};
 use crate::metrics::Series;
-use crate::runner::{CaseReport, TargetReport};
+use crate::results::{CaseReport, TargetReport};
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -688,7 +688,7 @@ fn history_charts(runs: &[RunResults]) -> String {
 }
 
 /// A suite's verdict table and the items that flipped.
-fn suite_html(r: &crate::eval::SuiteReport) -> String {
+fn suite_html(r: &crate::results::SuiteReport) -> String {
     let mut html = String::new();
     let reference = if r.baseline.is_some() {
         "baseline"

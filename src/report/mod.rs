@@ -12,167 +12,12 @@ pub mod quality;
 use std::io::Write;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::environment::Environment;
-use crate::runner::CaseReport;
+pub use crate::results::{sort_by_start, CaseError, IgnoredCase, RunResults, TaskScore};
+use crate::results::{CaseReport, SuiteReport};
 
 pub use console::{comparison_table, failure_message, gate_table, target_table};
-
-/// One run's results file.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunResults {
-    pub servegate_version: String,
-    pub started_at: String,
-    pub finished_at: String,
-    pub passed: bool,
-    /// False while the run is going on (the file is rewritten after each
-    /// case), and so in the file of a run that was interrupted.
-    #[serde(default = "complete_by_default")]
-    pub complete: bool,
-    /// Where and on what the run happened.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub environment: Option<Environment>,
-    pub cases: Vec<CaseReport>,
-    /// Cases that could not be measured, with the reason.
-    #[serde(default)]
-    pub errors: Vec<CaseError>,
-    /// Cases listed but not run on this machine, with the reason.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ignored: Vec<IgnoredCase>,
-    /// Quality suites, each with its items that flipped.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub suites: Vec<crate::eval::SuiteReport>,
-    /// Quality scores per task and metric (from `suites`, for charts).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quality: Vec<TaskScore>,
-}
-
-fn complete_by_default() -> bool {
-    true
-}
-
-/// A case this machine could not run (`requires_gpu`, `requires_files`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IgnoredCase {
-    pub name: String,
-    pub reason: String,
-}
-
-/// Orders runs by their start time, oldest first; runs without one (case
-/// files combined) keep their order after the others.
-pub fn sort_by_start(runs: &mut [RunResults]) {
-    runs.sort_by_key(|r| {
-        let started = chrono::DateTime::parse_from_rfc3339(&r.started_at).ok();
-        (started.is_none(), started)
-    });
-}
-
-/// One quality task's score on candidate and baseline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskScore {
-    pub case: String,
-    pub task: String,
-    /// `acc`, `acc_norm`, …
-    pub metric: String,
-    pub candidate: f64,
-    pub baseline: f64,
-    /// Standard errors, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub candidate_stderr: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline_stderr: Option<f64>,
-}
-
-impl RunResults {
-    /// A results file holding one case report (as the gate trials write them
-    /// under `<results_dir>/cases/`).
-    pub fn from_case(case: CaseReport) -> Self {
-        Self {
-            passed: case.passed,
-            cases: vec![case],
-            ..Self::from_case_list()
-        }
-    }
-
-    /// A results file holding one suite report (as the suite trials write them).
-    pub fn from_suite(suite: crate::eval::SuiteReport) -> Self {
-        let suites = vec![suite];
-        Self {
-            passed: suites[0].passed,
-            quality: quality::task_scores(&suites),
-            suites,
-            ..Self::from_case_list()
-        }
-    }
-
-    /// Whether this holds one case or suite report read from its own file (no run around it).
-    pub fn is_single_case(&self) -> bool {
-        self.started_at.is_empty()
-            && self.cases.len() + self.suites.len() == 1
-            && self.environment.is_none()
-    }
-
-    /// One run made of single-case files (the gate trials' `cases/*.json`).
-    pub fn combine(parts: Vec<RunResults>) -> Self {
-        let (mut cases, mut suites) = (Vec::new(), Vec::new());
-        for p in parts {
-            cases.extend(p.cases);
-            suites.extend(p.suites);
-        }
-        Self {
-            passed: cases.iter().all(|c: &CaseReport| c.passed) && suites.iter().all(|s| s.passed),
-            quality: quality::task_scores(&suites),
-            cases,
-            suites,
-            ..Self::from_case_list()
-        }
-    }
-
-    fn from_case_list() -> Self {
-        Self {
-            servegate_version: String::new(),
-            started_at: String::new(),
-            finished_at: String::new(),
-            passed: true,
-            complete: true,
-            environment: None,
-            cases: Vec::new(),
-            errors: Vec::new(),
-            ignored: Vec::new(),
-            suites: Vec::new(),
-            quality: Vec::new(),
-        }
-    }
-
-    /// Counts over cases and suites: (passed, failed, inconclusive cases
-    /// among the passed, errors).
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let failed = self.cases.iter().filter(|c| !c.passed).count()
-            + self.suites.iter().filter(|s| !s.passed).count();
-        let inconclusive = self
-            .cases
-            .iter()
-            .filter(|c| {
-                c.passed && console::case_verdict(&c.gate) == crate::gate::Verdict::Inconclusive
-            })
-            .count();
-        (
-            self.cases.len() + self.suites.len() - failed,
-            failed,
-            inconclusive,
-            self.errors.len(),
-        )
-    }
-
-    /// A short label for tables and chart axes: the start time, else `run N`.
-    pub fn label(&self, index: usize) -> String {
-        match chrono::DateTime::parse_from_rfc3339(&self.started_at) {
-            Ok(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
-            Err(_) => format!("run {}", index + 1),
-        }
-    }
-}
 
 /// Reads a results file: a `servegate run` results file, or one case report.
 pub fn read_results(path: &Path) -> anyhow::Result<RunResults> {
@@ -185,7 +30,7 @@ pub fn read_results(path: &Path) -> anyhow::Result<RunResults> {
     } else if value.get("gate").is_some() && value.get("candidate").is_some() {
         serde_json::from_value::<CaseReport>(value).map(RunResults::from_case)
     } else if value.get("rows").is_some() && value.get("candidate").is_some() {
-        serde_json::from_value::<crate::eval::SuiteReport>(value).map(RunResults::from_suite)
+        serde_json::from_value::<SuiteReport>(value).map(RunResults::from_suite)
     } else {
         anyhow::bail!(
             "{}: not a servegate results file (no `cases`)",
@@ -193,12 +38,6 @@ pub fn read_results(path: &Path) -> anyhow::Result<RunResults> {
         );
     };
     parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CaseError {
-    pub name: String,
-    pub error: String,
 }
 
 /// Writes JSON to `path` atomically: a temporary file in the same folder,
@@ -340,7 +179,7 @@ pub(crate) mod fixtures {
     use crate::config::{CaseConfig, Limit};
     use crate::gate::{self, Sample};
     use crate::metrics::{RequestRecord, Summary, TokenSource};
-    use crate::runner::TargetReport;
+    use crate::results::TargetReport;
 
     /// `n` requests of 8 tokens one after the other, each taking `scale` ×
     /// 100 ms (± a little).

@@ -4,9 +4,9 @@
 use comfy_table::{Cell, Color};
 
 use super::console::{num, table};
-use super::TaskScore;
-use crate::eval::SuiteReport;
 use crate::gate::quality::Status;
+pub use crate::results::task_scores;
+use crate::results::SuiteReport;
 
 /// A status cell, coloured on a terminal.
 fn status_cell(s: Status, passed: bool) -> Cell {
@@ -153,36 +153,6 @@ pub fn failure_message(r: &SuiteReport) -> String {
                 item.candidate,
                 item.question.replace('\n', "\n  ")
             ));
-        }
-    }
-    out
-}
-
-/// The scores the HTML quality chart draws: each task's main metric.
-pub fn task_scores(suites: &[SuiteReport]) -> Vec<TaskScore> {
-    let mut out = Vec::new();
-    for s in suites {
-        for row in &s.rows {
-            let side_stderr = |side: Option<&crate::eval::SideReport>| {
-                side.and_then(|side| {
-                    side.tasks
-                        .iter()
-                        .find(|t| t.task == row.task)?
-                        .metrics
-                        .iter()
-                        .find(|m| m.name == row.metric)?
-                        .stderr
-                })
-            };
-            out.push(TaskScore {
-                case: s.name.clone(),
-                task: row.task.clone(),
-                metric: row.metric.clone(),
-                candidate: row.candidate,
-                baseline: row.reference,
-                candidate_stderr: side_stderr(Some(&s.candidate)),
-                baseline_stderr: side_stderr(s.baseline.as_ref()),
-            });
         }
     }
     out

@@ -1,0 +1,380 @@
+//! The output schema: what a run, a case, a target side and a suite
+//! measured, the way `config/types.rs` holds the input schema. It owns the
+//! counting (passed, failed, inconclusive, ignored) and is read back by
+//! `report`; it depends on nothing that produces or prints results.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CaseConfig, WorkloadConfig};
+use crate::environment::Environment;
+use crate::gate::quality::{Paired, QualityRow};
+use crate::gate::{GateRow, Verdict};
+use crate::metrics::{RequestRecord, Summary};
+use crate::quality::score::MetricValue;
+
+/// The measurements of one target within a case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetReport {
+    pub target: String,
+    pub url: String,
+    pub model: String,
+    /// All measured phases together (see `Summary::from_runs`).
+    pub summary: Summary,
+    /// Each measured phase's own summary, in the order measured, when the
+    /// case has `repeats` > 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Summary>,
+    /// When each phase (its warm-up first) began, in seconds from the start
+    /// of the run; with `runs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_offsets_s: Vec<f64>,
+    /// Failure reasons and how often each occurred.
+    pub errors: BTreeMap<String, usize>,
+    /// Every request's record, phase after phase (phase k holds
+    /// `runs[k].completed + runs[k].failed` records).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<RequestRecord>,
+    /// The server's log, for targets servegate started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+    /// Set when this side was read from an earlier run's results file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_from: Option<PathBuf>,
+    /// Device memory while this target was measured (empty without a GPU).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpu_memory: Vec<crate::gpu::MemoryStats>,
+}
+
+impl TargetReport {
+    /// The kept records split by measured phase (empty without records).
+    pub fn record_runs(&self) -> Vec<&[RequestRecord]> {
+        if self.records.is_empty() {
+            return Vec::new();
+        }
+        if self.runs.is_empty() {
+            return vec![&self.records];
+        }
+        let mut out = Vec::new();
+        let mut rest: &[RequestRecord] = &self.records;
+        for run in &self.runs {
+            let n = (run.completed + run.failed).min(rest.len());
+            let (head, tail) = rest.split_at(n);
+            out.push(head);
+            rest = tail;
+        }
+        out
+    }
+}
+
+/// The outcome of one case.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseReport {
+    pub name: String,
+    pub file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub workload: WorkloadConfig,
+    /// The case's configuration as resolved (all layers merged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<CaseConfig>,
+    pub candidate: TargetReport,
+    pub baseline: TargetReport,
+    pub gate: Vec<GateRow>,
+    pub passed: bool,
+    /// What memory bandwidth allows for decode, against the candidate's rate
+    /// (with a GPU and a known weight size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline: Option<crate::gpu::Roofline>,
+}
+
+/// The outcome of one suite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteReport {
+    pub name: String,
+    pub file: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The suite's configuration as resolved (all layers merged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<CaseConfig>,
+    /// Which tokenizer split contexts and continuations.
+    pub tokenizer: String,
+    /// Where each task's records came from, and how many items were scored.
+    pub tasks: Vec<TaskSource>,
+    pub candidate: SideReport,
+    /// Absent when the suite compares with `expected` values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<SideReport>,
+    pub rows: Vec<QualityRow>,
+    /// Items that flipped between candidate and baseline, per task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paired: Vec<PairedReport>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskSource {
+    pub task: String,
+    pub source: String,
+    pub items: usize,
+}
+
+/// One target's scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SideReport {
+    pub target: String,
+    pub url: String,
+    pub model: String,
+    pub tasks: Vec<TaskResult>,
+    /// Requests sent (identical requests are sent once).
+    pub requests: usize,
+    pub seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
+}
+
+impl SideReport {
+    /// The tasks that scored no item or a metric without a value.
+    pub fn unscored(&self) -> Vec<&str> {
+        self.tasks
+            .iter()
+            .filter(|t| t.items == 0 || t.metrics.iter().any(|m| !m.value.is_finite()))
+            .map(|t| t.task.as_str())
+            .collect()
+    }
+}
+
+/// One task's metrics on one target, as lm-evaluation-harness reports them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task: String,
+    pub items: usize,
+    pub metrics: Vec<MetricValue>,
+    /// mmlu: per subject (and per category).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subtasks: Vec<SubtaskResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubtaskResult {
+    pub name: String,
+    pub items: usize,
+    pub metrics: Vec<MetricValue>,
+}
+
+/// The paired analysis of one task, with the items that flipped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairedReport {
+    #[serde(flatten)]
+    pub paired: Paired,
+    pub flipped_items: Vec<FlippedItem>,
+}
+
+/// One item the two targets answered differently.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FlippedItem {
+    pub index: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The end of the question as sent (few-shot examples left out).
+    pub question: String,
+    pub gold: String,
+    pub candidate: String,
+    pub baseline: String,
+    pub candidate_right: bool,
+    pub baseline_right: bool,
+}
+
+/// One run's results file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResults {
+    pub servegate_version: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub passed: bool,
+    /// False while the run is going on (the file is rewritten after each
+    /// case), and so in the file of a run that was interrupted.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
+    /// Where and on what the run happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Environment>,
+    pub cases: Vec<CaseReport>,
+    /// Cases that could not be measured, with the reason.
+    #[serde(default)]
+    pub errors: Vec<CaseError>,
+    /// Cases listed but not run on this machine, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignored: Vec<IgnoredCase>,
+    /// Quality suites, each with its items that flipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suites: Vec<SuiteReport>,
+    /// Quality scores per task and metric (from `suites`, for charts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<TaskScore>,
+}
+
+fn complete_by_default() -> bool {
+    true
+}
+
+/// A case this machine could not run (`requires_gpu`, `requires_files`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IgnoredCase {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Orders runs by their start time, oldest first; runs without one (case
+/// files combined) keep their order after the others.
+pub fn sort_by_start(runs: &mut [RunResults]) {
+    runs.sort_by_key(|r| {
+        let started = chrono::DateTime::parse_from_rfc3339(&r.started_at).ok();
+        (started.is_none(), started)
+    });
+}
+
+/// One quality task's score on candidate and baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskScore {
+    pub case: String,
+    pub task: String,
+    /// `acc`, `acc_norm`, …
+    pub metric: String,
+    pub candidate: f64,
+    pub baseline: f64,
+    /// Standard errors, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_stderr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_stderr: Option<f64>,
+}
+
+impl RunResults {
+    /// A results file holding one case report (as the gate trials write them
+    /// under `<results_dir>/cases/`).
+    pub fn from_case(case: CaseReport) -> Self {
+        Self {
+            passed: case.passed,
+            cases: vec![case],
+            ..Self::from_case_list()
+        }
+    }
+
+    /// A results file holding one suite report (as the suite trials write them).
+    pub fn from_suite(suite: SuiteReport) -> Self {
+        let suites = vec![suite];
+        Self {
+            passed: suites[0].passed,
+            quality: task_scores(&suites),
+            suites,
+            ..Self::from_case_list()
+        }
+    }
+
+    /// Whether this holds one case or suite report read from its own file (no run around it).
+    pub fn is_single_case(&self) -> bool {
+        self.started_at.is_empty()
+            && self.cases.len() + self.suites.len() == 1
+            && self.environment.is_none()
+    }
+
+    /// One run made of single-case files (the gate trials' `cases/*.json`).
+    pub fn combine(parts: Vec<RunResults>) -> Self {
+        let (mut cases, mut suites) = (Vec::new(), Vec::new());
+        for p in parts {
+            cases.extend(p.cases);
+            suites.extend(p.suites);
+        }
+        Self {
+            passed: cases.iter().all(|c: &CaseReport| c.passed) && suites.iter().all(|s| s.passed),
+            quality: task_scores(&suites),
+            cases,
+            suites,
+            ..Self::from_case_list()
+        }
+    }
+
+    fn from_case_list() -> Self {
+        Self {
+            servegate_version: String::new(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            passed: true,
+            complete: true,
+            environment: None,
+            cases: Vec::new(),
+            errors: Vec::new(),
+            ignored: Vec::new(),
+            suites: Vec::new(),
+            quality: Vec::new(),
+        }
+    }
+
+    /// Counts over cases and suites: (passed, failed, inconclusive cases
+    /// among the passed, errors).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let failed = self.cases.iter().filter(|c| !c.passed).count()
+            + self.suites.iter().filter(|s| !s.passed).count();
+        let inconclusive = self
+            .cases
+            .iter()
+            .filter(|c| {
+                c.passed && c.gate.iter().map(|r| r.verdict).max() == Some(Verdict::Inconclusive)
+            })
+            .count();
+        (
+            self.cases.len() + self.suites.len() - failed,
+            failed,
+            inconclusive,
+            self.errors.len(),
+        )
+    }
+
+    /// A short label for tables and chart axes: the start time, else `run N`.
+    pub fn label(&self, index: usize) -> String {
+        match chrono::DateTime::parse_from_rfc3339(&self.started_at) {
+            Ok(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            Err(_) => format!("run {}", index + 1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseError {
+    pub name: String,
+    pub error: String,
+}
+
+/// The scores the HTML quality chart draws: each task's main metric.
+pub fn task_scores(suites: &[SuiteReport]) -> Vec<TaskScore> {
+    let mut out = Vec::new();
+    for s in suites {
+        for row in &s.rows {
+            let side_stderr = |side: Option<&SideReport>| {
+                side.and_then(|side| {
+                    side.tasks
+                        .iter()
+                        .find(|t| t.task == row.task)?
+                        .metrics
+                        .iter()
+                        .find(|m| m.name == row.metric)?
+                        .stderr
+                })
+            };
+            out.push(TaskScore {
+                case: s.name.clone(),
+                task: row.task.clone(),
+                metric: row.metric.clone(),
+                candidate: row.candidate,
+                baseline: row.reference,
+                candidate_stderr: side_stderr(Some(&s.candidate)),
+                baseline_stderr: side_stderr(s.baseline.as_ref()),
+            });
+        }
+    }
+    out
+}
