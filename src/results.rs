@@ -334,6 +334,49 @@ impl RunResults {
         )
     }
 
+    /// One line per case that failed or could not run, saying why, for the
+    /// end of a run (as a test runner lists its failures last).
+    pub fn failure_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for c in self.cases.iter().filter(|c| !c.passed) {
+            let why: Vec<String> = c
+                .gate
+                .iter()
+                .filter(|r| r.verdict == Verdict::Fail)
+                .map(|r| match &r.unmeasured {
+                    Some(reason) => format!("{} unmeasured ({reason})", r.metric),
+                    None if r.ratio.is_finite() => {
+                        format!(
+                            "{} ratio {:.3} ({})",
+                            r.metric,
+                            r.ratio,
+                            r.limit_with_confidence()
+                        )
+                    }
+                    None => format!("{} {} ({})", r.metric, r.candidate, r.limit),
+                })
+                .collect();
+            lines.push(format!("{}: {}", c.name, reasons(why)));
+        }
+        for s in self.suites.iter().filter(|s| !s.passed) {
+            let why: Vec<String> = s
+                .rows
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| match &r.unmeasured {
+                    Some(reason) => format!("{} {} unmeasured ({reason})", r.task, r.metric),
+                    None => format!("{} {} {:+.4} ({})", r.task, r.metric, r.diff, r.limit),
+                })
+                .collect();
+            lines.push(format!("{}: {}", s.name, reasons(why)));
+        }
+        for e in &self.errors {
+            let first = e.error.lines().next().unwrap_or_default();
+            lines.push(format!("{}: error: {first}", e.name));
+        }
+        lines
+    }
+
     /// A short label for tables and chart axes: the start time, else `run N`.
     pub fn label(&self, index: usize) -> String {
         match chrono::DateTime::parse_from_rfc3339(&self.started_at) {
@@ -347,6 +390,14 @@ impl RunResults {
 pub struct CaseError {
     pub name: String,
     pub error: String,
+}
+
+fn reasons(why: Vec<String>) -> String {
+    if why.is_empty() {
+        "failed (see its table above)".into()
+    } else {
+        why.join("; ")
+    }
 }
 
 /// The scores the HTML quality chart draws: each task's main metric.

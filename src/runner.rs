@@ -188,13 +188,12 @@ async fn run_scenarios(
         let c = &case.config;
         let repeats = c.repeats.max(1) as usize;
         let env = TargetEnv::new(&project.root, &c.results_dir);
-        // With repeats and two targets that may be up together, both stay up
-        // and are measured in turn (A B A B …), so slow drift of the machine
-        // hits both alike. Otherwise each side repeats its phases on its own.
+        // When the two targets may be up together, both stay up and are
+        // measured back to back (A B, or A B A B … with repeats), so drift of
+        // a shared machine between the two measurements stays small and hits
+        // both alike. Exclusive targets measure every case on one side first.
         let sides: Vec<usize> = match &p.keys {
-            [Some(a), Some(b)]
-                if side == 0 && repeats > 1 && !a.spec.is_exclusive() && !b.spec.is_exclusive() =>
-            {
+            [Some(a), Some(b)] if side == 0 && !a.spec.is_exclusive() && !b.spec.is_exclusive() => {
                 vec![0, 1]
             }
             _ => vec![side],

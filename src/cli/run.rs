@@ -300,6 +300,13 @@ pub(super) fn run(
         "{passed} passed{inconclusive}, {failed} failed, {} ignored",
         results.ignored.len()
     );
+    let failures = results.failure_lines();
+    if !failures.is_empty() {
+        println!("failures:");
+        for line in failures {
+            println!("    {line}");
+        }
+    }
     if failed == 0 {
         Ok(())
     } else {
