@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::bench::{self, BenchSpec};
 use crate::client::Client;
 use crate::config::WorkloadConfig;
+use crate::loadgen::{self, BenchSpec};
 use crate::workload::Prompt;
 
 #[derive(Debug, Clone)]
@@ -149,7 +149,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
         };
         let cpu_before = process_cpu_s();
         let engine_before = child_cpu_s(engine_pid);
-        let result = bench::run(&client, &spec).await;
+        let result = loadgen::run(&client, &spec).await;
         let cpu = process_cpu_s() - cpu_before;
         let engine_cpu = child_cpu_s(engine_pid) - engine_before;
         let s = &result.summary;

@@ -113,7 +113,7 @@ impl Project {
         let ignore_reason = self.ignore_reason(&config).or_else(|| {
             // A suite whose records this machine lacks is ignored, not failed.
             (file.kind == CaseKind::Suite)
-                .then(|| crate::eval::missing_data(&self.root, &config))
+                .then(|| crate::quality::sources::missing_data(&self.root, &config))
                 .flatten()
         });
         // An axis the file varies stays in the point names even when the

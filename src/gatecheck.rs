@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::bench::{self, BenchSpec};
 use crate::client::Client;
 use crate::config::{Limit, SimSpec};
 use crate::discover::{Case, Project};
 use crate::gate::{self, GateRow, Verdict};
+use crate::loadgen::{self, BenchSpec};
 use crate::metrics::RequestRecord;
 use crate::sim::SimServer;
+use crate::stats::{lower_bound_95, trials_to_bound, upper_bound_95};
 
 #[derive(Debug, Clone)]
 pub struct GateCheckOptions {
@@ -257,8 +258,8 @@ pub fn run(
     let mut prepared = Vec::new();
     for case in cases {
         let c = &case.config;
-        let tokenizer = crate::runner::load_tokenizer(project, c)?;
-        let prompts = crate::runner::load_prompts(project, case, tokenizer.as_ref())
+        let tokenizer = crate::run::scenario::load_tokenizer(project, c)?;
+        let prompts = crate::run::scenario::load_prompts(project, case, tokenizer.as_ref())
             .map_err(|e| anyhow::anyhow!("{}: {e}", case.name))?;
         let spec = BenchSpec {
             model: c.model.clone(),
@@ -286,7 +287,7 @@ pub fn run(
         let [b, a, s] = runtime.block_on(async {
             let mut out: [Vec<RequestRecord>; 3] = Default::default();
             for (k, client) in engines.clients.iter().enumerate() {
-                out[k] = bench::run(client, spec).await.records;
+                out[k] = loadgen::run(client, spec).await.records;
             }
             out
         });
@@ -314,51 +315,6 @@ pub fn run(
         limits,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
-}
-
-/// The one-sided 95% upper bound (Clopper–Pearson) of a rate seen `k` times in `n`.
-pub fn upper_bound_95(k: u32, n: u32) -> f64 {
-    if n == 0 || k >= n {
-        return 1.0;
-    }
-    // The p at which P(X <= k) = 0.05, by bisection (P falls as p grows).
-    let (mut lo, mut hi) = (k as f64 / n as f64, 1.0);
-    for _ in 0..60 {
-        let mid = (lo + hi) / 2.0;
-        if binomial_cdf(k, n, mid) > 0.05 {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    hi
-}
-
-/// The fewest trials whose 95% upper bound, with no event seen, is below `rate`.
-pub fn trials_to_bound(rate: f64) -> u32 {
-    (1..100_000)
-        .find(|&n| upper_bound_95(0, n) < rate)
-        .unwrap_or(100_000)
-}
-
-/// The one-sided 95% lower bound of a rate seen `k` times in `n`.
-pub fn lower_bound_95(k: u32, n: u32) -> f64 {
-    if n == 0 {
-        return 0.0;
-    }
-    1.0 - upper_bound_95(n - k, n)
-}
-
-fn binomial_cdf(k: u32, n: u32, p: f64) -> f64 {
-    let ln_choose = |n: u32, j: u32| -> f64 {
-        (1..=j)
-            .map(|i| ((n - j + i) as f64).ln() - (i as f64).ln())
-            .sum()
-    };
-    (0..=k)
-        .map(|j| (ln_choose(n, j) + j as f64 * p.ln() + (n - j) as f64 * (1.0 - p).ln()).exp())
-        .sum::<f64>()
-        .min(1.0)
 }
 
 /// The figures as a table.
@@ -461,21 +417,6 @@ pub fn table(report: &GateCheckReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn binomial_bounds() {
-        // Zero events in 300 trials: the rule of three, 3/n.
-        let u = upper_bound_95(0, 300);
-        assert!((u - (1.0 - 0.05f64.powf(1.0 / 300.0))).abs() < 1e-9, "{u}");
-        assert!((0.0099..0.0100).contains(&u), "{u}");
-        // One in 100: about 4.7%.
-        let u = upper_bound_95(1, 100);
-        assert!((0.046..0.048).contains(&u), "{u}");
-        assert_eq!(upper_bound_95(5, 5), 1.0);
-        let l = lower_bound_95(100, 100);
-        assert!((l - 0.05f64.powf(0.01)).abs() < 1e-9, "{l}");
-        assert_eq!(trials_to_bound(0.01), 299);
-    }
 
     fn report(same: (u32, u32), slowed: (u32, u32)) -> GateCheckReport {
         let tally = |(failed, trials)| Tally {

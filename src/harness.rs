@@ -11,7 +11,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::discover::{Case, Project};
 use crate::report;
-use crate::runner::{self, RunOptions};
+use crate::run::scenario::{self, RunOptions};
 
 /// Entry point of the `gate` test binary.
 pub fn main(root: &Path) -> std::process::ExitCode {
@@ -90,7 +90,7 @@ fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
     if case.kind == crate::config::CaseKind::Suite {
         return run_suite_trial(project, case);
     }
-    let report = runner::run_case(
+    let report = scenario::run_case(
         project,
         case,
         RunOptions {
@@ -107,8 +107,8 @@ fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
     let results_dir = crate::config::resolve(&project.root, &case.config.results_dir);
     let path = results_dir
         .join("cases")
-        .join(format!("{}.json", report::file_stem(&case.name)));
-    if let Err(e) = report::write_json_atomic(&path, &report) {
+        .join(format!("{}.json", crate::files::file_stem(&case.name)));
+    if let Err(e) = crate::files::write_json_atomic(&path, &report) {
         eprintln!("warning: could not write {}: {e:#}", path.display());
     }
     if report.passed {
@@ -119,7 +119,7 @@ fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
 }
 
 fn run_suite_trial(project: &Project, case: &Case) -> Result<(), Failed> {
-    let report = crate::eval::run_suites(project, &[case], false, &mut |_| {})
+    let report = crate::run::suite::run_suites(project, &[case], false, &mut |_| {})
         .pop()
         .expect("one result per suite")
         .map_err(|e| Failed::from(format!("{e:#}")))?;
@@ -127,8 +127,8 @@ fn run_suite_trial(project: &Project, case: &Case) -> Result<(), Failed> {
     let results_dir = crate::config::resolve(&project.root, &case.config.results_dir);
     let path = results_dir
         .join("cases")
-        .join(format!("{}.json", report::file_stem(&case.name)));
-    if let Err(e) = report::write_json_atomic(&path, &report) {
+        .join(format!("{}.json", crate::files::file_stem(&case.name)));
+    if let Err(e) = crate::files::write_json_atomic(&path, &report) {
         eprintln!("warning: could not write {}: {e:#}", path.display());
     }
     if report.passed {

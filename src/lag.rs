@@ -80,7 +80,7 @@ impl Probe {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        let d = crate::metrics::Distribution::of(samples);
+        let d = crate::stats::Distribution::of(samples);
         (d.count > 0).then(|| ClientLag {
             p50_ms: d.p50,
             p99_ms: d.p99,

@@ -6,26 +6,27 @@
 //! passes only when the gate's tolerances hold. The same cases run as tests
 //! (`tests/gate.rs`, through libtest-mimic) and from the `servegate` CLI.
 
-pub mod adhoc;
-pub mod bench;
 pub mod calibrate;
 pub mod client;
 pub mod config;
 pub mod discover;
 pub mod environment;
-pub mod eval;
+pub mod files;
 pub mod gate;
 pub mod gatecheck;
 pub mod gpu;
+pub mod grid;
 pub mod harness;
 pub mod lag;
+pub mod loadgen;
 pub mod metrics;
 pub mod open_files;
 pub mod quality;
 pub mod report;
 pub mod results;
-pub mod runner;
+pub mod run;
+pub mod server;
 pub mod sim;
-pub mod target;
+pub mod stats;
 pub mod tokenizer;
 pub mod workload;

@@ -16,6 +16,6 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     };
-    servegate::target::process::wait_for_interrupt_handler();
+    servegate::server::process::wait_for_interrupt_handler();
     code
 }

@@ -15,7 +15,19 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::Slo;
+use crate::stats::{null_as_nan, Distribution, Stat};
+
+/// Service-level objectives; a request meeting all that are set counts toward goodput.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Slo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpot_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_ms: Option<f64>,
+}
 
 /// Where a request's output token count came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,106 +148,6 @@ impl RequestRecord {
             && within(ms(self.ttft_s()), slo.ttft_ms)
             && within(ms(self.tpot_s()), slo.tpot_ms)
             && within(ms(self.e2e_s()), slo.e2e_ms)
-    }
-}
-
-/// JSON `null` (how serde_json writes NaN) read back as NaN: a value that
-/// was not measured stays unmeasured through a results file, never 0.
-pub fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
-}
-
-fn nan() -> f64 {
-    f64::NAN
-}
-
-/// Summary of one sample. An empty sample has `count == 0` and NaN
-/// statistics (written as `null`), never zeros that could pass for data.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Distribution {
-    pub count: usize,
-    #[serde(default = "nan", deserialize_with = "null_as_nan")]
-    pub mean: f64,
-    /// Population standard deviation (numpy's default, as vLLM reports it).
-    #[serde(default = "nan", deserialize_with = "null_as_nan")]
-    pub stddev: f64,
-    #[serde(default = "nan", deserialize_with = "null_as_nan")]
-    pub min: f64,
-    #[serde(default = "nan", deserialize_with = "null_as_nan")]
-    pub p50: f64,
-    #[serde(default = "nan", deserialize_with = "null_as_nan")]
-    pub p90: f64,
-    #[serde(default = "nan", deserialize_with = "null_as_nan")]
-    pub p95: f64,
-    #[serde(default = "nan", deserialize_with = "null_as_nan")]
-    pub p99: f64,
-    #[serde(default = "nan", deserialize_with = "null_as_nan")]
-    pub max: f64,
-}
-
-impl Default for Distribution {
-    fn default() -> Self {
-        let nan = f64::NAN;
-        Self {
-            count: 0,
-            mean: nan,
-            stddev: nan,
-            min: nan,
-            p50: nan,
-            p90: nan,
-            p95: nan,
-            p99: nan,
-            max: nan,
-        }
-    }
-}
-
-impl Distribution {
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Self {
-        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return Self::default();
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len() as f64;
-        let mean = v.iter().sum::<f64>() / n;
-        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
-        Self {
-            count: v.len(),
-            mean,
-            stddev: var.sqrt(),
-            min: v[0],
-            p50: percentile(&v, 50.0),
-            p90: percentile(&v, 90.0),
-            p95: percentile(&v, 95.0),
-            p99: percentile(&v, 99.0),
-            max: v[v.len() - 1],
-        }
-    }
-
-    pub fn stat(&self, stat: Stat) -> f64 {
-        match stat {
-            Stat::P50 => self.p50,
-            Stat::P90 => self.p90,
-            Stat::P95 => self.p95,
-            Stat::P99 => self.p99,
-            Stat::Mean => self.mean,
-            Stat::Stddev => self.stddev,
-        }
-    }
-}
-
-/// Percentile `q` (0–100) of sorted values, interpolating linearly between closest ranks.
-pub fn percentile(sorted: &[f64], q: f64) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        1 => sorted[0],
-        n => {
-            let rank = (q / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
-            let lo = rank.floor() as usize;
-            let hi = (lo + 1).min(n - 1);
-            sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo as f64)
-        }
     }
 }
 
@@ -523,16 +435,6 @@ impl Series {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stat {
-    P50,
-    P90,
-    P95,
-    P99,
-    Mean,
-    Stddev,
-}
-
 /// A metric a gate can check, parsed from names like `ttft_p50` or `throughput_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricName {
@@ -624,15 +526,6 @@ mod tests {
             error: None,
             error_kind: None,
         }
-    }
-
-    #[test]
-    fn percentile_interpolates_like_numpy() {
-        let v = [1.0, 2.0, 3.0, 4.0];
-        assert_eq!(percentile(&v, 50.0), 2.5);
-        assert!((percentile(&v, 90.0) - 3.7).abs() < 1e-12);
-        assert_eq!(percentile(&v, 100.0), 4.0);
-        assert_eq!(percentile(&[7.0], 99.0), 7.0);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! `report`; it depends on nothing that produces or prints results.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -428,4 +428,25 @@ pub fn task_scores(suites: &[SuiteReport]) -> Vec<TaskScore> {
         }
     }
     out
+}
+
+/// Reads a results file: a `servegate run` results file, or one case report.
+pub fn read(path: &Path) -> anyhow::Result<RunResults> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;
+    let parsed = if value.get("cases").is_some() {
+        serde_json::from_value::<RunResults>(value)
+    } else if value.get("gate").is_some() && value.get("candidate").is_some() {
+        serde_json::from_value::<CaseReport>(value).map(RunResults::from_case)
+    } else if value.get("rows").is_some() && value.get("candidate").is_some() {
+        serde_json::from_value::<SuiteReport>(value).map(RunResults::from_suite)
+    } else {
+        anyhow::bail!(
+            "{}: not a servegate results file (no `cases`)",
+            path.display()
+        );
+    };
+    parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }

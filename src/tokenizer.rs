@@ -2,6 +2,10 @@
 
 use std::path::Path;
 
+/// The embedded engine's tokenizer, trained on its corpus and the project's
+/// prompt sets; regenerate with `servegate train-tokenizer`.
+pub const ENGINE_TOKENIZER_JSON: &str = include_str!("sim/data/tokenizer.json");
+
 /// A loaded tokenizer. Cloning shares nothing mutable; encoding is thread-safe.
 #[derive(Clone)]
 pub struct Tokenizer {
@@ -26,7 +30,7 @@ impl Tokenizer {
 
     /// The embedded engine's tokenizer.
     pub fn engine() -> Self {
-        Self::from_json(crate::sim::lm::TOKENIZER_JSON).expect("the shipped tokenizer.json parses")
+        Self::from_json(ENGINE_TOKENIZER_JSON).expect("the shipped tokenizer.json parses")
     }
 
     pub fn from_tokenizer(inner: tokenizers::Tokenizer) -> Self {

@@ -1,4 +1,4 @@
-//! Prompt sources and arrival schedules. Sending requests is `bench`'s job.
+//! Prompt sources and arrival schedules. Sending requests is `loadgen`'s job.
 
 use std::path::{Path, PathBuf};
 

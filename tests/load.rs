@@ -7,9 +7,9 @@ use common::rt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use servegate::bench::{self, BenchSpec};
 use servegate::client::Client;
 use servegate::config::{Endpoint, SimSpec, Slo, WorkloadConfig};
+use servegate::loadgen::{self, BenchSpec};
 use servegate::metrics::{ErrorKind, TokenSource};
 use servegate::sim::SimServer;
 use servegate::tokenizer::Tokenizer;
@@ -77,7 +77,7 @@ fn word_tokenizer(dir: &std::path::Path) -> std::path::PathBuf {
 fn ttft_and_itl_match_the_configured_engine_at_low_concurrency() {
     let server = sim(30.0, 10.0);
     let client = Client::new(&server.url(), None).unwrap();
-    let result = rt().block_on(bench::run(&client, &spec(workload(16, 2, 8))));
+    let result = rt().block_on(loadgen::run(&client, &spec(workload(16, 2, 8))));
     let s = &result.summary;
     assert_eq!(s.completed, 8, "{:?}", s.errors_by_kind);
     assert_eq!(s.total_output_tokens, 8 * 16);
@@ -117,7 +117,7 @@ fn chat_streams_skip_the_role_preamble() {
         endpoint: Endpoint::Chat,
         ..workload(8, 1, 3)
     };
-    let result = rt().block_on(bench::run(&client, &spec(w)));
+    let result = rt().block_on(loadgen::run(&client, &spec(w)));
     let s = &result.summary;
     assert_eq!(s.completed, 3, "{:?}", result.records);
     // Counted as a token, the preamble (sent on arrival) would make TTFT ~0.
@@ -139,7 +139,7 @@ fn non_streaming_requests_time_the_whole_response() {
             endpoint,
             ..workload(10, 2, 4)
         };
-        let result = rt().block_on(bench::run(&client, &spec(w)));
+        let result = rt().block_on(loadgen::run(&client, &spec(w)));
         let s = &result.summary;
         assert_eq!(s.completed, 4);
         assert_eq!(s.total_output_tokens, 40);
@@ -168,7 +168,7 @@ fn token_counts_fall_back_to_the_tokenizer_then_to_events() {
 
     let mut with_tokenizer = spec(workload(12, 2, 4));
     with_tokenizer.tokenizer = Some(tokenizer.clone());
-    let r = rt().block_on(bench::run(&client, &with_tokenizer));
+    let r = rt().block_on(loadgen::run(&client, &with_tokenizer));
     assert_eq!(r.summary.tokens_from_tokenizer, 4);
     let texts_words: u64 = r.records.iter().map(|x| x.output_tokens).sum();
     assert_eq!(r.summary.total_output_tokens, texts_words);
@@ -185,7 +185,7 @@ fn token_counts_fall_back_to_the_tokenizer_then_to_events() {
         "no usage deltas without usage"
     );
 
-    let r = rt().block_on(bench::run(&client, &spec(workload(12, 2, 4))));
+    let r = rt().block_on(loadgen::run(&client, &spec(workload(12, 2, 4))));
     assert_eq!(r.summary.tokens_from_events, 4);
     assert_eq!(r.summary.total_output_tokens, 4 * 12);
 }
@@ -201,7 +201,7 @@ fn open_loop_follows_the_schedule_and_reports_client_queueing() {
         seed: 3,
         ..workload(20, 1, 20)
     };
-    let r = rt().block_on(bench::run(&client, &spec(w)));
+    let r = rt().block_on(loadgen::run(&client, &spec(w)));
     let arrivals = servegate::workload::arrival_times(20, 20.0, 1.0, 3);
     let span = arrivals[19];
     assert_eq!(r.summary.completed, 20);
@@ -225,7 +225,7 @@ fn open_loop_follows_the_schedule_and_reports_client_queueing() {
         max_concurrency: Some(1),
         ..workload(20, 1, 10)
     };
-    let r = rt().block_on(bench::run(&client, &spec(w)));
+    let r = rt().block_on(loadgen::run(&client, &spec(w)));
     let s = &r.summary;
     assert_eq!(s.peak_concurrency, 1);
     assert!(s.queue_ms.max > 100.0, "queue max {}", s.queue_ms.max);
@@ -254,7 +254,7 @@ fn goodput_counts_requests_within_slo() {
             slo: Some(slo),
             ..workload(8, 2, 6)
         };
-        let s = rt().block_on(bench::run(&client, &spec(w))).summary;
+        let s = rt().block_on(loadgen::run(&client, &spec(w))).summary;
         let goodput = s.goodput.unwrap();
         if expect_zero {
             assert_eq!(goodput, 0.0);
@@ -327,7 +327,7 @@ fn malformed_and_truncated_streams_fail_the_request_not_the_run() {
             warmup: 0,
             ..workload(4, 2, 4)
         };
-        let r = rt.block_on(bench::run(&client, &spec(w)));
+        let r = rt.block_on(loadgen::run(&client, &spec(w)));
         assert_eq!(r.summary.failed, 4);
         assert_eq!(r.summary.error_rate, 1.0);
         assert_eq!(r.summary.errors_by_kind.get("stream"), Some(&4));
@@ -356,7 +356,7 @@ fn per_request_timeout_counts_as_a_timeout() {
         warmup: 0,
         ..workload(4, 2, 2)
     };
-    let r = rt().block_on(bench::run(&client, &spec(w)));
+    let r = rt().block_on(loadgen::run(&client, &spec(w)));
     assert_eq!(r.summary.errors_by_kind.get("timeout"), Some(&2));
     assert!(r.summary.duration_s < 1.0);
     let _ = Duration::ZERO;

@@ -10,7 +10,8 @@ use std::process::Command;
 use libtest_mimic::Arguments;
 use servegate::config::{env_overrides, ConfigError, Origin};
 use servegate::discover::Project;
-use servegate::{harness, report, runner};
+use servegate::run::scenario;
+use servegate::{harness, report};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -198,7 +199,7 @@ fn slower_candidate_fails_with_a_table_naming_the_metric() {
     let case = &p
         .load(&p.file_for_name("scenario::speed").unwrap())
         .unwrap()[0];
-    let report = runner::run_case(&p, case, Default::default()).unwrap();
+    let report = scenario::run_case(&p, case, Default::default()).unwrap();
     assert!(!report.passed);
     let tput = report
         .gate

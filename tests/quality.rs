@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use servegate::discover::Project;
-use servegate::eval::{self, SuiteReport};
 use servegate::gate::quality::Status;
+use servegate::run::suite::{self, SuiteReport};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -50,7 +50,7 @@ fn run_suite(root: &Path) -> anyhow::Result<SuiteReport> {
     let cases = cases.expect("the suite loads");
     let case = &cases[0];
     assert!(case.ignore_reason.is_none(), "{:?}", case.ignore_reason);
-    eval::run_suites(&project, &[case], false, &mut |_| {})
+    suite::run_suites(&project, &[case], false, &mut |_| {})
         .pop()
         .unwrap()
 }
@@ -418,7 +418,7 @@ fn a_server_without_prompt_logprobs_is_an_error_not_chance() {
         format!("http://{addr}")
     });
     let tokenizer = repo().join("src/sim/data/tokenizer.json");
-    let spec = eval::AdhocEval {
+    let spec = suite::AdhocEval {
         url,
         model: None,
         baseline_url: None,
@@ -434,6 +434,6 @@ fn a_server_without_prompt_logprobs_is_an_error_not_chance() {
         api_key: None,
         timeout_s: 120.0,
     };
-    let e = rt.block_on(eval::adhoc(&spec)).unwrap_err();
+    let e = rt.block_on(suite::adhoc(&spec)).unwrap_err();
     assert!(e.contains("ignores `echo`"), "{e}");
 }

@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 use servegate::config::SimSpec;
 use servegate::discover::Project;
 use servegate::gatecheck::{self, GateCheckOptions};
-use servegate::runner;
+use servegate::run::scenario;
 use servegate::sim::SimServer;
 
 /// A small project: two identical fast engines, short prompts, and one
@@ -351,11 +351,11 @@ fn repeats_interleave_candidate_and_baseline() {
     let case = &p
         .load(&p.file_for_name("scenario::speed").unwrap())
         .unwrap()[0];
-    let options = runner::RunOptions {
+    let options = scenario::RunOptions {
         keep_records: true,
         progress: false,
     };
-    let report = runner::run_case(&p, case, options).unwrap();
+    let report = scenario::run_case(&p, case, options).unwrap();
     let (c, b) = (&report.candidate, &report.baseline);
     assert_eq!(c.runs.len(), 3);
     assert_eq!(b.runs.len(), 3);
@@ -480,9 +480,9 @@ fn report_combines_the_case_files_of_the_gate_trials() {
     // What each gate trial writes: its report under results/cases/.
     let folder = root.join("results/cases");
     for case in &cases {
-        let report = runner::run_case(&p, case, Default::default()).unwrap();
-        let path = folder.join(format!("{}.json", servegate::report::file_stem(&case.name)));
-        servegate::report::write_json_atomic(&path, &report).unwrap();
+        let report = scenario::run_case(&p, case, Default::default()).unwrap();
+        let path = folder.join(format!("{}.json", servegate::files::file_stem(&case.name)));
+        servegate::files::write_json_atomic(&path, &report).unwrap();
     }
     let md = root.join("summary.md");
     let out = servegate(

@@ -553,7 +553,7 @@ fn runtime_values(case: &Case) -> Result<(), TestCaseError> {
             prop_assert!(c.repeats >= 1);
         }
         CaseKind::Suite => {
-            let _ = servegate::eval::send_options(c);
+            let _ = servegate::run::suite::send_options(c);
         }
     }
     Ok(())
@@ -573,7 +573,7 @@ fn check_library(root: &Path, files: &[PathBuf]) -> Result<bool, TestCaseError> 
             Ok(cases) => {
                 prop_assert!(cases.len() as u64 <= limits::MAX_MATRIX_POINTS);
                 for case in &cases {
-                    match servegate::runner::check_case(&project, case) {
+                    match servegate::run::scenario::check_case(&project, case) {
                         Err(e) => {
                             rejected = true;
                             check_error(&e, files)?;
@@ -748,7 +748,7 @@ fn first_error(root: &Path) -> String {
             Err(e) => return e.to_string(),
             Ok(cases) => {
                 for case in &cases {
-                    if let Err(e) = servegate::runner::check_case(&project, case) {
+                    if let Err(e) = servegate::run::scenario::check_case(&project, case) {
                         return e.to_string();
                     }
                 }
@@ -1018,10 +1018,11 @@ fn values_at_the_limits_run() {
         .flat_map(|(_, c)| c.unwrap())
         .collect();
     for case in &cases {
-        servegate::runner::check_case(&project, case).unwrap();
+        servegate::run::scenario::check_case(&project, case).unwrap();
     }
     let refs: Vec<&Case> = cases.iter().collect();
-    let reports = servegate::runner::run_cases(&project, &refs, Default::default(), &mut |_| {});
+    let reports =
+        servegate::run::scenario::run_cases(&project, &refs, Default::default(), &mut |_| {});
     for (case, report) in cases.iter().zip(reports) {
         let report = report.unwrap_or_else(|e| panic!("{}: {e:#}", case.name));
         assert_eq!(report.candidate.summary.completed, 3, "{}", case.name);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use servegate::config::env_overrides;
 use servegate::discover::{Case, Project};
-use servegate::runner::{self, CaseReport};
+use servegate::run::scenario::{self, CaseReport};
 
 const SERVEGATE: &str = env!("CARGO_BIN_EXE_servegate");
 
@@ -93,7 +93,7 @@ impl TestProject {
     fn run(&self, name: &str) -> anyhow::Result<CaseReport> {
         let p = self.project();
         let case = self.case(&p, name);
-        runner::run_case(&p, &case, Default::default())
+        scenario::run_case(&p, &case, Default::default())
     }
 
     fn cli(&self, args: &[&str]) -> Output {
@@ -506,7 +506,7 @@ fn recorded_results_serve_as_the_baseline() {
     )]);
     let p = Project::with_env(t.root(), env);
     let case = t.case(&p, "scenario::speed");
-    let report = runner::run_case(&p, &case, Default::default()).unwrap();
+    let report = scenario::run_case(&p, &case, Default::default()).unwrap();
     assert!(!report.passed);
 
     // Another workload cannot be compared with the recording.

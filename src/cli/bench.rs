@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
-use servegate::adhoc::{self, BenchFile, Grid};
 use servegate::client::{Client, Limits};
 use servegate::config::{Endpoint, WorkloadConfig};
+use servegate::files;
+use servegate::grid::{self, BenchFile, Grid};
 use servegate::report;
 use servegate::tokenizer::Tokenizer;
 use servegate::workload;
@@ -205,7 +206,7 @@ pub(super) fn bench(
             },
         };
         let results =
-            adhoc::run_grid(&client, &model, &grid, tokenizer, args.save_detailed, true).await;
+            grid::run_grid(&client, &model, &grid, tokenizer, args.save_detailed, true).await;
         Ok(BenchFile {
             base_url: args.base_url.clone(),
             model,
@@ -219,8 +220,8 @@ pub(super) fn bench(
     // file can be written even when the run used every file allowed.
     drop(rt);
     let file = outcome.map_err(|e| CliError::Failed(format!("{e:#}")))?;
-    println!("{}", adhoc::table(&file.scenarios));
-    if let Some(errors) = adhoc::error_report(&file.scenarios) {
+    println!("{}", grid::table(&file.scenarios));
+    if let Some(errors) = grid::error_report(&file.scenarios) {
         println!("{errors}");
     }
     for p in &file.scenarios {
@@ -229,7 +230,7 @@ pub(super) fn bench(
         }
     }
     if let Some(path) = &args.output {
-        match report::write_json_keeping(path, &file) {
+        match files::write_json_keeping(path, &file) {
             Ok(written) if written == *path => println!("results: {}", path.display()),
             Ok(written) => {
                 return Err(CliError::Failed(format!(

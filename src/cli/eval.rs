@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use servegate::eval::TaskPreset;
+use servegate::files;
 use servegate::report;
+use servegate::run::suite::TaskPreset;
 
 use super::{project_root, runtime, CliError};
 
@@ -115,7 +116,7 @@ pub(super) fn eval(args: &EvalArgs, root: Option<PathBuf>) -> Result<(), CliErro
         .api_key_env
         .as_ref()
         .and_then(|name| std::env::var(name).ok());
-    let spec = servegate::eval::AdhocEval {
+    let spec = servegate::run::suite::AdhocEval {
         url: args.url.clone(),
         model: args.model.clone(),
         baseline_url: args.baseline_url.clone(),
@@ -132,7 +133,7 @@ pub(super) fn eval(args: &EvalArgs, root: Option<PathBuf>) -> Result<(), CliErro
         timeout_s: args.timeout,
     };
     let report = runtime()
-        .block_on(servegate::eval::adhoc(&spec))
+        .block_on(servegate::run::suite::adhoc(&spec))
         .map_err(CliError::Failed)?;
     print!("{}", report::quality::suite_text(&report));
     if report.baseline.is_none() {
@@ -149,7 +150,7 @@ pub(super) fn eval(args: &EvalArgs, root: Option<PathBuf>) -> Result<(), CliErro
         }
     }
     if let Some(path) = &args.output {
-        report::write_json_atomic(path, &report)
+        files::write_json_atomic(path, &report)
             .map_err(|e| CliError::Failed(format!("could not write {}: {e:#}", path.display())))?;
         println!("results: {}", path.display());
     }

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use servegate::files;
 use servegate::report::{self, RunResults};
 
 use super::CliError;
@@ -91,7 +92,7 @@ pub(super) fn report(
     let mut runs = Vec::new();
     let mut single_cases = Vec::new();
     for f in &files {
-        match report::read_results(f) {
+        match servegate::results::read(f) {
             Ok(r) if r.is_single_case() => single_cases.push(r),
             Ok(r) => runs.push(r),
             Err(e) => return Err(CliError::Usage(format!("{e:#}"))),
@@ -139,12 +140,12 @@ pub(super) fn report(
         println!("{}", report::history::history_table(&runs));
     }
     if let Some(path) = html {
-        report::write_atomic(path, report::html::render(&runs).as_bytes())
+        files::write_atomic(path, report::html::render(&runs).as_bytes())
             .map_err(|e| cannot_write(path, e))?;
         println!("html: {}", path.display());
     }
     if let Some(path) = markdown {
-        report::write_atomic(path, report::markdown::run_summary(latest).as_bytes())
+        files::write_atomic(path, report::markdown::run_summary(latest).as_bytes())
             .map_err(|e| cannot_write(path, e))?;
         println!("markdown: {}", path.display());
     }

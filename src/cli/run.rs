@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use servegate::config::CaseKind;
 use servegate::discover::{Case, Project};
 use servegate::environment::Environment;
+use servegate::files;
 use servegate::gatecheck;
 use servegate::report::{self, CaseError, RunResults};
-use servegate::runner::{self, CaseReport, RunOptions};
+use servegate::run::scenario::{self, CaseReport, RunOptions};
 
 use super::CliError;
 
@@ -98,7 +99,7 @@ pub(super) fn check(project: &Project) -> Result<(), CliError> {
             Ok(cases) => {
                 let before = errors;
                 for c in &cases {
-                    if let Err(e) = runner::check_case(project, c) {
+                    if let Err(e) = scenario::check_case(project, c) {
                         eprintln!("error: {e}");
                         errors += 1;
                     }
@@ -164,7 +165,7 @@ pub(super) fn run(
     }
     // Ctrl-C ends the run with 130 whatever its targets; the results file
     // written so far stays, marked incomplete.
-    servegate::target::process::exit_on_interrupt();
+    servegate::server::process::exit_on_interrupt();
     let started = chrono::Local::now();
     let mut ignored = Vec::new();
     let mut runnable = Vec::new();
@@ -203,7 +204,7 @@ pub(super) fn run(
     };
     let mut save_failed = false;
     let mut save = |results: &RunResults| {
-        if let Err(e) = report::write_json_atomic(&path, results) {
+        if let Err(e) = files::write_json_atomic(&path, results) {
             if !save_failed {
                 eprintln!("warning: could not write {}: {e:#}", path.display());
                 save_failed = true;
@@ -212,7 +213,7 @@ pub(super) fn run(
     };
     save(&results);
     // Every target starts once for all the cases that use it.
-    runner::run_cases_reporting(
+    scenario::run_cases_reporting(
         project,
         &runnable,
         RunOptions {
@@ -241,7 +242,7 @@ pub(super) fn run(
         println!("\nCandidate / baseline ratios");
         println!("{}", report::comparison_table(&results.cases));
     }
-    servegate::eval::run_suites_reporting(
+    servegate::run::suite::run_suites_reporting(
         project,
         &suites,
         true,
@@ -271,7 +272,7 @@ pub(super) fn run(
     results.passed = failed == 0;
     results.complete = true;
     let inconclusive = results.counts().2;
-    match report::write_json_keeping(&path, &results) {
+    match files::write_json_keeping(&path, &results) {
         Ok(written) if written == path => println!("results: {}", path.display()),
         Ok(written) => eprintln!(
             "warning: could not write {}; the results were saved to {}",
@@ -282,7 +283,7 @@ pub(super) fn run(
     }
     let summary = report::markdown::run_summary(&results);
     let md_path = markdown.unwrap_or_else(|| path.with_extension("md"));
-    match report::write_atomic(&md_path, summary.as_bytes()) {
+    match files::write_atomic(&md_path, summary.as_bytes()) {
         Ok(()) => println!("summary: {}", md_path.display()),
         Err(e) => eprintln!("warning: could not write {}: {e:#}", md_path.display()),
     }

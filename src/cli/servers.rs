@@ -2,7 +2,7 @@
 
 use servegate::config::CaseConfig;
 use servegate::discover::Project;
-use servegate::target::{shared, TargetEnv};
+use servegate::server::{shared, TargetEnv};
 
 use super::CliError;
 

@@ -84,7 +84,7 @@ pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError>
             CliError::Usage(format!("--{}: {message}", knob.replace('_', "-")))
         })?;
     // `servegate sim &` in a script starts with SIGINT ignored: handle it.
-    servegate::target::process::default_sigint();
+    servegate::server::process::default_sigint();
     let server = SimServer::start_with(params, &args.model, (args.host, args.port).into(), true)
         .map_err(|e| {
             CliError::Failed(format!("cannot listen on {}:{}: {e}", args.host, args.port))

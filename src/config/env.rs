@@ -8,7 +8,7 @@ use figment::value::{Dict, Map, Value};
 use figment::{Metadata, Profile, Provider};
 
 /// Variables with the prefix that configure the tool itself, not a case
-/// (the project root; hiding progress bars, see `runner::progress_bar`).
+/// (the project root; hiding progress bars, see `run::progress::progress_bar`).
 pub const RESERVED: &[&str] = &["SERVEGATE_ROOT", "SERVEGATE_NO_PROGRESS"];
 
 const PREFIX: &str = "SERVEGATE_";

@@ -10,6 +10,7 @@ mod error;
 mod layers;
 pub mod limits;
 mod locate;
+pub mod placeholders;
 mod sim;
 mod types;
 mod validate;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use crate::metrics::Slo;
 use serde::{Deserialize, Serialize};
 
 /// One fully merged case configuration (defaults, project file, case file, environment).
@@ -460,18 +461,6 @@ pub enum Endpoint {
     Completions,
     /// `/v1/chat/completions` with the prompt as one user message.
     Chat,
-}
-
-/// Service-level objectives; a request meeting all that are set counts toward goodput.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Slo {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ttft_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tpot_ms: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub e2e_ms: Option<f64>,
 }
 
 /// The load one benchmark applies.

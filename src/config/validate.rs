@@ -6,7 +6,15 @@ use super::{
 };
 
 use crate::metrics::MetricName;
-pub use crate::quality::tasks::BUILTIN_TASKS;
+
+/// The built-in task names, in the order they are listed to users.
+pub const BUILTIN_TASKS: [&str; 5] = [
+    "hellaswag",
+    "arc_easy",
+    "arc_challenge",
+    "truthfulqa_mc2",
+    "mmlu",
+];
 
 type At<'a> = &'a dyn Fn(&str, String) -> ConfigError;
 
@@ -142,7 +150,7 @@ fn target(
 
 /// A `command` target: argv shape and placeholders.
 fn command(key: &str, spec: &TargetSpec, argv: &[String], at: At<'_>) -> Result<(), ConfigError> {
-    use crate::target::placeholders;
+    use super::placeholders;
     for (field, argv) in [("command", Some(argv)), ("build", spec.build.as_deref())] {
         let Some(argv) = argv else { continue };
         let field = format!("{key}.{field}");

@@ -23,7 +23,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::Slo;
-use crate::metrics::{percentile, MetricName, RequestRecord, Series, Stat, Summary};
+use crate::metrics::{MetricName, RequestRecord, Series, Summary};
+use crate::stats::{percentile_interval, Stat};
 
 /// Resampling settings; the defaults are what gates use.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -316,12 +317,6 @@ pub fn ratio_replicates(
     Some(out)
 }
 
-/// The two-sided percentile interval at `level` of sorted replicates.
-pub fn percentile_interval(sorted: &[f64], level: f64) -> (f64, f64) {
-    let tail = (1.0 - level) / 2.0 * 100.0;
-    (percentile(sorted, tail), percentile(sorted, 100.0 - tail))
-}
-
 /// The bootstrap interval of the candidate/baseline ratio of `metric` at
 /// `level`, or `None` when there are no records to resample.
 pub fn ratio_interval(
@@ -341,7 +336,8 @@ pub fn ratio_interval(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::{Distribution, TokenSource};
+    use crate::metrics::TokenSource;
+    use crate::stats::Distribution;
     use rand_distr::{Distribution as _, Normal};
 
     /// A closed-loop phase at concurrency 1 whose requests take `e2e` seconds each.

@@ -26,7 +26,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Limit, Slo};
-use crate::metrics::{null_as_nan, MetricName, RequestRecord, Summary};
+use crate::metrics::{MetricName, RequestRecord, Summary};
+use crate::stats::null_as_nan;
 
 /// The interval level shown for gates that set no `confidence`.
 pub const DEFAULT_LEVEL: f64 = 0.95;

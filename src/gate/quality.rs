@@ -17,6 +17,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::QualityGate;
+use crate::stats::paired_stderr;
 
 /// The tolerance when a suite sets none (the old script's default).
 pub const DEFAULT_MAX_DROP: f64 = 0.02;
@@ -262,19 +263,6 @@ fn row(
     }
 }
 
-/// Standard error of the mean per-item difference (sample standard
-/// deviation / √n), when both sides scored the same number of items.
-pub fn paired_stderr(candidate: &[f64], baseline: &[f64]) -> Option<f64> {
-    let n = candidate.len();
-    if n < 2 || n != baseline.len() {
-        return None;
-    }
-    let d: Vec<f64> = candidate.iter().zip(baseline).map(|(c, b)| c - b).collect();
-    let mean = d.iter().sum::<f64>() / n as f64;
-    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    Some((var / n as f64).sqrt())
-}
-
 /// The paired analysis of each task both sides scored.
 pub fn paired(candidate: &[TaskScores], baseline: &[TaskScores]) -> Vec<Paired> {
     candidate
@@ -299,7 +287,7 @@ pub fn paired(candidate: &[TaskScores], baseline: &[TaskScores]) -> Vec<Paired> 
                 items: n,
                 candidate_only: c_only,
                 baseline_only: b_only,
-                p_value: crate::quality::score::mcnemar_exact(c_only, b_only),
+                p_value: crate::stats::mcnemar_exact(c_only, b_only),
                 flipped,
             })
         })

@@ -5,12 +5,13 @@
 //! `tasks` turns dataset records into questions, `data` finds and reads the
 //! records, `encode` splits context and continuation into token ids, `loglik`
 //! asks a server for log-likelihoods, and `score` turns them into metrics.
-//! Pass/fail lives in `gate::quality`; running a suite lives in `eval`.
+//! Pass/fail lives in `gate::quality`; running a suite lives in `run::suite`.
 
 pub mod data;
 pub mod encode;
 pub mod loglik;
 pub mod score;
+pub mod sources;
 pub mod tasks;
 
 /// One multiple-choice question, ready to score.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tasks::{mmlu_category, Task, MMLU_CATEGORIES, MMLU_SUBJECTS};
 use super::{Gold, McDoc};
+use crate::stats::{mean_stderr, pooled_sample_stderr, weighted_mean};
 
 /// How one question was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -118,57 +119,6 @@ pub fn score_doc(doc: &McDoc, lls: &[f64]) -> DocOutcome {
             acc_norm: 0.0,
         },
     }
-}
-
-/// lm-eval's `mean`: `sum(xs) / len(xs)`, summed left to right.
-pub fn mean(xs: &[f64]) -> f64 {
-    let mut sum = 0.0;
-    for &x in xs {
-        sum += x;
-    }
-    sum / xs.len() as f64
-}
-
-/// The mean and its standard error (sample standard deviation / √n);
-/// the error is `None` when n ≤ 1, where lm-eval reports "N/A". The mean of
-/// nothing is NaN.
-pub fn mean_stderr(xs: &[f64]) -> (f64, Option<f64>) {
-    let mu = mean(xs);
-    if xs.len() <= 1 {
-        return (mu, None);
-    }
-    let mut squares = 0.0;
-    for &x in xs {
-        squares += (x - mu) * (x - mu);
-    }
-    let n = xs.len() as f64;
-    let stddev = (squares / (n - 1.0)).sqrt();
-    (mu, Some(stddev / n.sqrt()))
-}
-
-/// lm-eval's `aggregate_subtask_metrics` weighted by size:
-/// `Σ value·size / Σ size`.
-pub fn weighted_mean(values: &[f64], sizes: &[usize]) -> f64 {
-    assert_eq!(values.len(), sizes.len());
-    let mut sum = 0.0;
-    for (v, s) in values.iter().zip(sizes) {
-        sum += v * *s as f64;
-    }
-    sum / sizes.iter().sum::<usize>() as f64
-}
-
-/// lm-eval's `pooled_sample_stderr`: the standard error of a size-weighted
-/// group mean from its members' standard errors and sizes,
-/// `√(Σ (nᵢ−1)·seᵢ²·nᵢ / (Σ nᵢ − k) / Σ nᵢ)`.
-pub fn pooled_sample_stderr(stderrs: &[f64], sizes: &[usize]) -> f64 {
-    assert_eq!(stderrs.len(), sizes.len());
-    let mut sum = 0.0;
-    for (se, &n) in stderrs.iter().zip(sizes) {
-        sum += (n as f64 - 1.0) * (se * se) * n as f64;
-    }
-    let total = sizes.iter().sum::<usize>() as f64;
-    let var = sum / (total - sizes.len() as f64);
-    (var / total).sqrt()
 }
 
 /// One metric's value and standard error (`None` where lm-eval prints "N/A").
@@ -357,47 +307,6 @@ fn mmlu_metrics(task: &Task, docs: &[McDoc], outcomes: &[DocOutcome]) -> TaskMet
     }
 }
 
-/// Exact two-sided McNemar test: the p-value of `b` against `c` discordant
-/// pairs, `min(1, 2·P[X ≤ min(b, c)])` with X ~ Binomial(b + c, ½); 1 when
-/// there are no discordant pairs. Computed in log space from the largest
-/// term down, so it stays accurate for hundreds of thousands of pairs.
-pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
-    let n = b + c;
-    let m = b.min(c);
-    if n == 0 || 2 * m >= n {
-        return 1.0;
-    }
-    // ln of the term at k = m: ln C(n, m) − n ln 2, written as
-    // Σ ln((n − m + i) / (4i)) − (n − 2m) ln 2 to keep the sum small,
-    // with compensated summation.
-    let (mut sum, mut comp) = (0.0f64, 0.0f64);
-    for i in 1..=m {
-        let term = ((n - m + i) as f64 / (4 * i) as f64).ln();
-        let t = sum + term;
-        if sum.abs() >= term.abs() {
-            comp += (sum - t) + term;
-        } else {
-            comp += (term - t) + sum;
-        }
-        sum = t;
-    }
-    let ln_top = (sum + comp) - (n - 2 * m) as f64 * std::f64::consts::LN_2;
-    // Σ_{k ≤ m} P[X = k] / P[X = m], the terms falling geometrically or faster.
-    let mut ratio_sum = 1.0;
-    let mut term = 1.0;
-    let mut k = m;
-    while k > 0 {
-        term *= k as f64 / (n - k + 1) as f64;
-        ratio_sum += term;
-        if term < ratio_sum * 1e-18 {
-            break;
-        }
-        k -= 1;
-    }
-    let p = (ln_top + ratio_sum.ln() + std::f64::consts::LN_2).exp();
-    p.min(1.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,21 +374,6 @@ mod tests {
         assert_eq!(numpy_sum(&[0.1; 10]), 1.0);
         assert_eq!(numpy_sum(&[1.0; 300]), 300.0);
         assert_eq!(numpy_sum(&[]), 0.0);
-    }
-
-    #[test]
-    fn mean_and_stderr() {
-        assert_eq!(mean_stderr(&[1.0, 0.0, 1.0, 1.0]), (0.75, Some(0.25)));
-        assert_eq!(mean_stderr(&[1.0]), (1.0, None));
-        assert!(mean_stderr(&[]).0.is_nan());
-    }
-
-    #[test]
-    fn pooled_stderr() {
-        // (4·0.1²·5 + 9·0.2²·10) / (15 − 2) / 15 = 3.8 / 195.
-        let se = pooled_sample_stderr(&[0.1, 0.2], &[5, 10]);
-        assert!((se - 0.139_596_488_090_422_55).abs() < 1e-15, "{se}");
-        assert_eq!(weighted_mean(&[0.75, 0.5], &[4, 2]), 4.0 / 6.0);
     }
 
     #[test]
@@ -569,28 +463,5 @@ mod tests {
         assert!(m.subtasks[0].2[0].stderr.is_some());
         assert_eq!(m.subtasks[1].0, "mmlu_stem");
         assert_eq!(m.subtasks[1].2[0].stderr, None);
-    }
-
-    #[test]
-    fn mcnemar() {
-        assert_eq!(mcnemar_exact(0, 0), 1.0);
-        assert_eq!(mcnemar_exact(1, 0), 1.0);
-        assert_eq!(mcnemar_exact(7, 7), 1.0);
-        assert!((mcnemar_exact(0, 5) - 0.0625).abs() < 1e-15);
-        // 2·(1 + 12 + 66) / 4096
-        let p = mcnemar_exact(2, 10);
-        assert!((p - 0.038_574_218_75).abs() < 1e-15, "{p}");
-        assert_eq!(p, mcnemar_exact(10, 2));
-        // Against exact rational arithmetic.
-        let p = mcnemar_exact(100, 160);
-        assert!(
-            (p / 0.000_238_941_903_068_140_23 - 1.0).abs() < 1e-12,
-            "{p}"
-        );
-        let p = mcnemar_exact(20_000, 20_500);
-        assert!(p > 0.0 && p < 1.0);
-        assert!((p / 0.013_153_825_113_143_827 - 1.0).abs() < 1e-10, "{p}");
-        let p = mcnemar_exact(0, 100_000);
-        assert!(p.is_finite() && p >= 0.0);
     }
 }

@@ -14,16 +14,7 @@ use std::fmt::Display;
 use serde_json::Value;
 
 use super::{Gold, McDoc};
-use crate::config::{ChoiceSource, McTaskSpec};
-
-/// The built-in task names, in the order they are listed to users.
-pub const BUILTIN_TASKS: [&str; 5] = [
-    "hellaswag",
-    "arc_easy",
-    "arc_challenge",
-    "truthfulqa_mc2",
-    "mmlu",
-];
+use crate::config::{ChoiceSource, McTaskSpec, BUILTIN_TASKS};
 
 /// Put between the question and every choice (lm-eval's `target_delimiter`).
 pub const TARGET_DELIMITER: &str = " ";

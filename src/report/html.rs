@@ -486,7 +486,7 @@ fn cdf_panel(
 /// TTFT and E2E latency CDFs of one case, candidate against baseline.
 fn cdf_chart(case: &CaseReport) -> String {
     let exact = !case.candidate.records.is_empty() && !case.baseline.records.is_empty();
-    let id = format!("cdf-{}", crate::report::file_stem(&case.name));
+    let id = format!("cdf-{}", crate::files::file_stem(&case.name));
     let caption = format!(
         "{}: TTFT and end-to-end latency of every request, cumulative; blue = candidate ({}), orange = baseline ({}){}",
         case.name,
@@ -853,7 +853,7 @@ pub fn render(runs: &[RunResults]) -> String {
             let _ = writeln!(
                 html,
                 "<tr><td><a href=\"#case-{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&crate::report::file_stem(&c.name)),
+                esc(&crate::files::file_stem(&c.name)),
                 esc(&c.name),
                 ratio_text(ttft),
                 ratio_text(per_req),
@@ -892,7 +892,7 @@ pub fn render(runs: &[RunResults]) -> String {
     }) + &concurrency_chart(&cases, "ttft_p50", "TTFT p50 (ms)", |t| {
         t.summary.metric(crate::metrics::MetricName::Dist(
             Series::Ttft,
-            crate::metrics::Stat::P50,
+            crate::stats::Stat::P50,
         ))
     });
     charts_section(
@@ -924,7 +924,7 @@ pub fn render(runs: &[RunResults]) -> String {
         let _ = writeln!(
             html,
             "<h3 id=\"case-{}\">{} — {}</h3>",
-            esc(&crate::report::file_stem(&c.name)),
+            esc(&crate::files::file_stem(&c.name)),
             esc(&c.name),
             verdict_html(case_verdict(&c.gate))
         );

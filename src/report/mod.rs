@@ -9,113 +9,15 @@ pub mod html;
 pub mod markdown;
 pub mod quality;
 
-use std::io::Write;
-use std::path::Path;
-
-use serde::Serialize;
-
 pub use crate::results::{sort_by_start, CaseError, IgnoredCase, RunResults, TaskScore};
-use crate::results::{CaseReport, SuiteReport};
 
 pub use console::{comparison_table, failure_message, gate_table, target_table};
-
-/// Reads a results file: a `servegate run` results file, or one case report.
-pub fn read_results(path: &Path) -> anyhow::Result<RunResults> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", path.display()))?;
-    let parsed = if value.get("cases").is_some() {
-        serde_json::from_value::<RunResults>(value)
-    } else if value.get("gate").is_some() && value.get("candidate").is_some() {
-        serde_json::from_value::<CaseReport>(value).map(RunResults::from_case)
-    } else if value.get("rows").is_some() && value.get("candidate").is_some() {
-        serde_json::from_value::<SuiteReport>(value).map(RunResults::from_suite)
-    } else {
-        anyhow::bail!(
-            "{}: not a servegate results file (no `cases`)",
-            path.display()
-        );
-    };
-    parsed.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-/// Writes JSON to `path` atomically: a temporary file in the same folder,
-/// flushed and synced, then renamed over the destination.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
-    let mut bytes = serde_json::to_vec_pretty(value)?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
-}
-
-/// Writes `value` as JSON to `path` atomically, never losing it to a
-/// passing failure: a write that fails (a full open-file table, say) is
-/// retried a few times; if `path` still cannot be written, the results go
-/// to a file in the temporary folder instead. Returns where they went.
-pub fn write_json_keeping<T: Serialize>(
-    path: &Path,
-    value: &T,
-) -> anyhow::Result<std::path::PathBuf> {
-    let mut bytes = serde_json::to_vec_pretty(value)?;
-    bytes.push(b'\n');
-    let mut last = None;
-    for attempt in 0..4 {
-        if attempt > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(250 * attempt));
-        }
-        match write_atomic(path, &bytes) {
-            Ok(()) => return Ok(path.to_path_buf()),
-            Err(e) => last = Some(e),
-        }
-    }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "results.json".into());
-    let fallback = std::env::temp_dir().join(format!("servegate-{}-{name}", std::process::id()));
-    write_atomic(&fallback, &bytes)
-        .map(|()| fallback)
-        .map_err(|e| e.context(last.expect("a failed attempt")))
-}
-
-/// Writes `bytes` to `path` atomically (see `write_json_atomic`); the file
-/// is readable by everyone, like one written in place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// A file-name-safe form of a case name (`scenario::grid::c4` → `scenario__grid__c4`).
-pub fn file_stem(name: &str) -> String {
-    name.replace("::", "__")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::files::{file_stem, write_atomic, write_json_atomic};
+    use crate::results::read as read_results;
 
     #[test]
     fn atomic_write_replaces_whole_file() {
@@ -179,7 +81,7 @@ pub(crate) mod fixtures {
     use crate::config::{CaseConfig, Limit};
     use crate::gate::{self, Sample};
     use crate::metrics::{RequestRecord, Summary, TokenSource};
-    use crate::results::TargetReport;
+    use crate::results::{CaseReport, TargetReport};
 
     /// `n` requests of 8 tokens one after the other, each taking `scale` ×
     /// 100 ms (± a little).
@@ -328,29 +230,5 @@ pub(crate) mod fixtures {
             suites: Vec::new(),
             quality: Vec::new(),
         }
-    }
-}
-
-#[cfg(test)]
-mod write_tests {
-    use super::*;
-
-    /// A results file that cannot be written where asked goes elsewhere,
-    /// and the caller learns where: measurements are never dropped.
-    #[test]
-    fn unwritable_results_are_kept_in_the_temporary_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = dir.path().join("out.json");
-        assert_eq!(write_json_keeping(&ok, &vec![1, 2]).unwrap(), ok);
-        // A file where a folder should be: the path can never be written.
-        let blocker = dir.path().join("file");
-        std::fs::write(&blocker, "x").unwrap();
-        let bad = blocker.join("out.json");
-        let went = write_json_keeping(&bad, &vec![3, 4]).unwrap();
-        assert_ne!(went, bad);
-        let back: Vec<i32> =
-            serde_json::from_str(&std::fs::read_to_string(&went).unwrap()).unwrap();
-        assert_eq!(back, vec![3, 4]);
-        std::fs::remove_file(went).unwrap();
     }
 }

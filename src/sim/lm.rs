@@ -22,9 +22,6 @@ pub const CORPUS: &[&str] = &[
     include_str!("../../prompts/long.txt"),
 ];
 
-/// The project's tokenizer; regenerate with `servegate train-tokenizer`.
-pub const TOKENIZER_JSON: &str = include_str!("data/tokenizer.json");
-
 /// End of a document; generation stops here unless `ignore_eos`.
 pub const EOS: &str = "<|endoftext|>";
 
@@ -61,11 +58,7 @@ impl Model {
     /// The shared model, trained once per process.
     pub fn shared() -> &'static Model {
         static MODEL: OnceLock<Model> = OnceLock::new();
-        MODEL.get_or_init(|| {
-            let tok = tokenizers::Tokenizer::from_bytes(TOKENIZER_JSON.as_bytes())
-                .expect("the shipped tokenizer.json parses");
-            Model::train(Tokenizer::from_tokenizer(tok), CORPUS)
-        })
+        MODEL.get_or_init(|| Model::train(Tokenizer::engine(), CORPUS))
     }
 
     pub fn train(tokenizer: Tokenizer, documents: &[&str]) -> Self {

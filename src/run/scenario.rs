@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::bench::{self, BenchResult, BenchSpec};
 use crate::config::{self, Baseline, CaseKind, RecordedBaseline, RecordedRole};
 use crate::discover::{Case, Project};
 use crate::gate;
+use crate::loadgen::{self, BenchResult, BenchSpec};
 use crate::metrics::{RequestRecord, Summary};
 pub use crate::results::{CaseReport, TargetReport};
-use crate::target::pool::{self, Pool, TargetKey};
-use crate::target::TargetEnv;
+use crate::server::pool::{self, Pool, TargetKey};
+use crate::server::TargetEnv;
 use crate::tokenizer::Tokenizer;
 use crate::workload;
 
@@ -22,32 +22,6 @@ pub struct RunOptions {
     pub keep_records: bool,
     /// Show a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
-}
-
-/// A progress bar on stderr; indicatif draws nothing when stderr is not a
-/// terminal, and nothing at all when `SERVEGATE_NO_PROGRESS` is set.
-pub fn progress_bar(label: &str, len: u32) -> indicatif::ProgressBar {
-    let target = if progress_wanted(std::env::var_os(NO_PROGRESS_VAR).as_deref()) {
-        indicatif::ProgressDrawTarget::stderr()
-    } else {
-        indicatif::ProgressDrawTarget::hidden()
-    };
-    let bar = indicatif::ProgressBar::with_draw_target(Some(len as u64), target);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {elapsed}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_string());
-    bar
-}
-
-/// Hides progress bars (CI logs, terminals that record output) when set to
-/// anything but an empty value or `0`.
-pub const NO_PROGRESS_VAR: &str = "SERVEGATE_NO_PROGRESS";
-
-fn progress_wanted(no_progress: Option<&std::ffi::OsStr>) -> bool {
-    no_progress.is_none_or(|v| v.is_empty() || v == "0")
 }
 
 /// The configured tokenizer, if any.
@@ -134,7 +108,7 @@ struct Prepared {
 fn prepare(project: &Project, case: &Case) -> anyhow::Result<Prepared> {
     if case.kind == CaseKind::Suite {
         anyhow::bail!(
-            "{} is a quality suite: run it through eval::run_suites",
+            "{} is a quality suite: run it through run::suite::run_suites",
             case.name
         );
     }
@@ -239,12 +213,12 @@ async fn run_scenarios(
                     workload: c.workload.clone(),
                     prompts: p.prompts.clone(),
                     tokenizer: p.tokenizer.clone(),
-                    progress: options
-                        .progress
-                        .then(|| progress_bar(&label, c.workload.num_requests)),
+                    progress: options.progress.then(|| {
+                        crate::run::progress::progress_bar(&label, c.workload.num_requests)
+                    }),
                 };
                 let began = run_start.elapsed().as_secs_f64();
-                let result = bench::run(client, &spec).await;
+                let result = loadgen::run(client, &spec).await;
                 if let Some(bar) = &spec.progress {
                     bar.finish_and_clear();
                 }
@@ -610,20 +584,5 @@ fn located(
         line,
         key: Some(key.to_string()),
         message,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::progress_wanted;
-    use std::ffi::OsStr;
-
-    #[test]
-    fn no_progress_hides_bars_unless_empty_or_zero() {
-        assert!(progress_wanted(None));
-        assert!(progress_wanted(Some(OsStr::new(""))));
-        assert!(progress_wanted(Some(OsStr::new("0"))));
-        assert!(!progress_wanted(Some(OsStr::new("1"))));
-        assert!(!progress_wanted(Some(OsStr::new("yes"))));
     }
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::bench::{self, BenchSpec};
 use crate::client::Client;
 use crate::config::{Endpoint, WorkloadConfig};
+use crate::loadgen::{self, BenchSpec};
 use crate::metrics::{RequestRecord, Summary};
 use crate::tokenizer::Tokenizer;
 use crate::workload::Prompt;
@@ -204,9 +204,9 @@ pub async fn run_grid(
                     prompts: prompts.clone(),
                     tokenizer: tokenizer.clone(),
                     progress: progress
-                        .then(|| crate::runner::progress_bar(&name, workload.num_requests)),
+                        .then(|| crate::run::progress::progress_bar(&name, workload.num_requests)),
                 };
-                let result = bench::run(client, &spec).await;
+                let result = loadgen::run(client, &spec).await;
                 if let Some(p) = &spec.progress {
                     p.finish_and_clear();
                 }

@@ -41,7 +41,7 @@ pub struct ServerState {
 }
 
 fn state_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(format!("{}.json", crate::report::file_stem(name)))
+    dir.join(format!("{}.json", crate::files::file_stem(name)))
 }
 
 fn read_state(path: &Path) -> Option<ServerState> {
@@ -50,7 +50,7 @@ fn read_state(path: &Path) -> Option<ServerState> {
 
 /// Lease files of target `name`: `(path, holder pid)`.
 fn leases(dir: &Path, name: &str) -> Vec<(PathBuf, i32)> {
-    let prefix = format!("{}.", crate::report::file_stem(name));
+    let prefix = format!("{}.", crate::files::file_stem(name));
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -118,7 +118,7 @@ pub async fn find(env: &TargetEnv, name: &str, spec: &TargetSpec, model: &str) -
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let lease_path = dir.join(format!(
         "{}.{}.{}.lease",
-        crate::report::file_stem(name),
+        crate::files::file_stem(name),
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
@@ -191,7 +191,7 @@ pub fn supervise(
         started_at: process::timestamp(),
     };
     process::remove_on_interrupt(&path);
-    if let Err(e) = crate::report::write_json_atomic(&path, &state) {
+    if let Err(e) = crate::files::write_json_atomic(&path, &state) {
         eprintln!("error: cannot write {}: {e:#}", path.display());
         return 1;
     }
@@ -218,7 +218,7 @@ pub fn supervise(
         // Unpublish first, then look for a lease taken meanwhile (see `find`).
         let _ = std::fs::remove_file(&path);
         if leased(&dir, name) {
-            let _ = crate::report::write_json_atomic(&path, &state);
+            let _ = crate::files::write_json_atomic(&path, &state);
             last_used = Instant::now();
             continue;
         }

@@ -8,19 +8,20 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, Limits};
-use crate::config::{self, Baseline, CaseConfig, DataPaths};
+use crate::config::{self, Baseline, CaseConfig};
 use crate::discover::{Case, Project};
 use crate::gate::quality::{self as qgate, MetricScores, Paired, TaskScores};
 use crate::quality::encode::{self, Encoder, Scored};
 use crate::quality::loglik::{self, SendOptions};
 use crate::quality::score::{self, DocOutcome, MetricValue};
+use crate::quality::sources::{fewshot_records, locate};
 use crate::quality::tasks::Task;
 use crate::quality::{data, Gold, McDoc};
 pub use crate::results::{
     FlippedItem, PairedReport, SideReport, SubtaskResult, SuiteReport, TaskResult, TaskSource,
 };
-use crate::target::pool::{Pool, TargetKey};
-use crate::target::TargetEnv;
+use crate::server::pool::{Pool, TargetKey};
+use crate::server::TargetEnv;
 use crate::tokenizer::Tokenizer;
 
 /// The questions of one task.
@@ -64,64 +65,6 @@ pub fn prepare_tasks(root: &Path, c: &CaseConfig) -> Result<Vec<PreparedTask>, S
             })
         })
         .collect()
-}
-
-/// Where a task's records are, or a message listing where they were looked for.
-fn locate(root: &Path, c: &CaseConfig, task: &Task) -> Result<data::RecordSource, String> {
-    let name = task.name();
-    let explicit = match (task, &c.data) {
-        (Task::Generic { spec, .. }, _) if spec.data.is_some() => spec.data.clone(),
-        (_, Some(DataPaths::Files(files))) => files.get(name).cloned(),
-        _ => None,
-    }
-    .map(|p| config::resolve(root, &p));
-    let folder = match &c.data {
-        Some(DataPaths::Folder(f)) => Some(config::resolve(root, f)),
-        _ => None,
-    };
-    let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
-    let hub = task.hub_source();
-    data::locate(
-        name,
-        explicit.as_deref(),
-        folder.as_deref(),
-        data_dir.as_deref(),
-        hub.as_ref().map(|h| (h.repo, h.config, h.split)),
-    )
-}
-
-fn fewshot_records(
-    root: &Path,
-    c: &CaseConfig,
-    task: &Task,
-) -> Result<Vec<serde_json::Value>, String> {
-    let folder = match &c.data {
-        Some(DataPaths::Folder(f)) => Some(config::resolve(root, f)),
-        _ => None,
-    };
-    let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
-    let hub = task.hub_source();
-    data::fewshot_records(
-        task.name(),
-        "dev",
-        None,
-        folder.as_deref(),
-        data_dir.as_deref(),
-        hub.as_ref().map(|h| (h.repo, h.config)),
-    )
-}
-
-/// Why a suite cannot run on this machine (its data is missing), for listing.
-pub fn missing_data(root: &Path, c: &CaseConfig) -> Option<String> {
-    for name in &c.tasks {
-        let Ok(task) = Task::resolve(name, &c.mc_tasks) else {
-            continue;
-        };
-        if let Err(e) = locate(root, c, &task) {
-            return Some(e);
-        }
-    }
-    None
 }
 
 /// The tokenizer: the suite's `tokenizer` file; the embedded engine's own
@@ -211,8 +154,8 @@ pub async fn score_side(
     options: &SendOptions,
     progress: bool,
 ) -> Result<(SideReport, Vec<TaskScores>), String> {
-    let bar =
-        progress.then(|| crate::runner::progress_bar(&side.target, requests.unique.len() as u32));
+    let bar = progress
+        .then(|| crate::run::progress::progress_bar(&side.target, requests.unique.len() as u32));
     let tick = || {
         if let Some(b) = &bar {
             b.inc(1);

@@ -7,7 +7,6 @@
 //! - `shared`: servers kept up across processes (`servegate up` / `down`).
 
 mod guardian;
-pub mod placeholders;
 pub mod pool;
 pub mod process;
 pub mod shared;
@@ -21,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::client::Client;
+use crate::config::placeholders::{self, Vars};
 use crate::config::{self, TargetSpec};
 use crate::sim::SimServer;
-use placeholders::Vars;
 use process::ChildProcess;
 
 /// Where targets put what they write.
@@ -194,7 +193,7 @@ pub fn invocation(
 pub fn log_path(logs_dir: &Path, target: &str, what: &str) -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let stem = crate::report::file_stem(target);
+    let stem = crate::files::file_stem(target);
     let time = chrono::Local::now().format("%Y%m%d-%H%M%S");
     logs_dir.join(format!(
         "{stem}{what}-{time}-{}-{n}.log",

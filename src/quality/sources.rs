@@ -1,0 +1,67 @@
+//! Where a suite's task records are: the task's or the suite's own files,
+//! the suite's data folder, the project's data folder, or the Hugging Face
+//! cache. Paths in the configuration are taken against the project root.
+
+use std::path::Path;
+
+use super::data;
+use super::tasks::Task;
+use crate::config::{self, CaseConfig, DataPaths};
+
+/// Where a task's records are, or a message listing where they were looked for.
+pub fn locate(root: &Path, c: &CaseConfig, task: &Task) -> Result<data::RecordSource, String> {
+    let name = task.name();
+    let explicit = match (task, &c.data) {
+        (Task::Generic { spec, .. }, _) if spec.data.is_some() => spec.data.clone(),
+        (_, Some(DataPaths::Files(files))) => files.get(name).cloned(),
+        _ => None,
+    }
+    .map(|p| config::resolve(root, &p));
+    let folder = match &c.data {
+        Some(DataPaths::Folder(f)) => Some(config::resolve(root, f)),
+        _ => None,
+    };
+    let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
+    let hub = task.hub_source();
+    data::locate(
+        name,
+        explicit.as_deref(),
+        folder.as_deref(),
+        data_dir.as_deref(),
+        hub.as_ref().map(|h| (h.repo, h.config, h.split)),
+    )
+}
+
+pub fn fewshot_records(
+    root: &Path,
+    c: &CaseConfig,
+    task: &Task,
+) -> Result<Vec<serde_json::Value>, String> {
+    let folder = match &c.data {
+        Some(DataPaths::Folder(f)) => Some(config::resolve(root, f)),
+        _ => None,
+    };
+    let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
+    let hub = task.hub_source();
+    data::fewshot_records(
+        task.name(),
+        "dev",
+        None,
+        folder.as_deref(),
+        data_dir.as_deref(),
+        hub.as_ref().map(|h| (h.repo, h.config)),
+    )
+}
+
+/// Why a suite cannot run on this machine (its data is missing), for listing.
+pub fn missing_data(root: &Path, c: &CaseConfig) -> Option<String> {
+    for name in &c.tasks {
+        let Ok(task) = Task::resolve(name, &c.mc_tasks) else {
+            continue;
+        };
+        if let Err(e) = locate(root, c, &task) {
+            return Some(e);
+        }
+    }
+    None
+}
