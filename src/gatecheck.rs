@@ -20,7 +20,7 @@ use crate::config::{Limit, SimSpec};
 use crate::discover::{Case, Project};
 use crate::gate::{self, GateRow, Verdict};
 use crate::loadgen::{self, BenchSpec};
-use crate::metrics::RequestRecord;
+use crate::metrics::{MetricKey, RequestRecord};
 use crate::sim::SimServer;
 use crate::stats::{lower_bound_95, trials_to_bound, upper_bound_95};
 
@@ -67,10 +67,10 @@ pub struct MetricTally {
 }
 
 impl Tally {
-    fn add(&mut self, rows: &[GateRow], gate_config: &BTreeMap<String, Limit>) {
+    fn add(&mut self, rows: &[GateRow], gate_config: &BTreeMap<MetricKey, Limit>) {
         self.trials += 1;
         let point_fails = rows.iter().any(|r| {
-            let limit = gate_config.get(&r.metric).map(|l| Limit {
+            let limit = gate_config.get(r.metric.as_str()).map(|l| Limit {
                 confidence: None,
                 ..*l
             });
@@ -222,7 +222,7 @@ fn evaluate(case: &Case, candidate: &[RequestRecord], baseline: &[RequestRecord]
     let (cr, br): (Vec<&[RequestRecord]>, Vec<&[RequestRecord]>) =
         (vec![candidate], vec![baseline]);
     gate::evaluate_samples(
-        &case.config.gate,
+        &case.config.gate.limits,
         &gate::Sample {
             summary: &c,
             runs: &cr,
@@ -291,8 +291,8 @@ pub fn run(
             }
             out
         });
-        same.add(&evaluate(case, &a, &b), &case.config.gate);
-        slowed.add(&evaluate(case, &s, &b), &case.config.gate);
+        same.add(&evaluate(case, &a, &b), &case.config.gate.limits);
+        slowed.add(&evaluate(case, &s, &b), &case.config.gate.limits);
         progress(trial + 1, options.trials);
     }
     let limits = cases[0]
@@ -304,7 +304,7 @@ pub fn run(
             if let Some(level) = limit.confidence {
                 text.push_str(&format!(" @ {:.0}%", level * 100.0));
             }
-            (name.clone(), text)
+            (name.to_string(), text)
         })
         .collect();
     Ok(GateCheckReport {

@@ -509,6 +509,84 @@ impl MetricName {
     }
 }
 
+/// A gate key: a metric's name as the configuration writes it
+/// (`latency_p50`) with the metric it names. Parsed once, when the
+/// configuration is read; ordered and compared by the written name, so
+/// tables list keys as the user wrote them.
+#[derive(Debug, Clone)]
+pub struct MetricKey {
+    name: String,
+    metric: MetricName,
+}
+
+impl MetricKey {
+    pub fn parse(name: &str) -> Option<Self> {
+        MetricName::parse(name).map(|metric| Self {
+            name: name.to_string(),
+            metric,
+        })
+    }
+
+    pub fn metric(&self) -> MetricName {
+        self.metric
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+}
+
+impl PartialEq for MetricKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for MetricKey {}
+
+impl PartialOrd for MetricKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for MetricKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name)
+    }
+}
+
+/// Lookups by the written name (`gate.get("ttft_p50")`).
+impl std::borrow::Borrow<str> for MetricKey {
+    fn borrow(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::fmt::Display for MetricKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+impl Serialize for MetricKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name)
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::parse(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown metric `{name}`; known: {}",
+                MetricName::help()
+            ))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,5 +733,18 @@ mod tests {
             .unwrap()
             .higher_is_better());
         assert!(!MetricName::parse("itl_p99").unwrap().higher_is_better());
+    }
+
+    #[test]
+    fn gate_keys_parse_once_and_keep_their_spelling() {
+        let key: MetricKey = serde_json::from_str("\"latency_p50\"").unwrap();
+        assert_eq!(key.metric(), MetricName::Dist(Series::E2e, Stat::P50));
+        assert_eq!(key.to_string(), "latency_p50");
+        assert_eq!(serde_json::to_string(&key).unwrap(), "\"latency_p50\"");
+        let e = serde_json::from_str::<MetricKey>("\"ttft_p42\"").unwrap_err();
+        assert!(e.to_string().contains("unknown metric `ttft_p42`"), "{e}");
+        let mut map = std::collections::BTreeMap::new();
+        map.insert(key, 1);
+        assert_eq!(map.get("latency_p50"), Some(&1));
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::metrics::MetricKey;
 pub use crate::metrics::Slo;
 use serde::{Deserialize, Serialize};
 
@@ -563,8 +564,11 @@ pub struct MatrixConfig {
 /// scenario metric's limit (validation rejects the wrong kind for the case).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct GateConfig {
-    pub limits: BTreeMap<String, Limit>,
+    pub limits: BTreeMap<MetricKey, Limit>,
     pub quality: QualityGate,
+    /// Keys that name neither a metric nor a suite tolerance, kept so that
+    /// validation can point at their line.
+    pub unknown: Vec<String>,
 }
 
 /// A suite's tolerances on accuracy.
@@ -598,7 +602,7 @@ impl QualityGate {
 }
 
 impl std::ops::Deref for GateConfig {
-    type Target = BTreeMap<String, Limit>;
+    type Target = BTreeMap<MetricKey, Limit>;
     fn deref(&self) -> &Self::Target {
         &self.limits
     }
@@ -611,8 +615,8 @@ impl std::ops::DerefMut for GateConfig {
 }
 
 impl<'a> IntoIterator for &'a GateConfig {
-    type Item = (&'a String, &'a Limit);
-    type IntoIter = std::collections::btree_map::Iter<'a, String, Limit>;
+    type Item = (&'a MetricKey, &'a Limit);
+    type IntoIter = std::collections::btree_map::Iter<'a, MetricKey, Limit>;
     fn into_iter(self) -> Self::IntoIter {
         self.limits.iter()
     }
@@ -664,7 +668,12 @@ impl<'de> Deserialize<'de> for GateConfig {
                         "rtol" => q.rtol = Some(map.next_value()?),
                         _ => {
                             let limit = map.next_value()?;
-                            gate.limits.insert(key, limit);
+                            match MetricKey::parse(&key) {
+                                Some(metric) => {
+                                    gate.limits.insert(metric, limit);
+                                }
+                                None => gate.unknown.push(key),
+                            }
                         }
                     }
                 }

@@ -297,6 +297,12 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     }
     matrix(c, at)?;
     count(c.repeats.into(), 1, limits::MAX_REPEATS).map_err(|e| at("repeats", e))?;
+    if let Some(name) = c.gate.unknown.first() {
+        return Err(at(
+            &format!("gate.{name}"),
+            format!("unknown metric `{name}`; known: {}", MetricName::help()),
+        ));
+    }
     if c.gate.is_empty() {
         return Err(at(
             "gate",
@@ -304,7 +310,7 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         ));
     }
     for (metric, limit) in &c.gate {
-        gate_entry(metric, limit, at)?;
+        gate_entry(metric.as_str(), limit, at)?;
     }
     Ok(())
 }
@@ -367,12 +373,6 @@ fn matrix(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
 
 fn gate_entry(metric: &str, limit: &Limit, at: At<'_>) -> Result<(), ConfigError> {
     let key = format!("gate.{metric}");
-    if MetricName::parse(metric).is_none() {
-        return Err(at(
-            &key,
-            format!("unknown metric `{metric}`; known: {}", MetricName::help()),
-        ));
-    }
     if limit.is_empty() {
         return Err(at(
             &key,
@@ -454,7 +454,11 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         count(value, lo, hi).map_err(|e| at(key, e))?;
     }
     number(s.timeout_s, limits::TIMEOUT_S).map_err(|e| at("scoring.timeout_s", e))?;
-    if let Some((metric, _)) = c.gate.limits.iter().next() {
+    let scenario_keys = c.gate.limits.keys().map(|k| k.as_str());
+    if let Some(metric) = scenario_keys
+        .chain(c.gate.unknown.iter().map(String::as_str))
+        .next()
+    {
         return Err(at(
             &format!("gate.{metric}"),
             "a suite's gate takes max_drop, two_sided, expected and rtol; metric limits belong in a scenario".into(),

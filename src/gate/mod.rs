@@ -26,7 +26,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Limit, Slo};
-use crate::metrics::{MetricName, RequestRecord, Summary};
+use crate::metrics::{MetricKey, MetricName, RequestRecord, Summary};
 use crate::stats::null_as_nan;
 
 /// The interval level shown for gates that set no `confidence`.
@@ -194,11 +194,9 @@ pub fn limit_text(limit: &Limit) -> String {
     parts.join(", ")
 }
 
-/// Checks every gate entry on summaries alone (no intervals). Unknown metric
-/// names were rejected when the configuration was validated; one slipping
-/// through fails loudly here.
+/// Checks every gate entry on summaries alone (no intervals).
 pub fn evaluate(
-    gate: &BTreeMap<String, Limit>,
+    gate: &BTreeMap<MetricKey, Limit>,
     candidate: &Summary,
     baseline: &Summary,
 ) -> Vec<GateRow> {
@@ -212,7 +210,7 @@ pub fn evaluate(
 
 /// Checks every gate entry, with bootstrap intervals from the records.
 pub fn evaluate_samples(
-    gate: &BTreeMap<String, Limit>,
+    gate: &BTreeMap<MetricKey, Limit>,
     candidate: &Sample<'_>,
     baseline: &Sample<'_>,
     options: &bootstrap::Options,
@@ -224,24 +222,22 @@ pub fn evaluate_samples(
         .filter_map(|(role, s)| s.summary.unmeasured().map(|why| format!("{role}: {why}")))
         .collect::<Vec<_>>();
     gate.iter()
-        .map(|(name, limit)| {
-            let metric = MetricName::parse(name);
-            let (c, b) = match metric {
-                Some(m) => (candidate.summary.metric(m), baseline.summary.metric(m)),
-                None => (f64::NAN, f64::NAN),
-            };
+        .map(|(key, limit)| {
+            let (metric, name) = (key.metric(), key.as_str());
+            let (c, b) = (
+                candidate.summary.metric(metric),
+                baseline.summary.metric(metric),
+            );
             let r = ratio(c, b);
             let unmeasured = if !side_unmeasured.is_empty() {
                 Some(side_unmeasured.join("; "))
-            } else if metric.is_none() {
-                Some(format!("unknown metric `{name}`"))
             } else {
                 unmeasured_reason(limit, c, b)
             };
             let level = limit.confidence.unwrap_or(DEFAULT_LEVEL);
             // Device memory is sampled by the monitor, not per request:
             // there are no records to resample, so it gets no interval.
-            let resampled = metric.filter(|m| *m != MetricName::GpuMemPeak);
+            let resampled = Some(metric).filter(|m| *m != MetricName::GpuMemPeak);
             let interval = resampled.and_then(|m| {
                 bootstrap::ratio_interval(
                     m,
@@ -265,8 +261,8 @@ pub fn evaluate_samples(
                 (r, interval)
             };
             GateRow {
-                metric: name.clone(),
-                unit: metric.map(|m| m.unit()).unwrap_or("").to_string(),
+                metric: name.to_string(),
+                unit: metric.unit().to_string(),
                 candidate: c,
                 baseline: b,
                 ratio: r,
@@ -318,8 +314,11 @@ mod tests {
         s
     }
 
-    fn gate(entries: &[(&str, Limit)]) -> BTreeMap<String, Limit> {
-        entries.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    fn gate(entries: &[(&str, Limit)]) -> BTreeMap<MetricKey, Limit> {
+        entries
+            .iter()
+            .map(|(k, v)| (MetricKey::parse(k).expect("a known metric"), *v))
+            .collect()
     }
 
     #[test]

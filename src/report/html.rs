@@ -138,7 +138,7 @@ fn ratio_charts(cases: &[&CaseReport]) -> String {
                 let limit = c
                     .config
                     .as_ref()
-                    .and_then(|cfg| cfg.gate.get(&metric).copied());
+                    .and_then(|cfg| cfg.gate.get(metric.as_str()).copied());
                 Some(RatioRow {
                     case: short(&c.name),
                     ratio: r.ratio,

@@ -80,7 +80,7 @@ pub(crate) mod fixtures {
     use super::*;
     use crate::config::{CaseConfig, Limit};
     use crate::gate::{self, Sample};
-    use crate::metrics::{RequestRecord, Summary, TokenSource};
+    use crate::metrics::{MetricKey, RequestRecord, Summary, TokenSource};
     use crate::results::{CaseReport, TargetReport};
 
     /// `n` requests of 8 tokens one after the other, each taking `scale` ×
@@ -128,7 +128,7 @@ pub(crate) mod fixtures {
     pub fn case(name: &str, slowdown: f64) -> CaseReport {
         let mut config: CaseConfig = toml::from_str("").unwrap();
         config.gate.insert(
-            "throughput_total".into(),
+            MetricKey::parse("throughput_total").unwrap(),
             Limit {
                 min_ratio: Some(0.95),
                 confidence: Some(0.95),
@@ -136,7 +136,7 @@ pub(crate) mod fixtures {
             },
         );
         config.gate.insert(
-            "error_rate".into(),
+            MetricKey::parse("error_rate").unwrap(),
             Limit {
                 max: Some(0.0),
                 ..Default::default()

@@ -356,7 +356,7 @@ fn conclude(
     let slo = c.workload.slo.as_ref();
     let (cr, br) = (candidate.record_runs(), baseline.record_runs());
     let rows = gate::evaluate_samples(
-        &c.gate,
+        &c.gate.limits,
         &gate::Sample {
             summary: &candidate.summary,
             runs: &cr,
