@@ -10,8 +10,9 @@ use std::path::Path;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::discover::{Case, Project};
+use crate::events::{Event, Reporter};
 use crate::report;
-use crate::run::scenario::{self, RunOptions};
+use crate::run::RunOptions;
 
 /// Entry point of the `gate` test binary.
 pub fn main(root: &Path) -> std::process::ExitCode {
@@ -87,53 +88,64 @@ fn case_trial(project: &Project, case: Case) -> Trial {
 }
 
 fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
-    if case.kind == crate::config::CaseKind::Suite {
-        return run_suite_trial(project, case);
+    let mut reporter = TrialReporter {
+        cases_dir: crate::config::resolve(&project.root, &case.config.results_dir).join("cases"),
+    };
+    let options = RunOptions {
+        keep_records: true,
+        progress: false,
+    };
+    let results = crate::run::run(project, &[case], options, &mut reporter);
+    if let Some(e) = results.errors.first() {
+        return Err(Failed::from(e.error.clone()));
     }
-    let report = scenario::run_case(
-        project,
-        case,
-        RunOptions {
-            keep_records: true,
-            progress: false,
-        },
-    )
-    .map_err(|e| Failed::from(format!("{e:#}")))?;
-    println!(
-        "{}\n{}",
-        report::target_table(&report),
-        report::gate_table(&report.gate)
-    );
-    let results_dir = crate::config::resolve(&project.root, &case.config.results_dir);
-    let path = results_dir
-        .join("cases")
-        .join(format!("{}.json", crate::files::file_stem(&case.name)));
-    if let Err(e) = crate::files::write_json_atomic(&path, &report) {
-        eprintln!("warning: could not write {}: {e:#}", path.display());
+    if let Some(r) = results.cases.iter().find(|r| !r.passed) {
+        return Err(Failed::from(report::failure_message(r)));
     }
-    if report.passed {
-        Ok(())
-    } else {
-        Err(Failed::from(report::failure_message(&report)))
+    if let Some(s) = results.suites.iter().find(|s| !s.passed) {
+        return Err(Failed::from(report::quality::failure_message(s)));
+    }
+    if results.cases.is_empty() && results.suites.is_empty() {
+        return Err(Failed::from(format!("{}: nothing was measured", case.name)));
+    }
+    Ok(())
+}
+
+/// One trial's reporter: the case's tables on stdout (nextest shows them
+/// with the verdict) and its report under `<results_dir>/cases/`, where
+/// `servegate report` combines the trials of a run.
+struct TrialReporter {
+    cases_dir: std::path::PathBuf,
+}
+
+impl TrialReporter {
+    fn save<T: serde::Serialize>(&self, name: &str, report: &T) {
+        let path = self
+            .cases_dir
+            .join(format!("{}.json", crate::files::file_stem(name)));
+        if let Err(e) = crate::files::write_json_atomic(&path, report) {
+            eprintln!("warning: could not write {}: {e:#}", path.display());
+        }
     }
 }
 
-fn run_suite_trial(project: &Project, case: &Case) -> Result<(), Failed> {
-    let report = crate::run::suite::run_suites(project, &[case], false, &mut |_| {})
-        .pop()
-        .expect("one result per suite")
-        .map_err(|e| Failed::from(format!("{e:#}")))?;
-    println!("{}", report::quality::suite_text(&report));
-    let results_dir = crate::config::resolve(&project.root, &case.config.results_dir);
-    let path = results_dir
-        .join("cases")
-        .join(format!("{}.json", crate::files::file_stem(&case.name)));
-    if let Err(e) = crate::files::write_json_atomic(&path, &report) {
-        eprintln!("warning: could not write {}: {e:#}", path.display());
-    }
-    if report.passed {
-        Ok(())
-    } else {
-        Err(Failed::from(report::quality::failure_message(&report)))
+impl Reporter for TrialReporter {
+    fn event(&mut self, event: &Event<'_>, _: &crate::results::RunResults) {
+        match event {
+            Event::Measuring(what) => eprintln!("running {what} …"),
+            Event::ScenarioFinished(r) => {
+                println!(
+                    "{}\n{}",
+                    report::target_table(r),
+                    report::gate_table(&r.gate)
+                );
+                self.save(&r.name, *r);
+            }
+            Event::SuiteFinished(r) => {
+                println!("{}", report::quality::suite_text(r));
+                self.save(&r.name, *r);
+            }
+            _ => {}
+        }
     }
 }

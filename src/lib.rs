@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod discover;
 pub mod environment;
+pub mod events;
 pub mod files;
 pub mod gate;
 pub mod gatecheck;

@@ -374,3 +374,78 @@ fn check_and_run_exit_2_on_config_errors() {
         );
     }
 }
+
+/// The run API that `servegate run` and the test harness share: events come
+/// in order, each with the results so far, and the results file written by
+/// the file reporter is incomplete until the run ends.
+#[test]
+fn a_run_reports_each_case_as_it_finishes() {
+    use servegate::events::{Event, Fanout, Recorder, Reporter};
+    use servegate::report::outputs::ResultsFile;
+    use servegate::results::RunResults;
+
+    let dir = small_project("{ ttft_ms = 10.0, tpot_ms = 3.0 }");
+    std::fs::write(
+        dir.path().join("scenarios/needs_weights.toml"),
+        "requires_files = [\"weights/absent.safetensors\"]\n[gate]\nthroughput_total = { min_ratio = 0.9 }\n",
+    )
+    .unwrap();
+    let p = project(dir.path());
+    let cases: Vec<_> = p
+        .load_all()
+        .into_iter()
+        .flat_map(|(_, c)| c.unwrap())
+        .collect();
+    let selected: Vec<_> = cases.iter().collect();
+
+    /// Checks what the results file holds while the run goes on.
+    struct FileWatch(std::path::PathBuf, Vec<(String, bool, usize)>);
+    impl Reporter for FileWatch {
+        fn event(&mut self, event: &Event<'_>, so_far: &RunResults) {
+            if let Event::ScenarioFinished(_) | Event::Finished = event {
+                let on_disk = servegate::results::read(&self.0).unwrap();
+                let what = if matches!(event, Event::Finished) {
+                    "finished"
+                } else {
+                    "case"
+                };
+                self.1
+                    .push((what.into(), on_disk.complete, so_far.cases.len()));
+            }
+        }
+    }
+    let path = dir.path().join("results/run.json");
+    let mut recorder = Recorder::default();
+    let mut file = ResultsFile::new(path.clone());
+    let mut watch = FileWatch(path.clone(), Vec::new());
+    let results = servegate::run::run(
+        &p,
+        &selected,
+        Default::default(),
+        &mut Fanout(vec![&mut recorder, &mut file, &mut watch]),
+    );
+    assert_eq!(
+        recorder.seen,
+        [
+            "started",
+            "ignored scenario::needs_weights",
+            "measuring scenario::speed: candidate `candidate`",
+            "measuring scenario::speed: baseline `baseline`",
+            "scenario scenario::speed",
+            "scenarios done",
+            "finished"
+        ]
+    );
+    // The file reporter had written the case, incomplete, before the watch
+    // heard of it; at the end the file is complete.
+    assert_eq!(
+        watch.1,
+        [
+            ("case".to_string(), false, 1),
+            ("finished".to_string(), true, 1)
+        ]
+    );
+    assert!(results.complete && results.passed, "{results:?}");
+    assert_eq!(results.ignored.len(), 1);
+    assert_eq!(file.written.unwrap().unwrap(), path);
+}

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 
 use servegate::config::CaseKind;
 use servegate::discover::{Case, Project};
-use servegate::environment::Environment;
-use servegate::files;
+use servegate::events::{Event, Fanout, Reporter};
 use servegate::gatecheck;
-use servegate::report::{self, CaseError, RunResults};
+use servegate::report::{self, RunResults};
 use servegate::run::scenario::{self, CaseReport, RunOptions};
 
 use super::CliError;
@@ -166,132 +165,47 @@ pub(super) fn run(
     // Ctrl-C ends the run with 130 whatever its targets; the results file
     // written so far stays, marked incomplete.
     servegate::server::process::exit_on_interrupt();
-    let started = chrono::Local::now();
-    let mut ignored = Vec::new();
-    let mut runnable = Vec::new();
-    for case in &cases {
-        if let Some(why) = &case.ignore_reason {
-            println!("{}: ignored ({why})", case.name);
-            ignored.push(report::IgnoredCase {
-                name: case.name.clone(),
-                reason: why.clone(),
-            });
-        } else {
-            runnable.push(case);
-        }
-    }
-    let (suites, runnable): (Vec<&Case>, Vec<&Case>) = runnable
-        .into_iter()
-        .partition(|c| c.kind == CaseKind::Suite);
     let path = output.unwrap_or_else(|| {
+        let started = chrono::Local::now();
         servegate::config::results_dir(&project.root, &project.env)
             .join(format!("run-{}.json", started.format("%Y%m%d-%H%M%S")))
     });
-    // The results file is rewritten after every case and marked incomplete
-    // until the run ends: an interrupted run keeps what it measured.
-    let mut results = RunResults {
-        servegate_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: started.to_rfc3339(),
-        finished_at: String::new(),
-        passed: false,
-        complete: false,
-        environment: Some(Environment::collect(&project.root)),
-        cases: Vec::new(),
-        errors: Vec::new(),
-        ignored,
-        quality: Vec::new(),
-        suites: Vec::new(),
-    };
-    let mut save_failed = false;
-    let mut save = |results: &RunResults| {
-        if let Err(e) = files::write_json_atomic(&path, results) {
-            if !save_failed {
-                eprintln!("warning: could not write {}: {e:#}", path.display());
-                save_failed = true;
-            }
-        }
-    };
-    save(&results);
-    // Every target starts once for all the cases that use it.
-    scenario::run_cases_reporting(
+    let md_path = markdown.unwrap_or_else(|| path.with_extension("md"));
+    let step_summary = std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    let mut console = Console;
+    let mut results_file = report::outputs::ResultsFile::new(path);
+    let mut summary_file = report::outputs::SummaryFile::new(md_path, step_summary);
+    let selected: Vec<&Case> = cases.iter().collect();
+    let results = servegate::run::run(
         project,
-        &runnable,
+        &selected,
         RunOptions {
             keep_records: save_detailed,
             progress: true,
         },
-        &mut |line| eprintln!("running {line} …"),
-        &mut |i, result| {
-            match result {
-                Ok(r) => {
-                    print_case(r);
-                    results.cases.push(r.clone());
-                }
-                Err(e) => {
-                    println!("\n{}: error: {e:#}", runnable[i].name);
-                    results.errors.push(CaseError {
-                        name: runnable[i].name.clone(),
-                        error: format!("{e:#}"),
-                    });
-                }
-            }
-            save(&results);
-        },
+        &mut Fanout(vec![&mut console, &mut results_file, &mut summary_file]),
     );
-    if !results.cases.is_empty() {
-        println!("\nCandidate / baseline ratios");
-        println!("{}", report::comparison_table(&results.cases));
-    }
-    servegate::run::suite::run_suites_reporting(
-        project,
-        &suites,
-        true,
-        &mut |line| eprintln!("running {line} …"),
-        &mut |i, result| {
-            match result {
-                Ok(r) => {
-                    println!("\n{} — {}", r.name, if r.passed { "pass" } else { "FAIL" });
-                    print!("{}", report::quality::suite_text(r));
-                    results.suites.push(r.clone());
-                    results.quality = report::quality::task_scores(&results.suites);
-                }
-                Err(e) => {
-                    println!("\n{}: error: {e:#}", suites[i].name);
-                    results.errors.push(CaseError {
-                        name: suites[i].name.clone(),
-                        error: format!("{e:#}"),
-                    });
-                }
-            }
-            save(&results);
-        },
-    );
-    let (passed, failed, _, errors) = results.counts();
-    let failed = failed + errors;
-    results.finished_at = chrono::Local::now().to_rfc3339();
-    results.passed = failed == 0;
-    results.complete = true;
-    let inconclusive = results.counts().2;
-    match files::write_json_keeping(&path, &results) {
-        Ok(written) if written == path => println!("results: {}", path.display()),
-        Ok(written) => eprintln!(
+    let path = results_file.path().to_path_buf();
+    match results_file.written.take() {
+        Some(Ok(written)) if written == path => println!("results: {}", path.display()),
+        Some(Ok(written)) => eprintln!(
             "warning: could not write {}; the results were saved to {}",
             path.display(),
             written.display()
         ),
-        Err(e) => eprintln!("warning: could not write {}: {e:#}", path.display()),
+        Some(Err(e)) => eprintln!("warning: could not write {}: {e:#}", path.display()),
+        None => {}
     }
-    let summary = report::markdown::run_summary(&results);
-    let md_path = markdown.unwrap_or_else(|| path.with_extension("md"));
-    match files::write_atomic(&md_path, summary.as_bytes()) {
-        Ok(()) => println!("summary: {}", md_path.display()),
-        Err(e) => eprintln!("warning: could not write {}: {e:#}", md_path.display()),
+    let md_path = summary_file.path().to_path_buf();
+    match summary_file.written.take() {
+        Some(Ok(())) => println!("summary: {}", md_path.display()),
+        Some(Err(e)) => eprintln!("warning: could not write {}: {e:#}", md_path.display()),
+        None => {}
     }
-    if let Some(step_summary) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty()) {
-        if let Err(e) = append_text(std::path::Path::new(&step_summary), &summary) {
-            eprintln!("warning: could not append to $GITHUB_STEP_SUMMARY: {e}");
-        }
-    }
+    let (passed, failed, inconclusive, errors) = results.counts();
+    let failed = failed + errors;
     let inconclusive = if inconclusive > 0 {
         format!(" ({inconclusive} inconclusive)")
     } else {
@@ -315,13 +229,30 @@ pub(super) fn run(
     }
 }
 
-fn append_text(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(f, "{text}")
+/// The run on the terminal: each case's tables as soon as it is decided,
+/// what is being measured on stderr.
+struct Console;
+
+impl Reporter for Console {
+    fn event(&mut self, event: &Event<'_>, so_far: &RunResults) {
+        match event {
+            Event::Started | Event::Finished => {}
+            Event::Ignored(c) => println!("{}: ignored ({})", c.name, c.reason),
+            Event::Measuring(what) => eprintln!("running {what} …"),
+            Event::ScenarioFinished(r) => print_case(r),
+            Event::ScenariosDone => {
+                if !so_far.cases.is_empty() {
+                    println!("\nCandidate / baseline ratios");
+                    println!("{}", report::comparison_table(&so_far.cases));
+                }
+            }
+            Event::SuiteFinished(r) => {
+                println!("\n{} — {}", r.name, if r.passed { "pass" } else { "FAIL" });
+                print!("{}", report::quality::suite_text(r));
+            }
+            Event::CaseFailed(e) => println!("\n{}: error: {}", e.name, e.error),
+        }
+    }
 }
 
 pub(super) fn gate_check(

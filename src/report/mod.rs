@@ -7,6 +7,7 @@ pub mod console;
 pub mod history;
 pub mod html;
 pub mod markdown;
+pub mod outputs;
 pub mod quality;
 
 pub use crate::results::{sort_by_start, CaseError, IgnoredCase, RunResults, TaskScore};
