@@ -1,9 +1,6 @@
 //! The case pipeline end to end: files become trials, trials gate candidate
 //! against baseline, bad configuration is reported with file, line and key.
 
-mod common;
-use common::repo;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -13,31 +10,11 @@ use servegate::discover::Project;
 use servegate::run::scenario;
 use servegate::{harness, report};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
+use crate::common::{self, BIN};
 
 /// A copy of the repository's case layout in a temporary folder.
 fn copy_of_repository_layout() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("servegate.toml"),
-        dir.path().join("servegate.toml"),
-    )
-    .unwrap();
-    for sub in ["scenarios", "suites", "prompts"] {
-        copy_dir(&repo().join(sub), &dir.path().join(sub));
-    }
-    dir
+    common::copy_of_repository(&["scenarios", "suites", "prompts"])
 }
 
 /// A small, fast project: two embedded engines and one prompt set.
@@ -76,7 +53,7 @@ fn trial_names(project: &Project, args: &[&str]) -> Vec<String> {
 }
 
 fn servegate(root: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_servegate"))
+    Command::new(BIN)
         .arg("--root")
         .arg(root)
         .args(args)

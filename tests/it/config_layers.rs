@@ -3,18 +3,15 @@
 //! shorthands shape scenarios only, tool variables do what they say, every
 //! error names a file, and `servegate sim` flags apply over a profile.
 
-mod common;
-use common::repo;
-
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use servegate::config::{env_overrides, ConfigError, Origin};
 use servegate::discover::{Case, Project};
 use servegate::sim::SimServer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_servegate");
+use crate::common::{self, Sim, BIN};
 
 /// A project whose candidate and baseline are embedded engines, with one
 /// scenario `speed` and the short prompt set.
@@ -68,39 +65,9 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 /// The shipped project (servegate.toml, scenarios, suites, prompts, datasets).
 fn shipped_project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        repo().join("servegate.toml"),
-        dir.path().join("servegate.toml"),
-    )
-    .unwrap();
-    for sub in ["scenarios", "suites", "prompts", "datasets"] {
-        copy_dir(&repo().join(sub), &dir.path().join(sub));
-    }
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::copy_of_repository(&["scenarios", "suites", "prompts", "datasets"])
 }
 
 // --- 1. A higher layer's target replaces the lower layer's kind ----------
@@ -373,16 +340,6 @@ fn check_never_says_ok_for_a_file_it_rejects() {
 
 // --- 5. `servegate sim` flags apply over a profile ------------------------
 
-/// A standalone engine; killed when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Seconds a non-streaming request for `max_tokens` takes.
 async fn timed(url: &str, max_tokens: u32) -> f64 {
     let start = Instant::now();
@@ -399,25 +356,12 @@ async fn timed(url: &str, max_tokens: u32) -> f64 {
 
 #[test]
 fn sim_flags_apply_over_a_profile() {
-    let port = free_port();
-    let child = Child(
-        Command::new(BIN)
-            .args(["sim", "--profile", "engine", "--ttft-ms", "300"])
-            .args(["--itl-ms", "40", "--port", &port.to_string()])
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let (first, six) = common::rt().block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while reqwest::get(format!("{url}/health")).await.is_err() {
-            assert!(Instant::now() < deadline, "engine did not start");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        (timed(&url, 1).await, timed(&url, 6).await)
-    });
-    drop(child);
+    // A standalone engine, listening when `start` returns; killed when dropped.
+    let engine = Sim::start(&["--profile", "engine", "--ttft-ms", "300", "--itl-ms", "40"]);
+    let url = engine.url.clone();
+    let (first, six) =
+        common::rt().block_on(async { (timed(&url, 1).await, timed(&url, 6).await) });
+    drop(engine);
     // The first token comes at least `--ttft-ms` after arrival; each later
     // one at least `--itl-ms` after the one before (engine mode floors).
     assert!((0.29..2.0).contains(&first), "ttft {first} s");
@@ -428,7 +372,7 @@ fn sim_flags_apply_over_a_profile() {
 /// history and filters still match the cases.
 #[test]
 fn a_single_value_override_keeps_the_point_names() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servegate"))
+    let out = Command::new(BIN)
         .args(["list", "grid"])
         .current_dir(common::repo())
         .env("SERVEGATE_CONCURRENCY", "1,2,4")

@@ -6,7 +6,8 @@
 //! its test ends.
 //!
 //! Each case prints one line (`hostile: name, wall, peak RSS, outcome`) for
-//! the README's table: `cargo nextest run --test hostile --no-capture`.
+//! the README's table:
+//! `cargo nextest run -E 'binary(it) & test(/^hostile::/)' --no-capture`.
 
 use std::io::{ErrorKind as IoKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -18,6 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use crate::common::BIN;
 
 /// One request as a hostile server sees it.
 struct Request {
@@ -233,7 +236,7 @@ fn run_servegate(
     limit: Duration,
 ) -> (Option<i32>, Duration, f64, String, String) {
     let started = Instant::now();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_servegate"));
+    let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("SERVEGATE_NO_PROGRESS", "1")
         .env_remove("GITHUB_STEP_SUMMARY")

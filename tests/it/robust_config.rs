@@ -9,9 +9,6 @@
 //! huge matrices and a directory in place of a file. `ROBUST_CONFIG_CASES`
 //! raises the number of cases for a longer search.
 
-mod common;
-use common::repo;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -25,7 +22,7 @@ use servegate::config::{self, limits, CaseKind, ConfigError, Origin, SimParams};
 use servegate::discover::{Case, Project};
 use servegate::metrics::RequestRecord;
 
-const BIN: &str = env!("CARGO_BIN_EXE_servegate");
+use crate::common::{repo, BIN};
 
 /// Keys the mutations aim at: every number of the schema, and some others.
 const KEYS: &[&str] = &[

@@ -2,15 +2,14 @@
 //! behaves as a Unix tool: every check here is a way a user saw servegate
 //! pass, print nothing useful, or panic, when it had nothing to go on.
 
-mod common;
-use common::{repo, Sim};
-
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::common::{self, repo, Sim, BIN};
+
 fn servegate(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_servegate"));
+    let mut cmd = Command::new(BIN);
     cmd.current_dir(dir).args(args).env("NO_COLOR", "1");
     for (k, v) in env {
         cmd.env(k, v);
@@ -286,7 +285,7 @@ fn compare_without_a_common_point_says_so_once_and_draws_no_table() {
 #[test]
 fn a_closed_pipe_ends_quietly() {
     for args in [&["list"][..], &["check"][..], &["--help"][..]] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_servegate"))
+        let mut child = Command::new(BIN)
             .args(args)
             .current_dir(repo())
             .stdout(Stdio::piped())

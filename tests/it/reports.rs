@@ -2,8 +2,6 @@
 //! resolved config, the Markdown summary, the HTML page and its charts,
 //! history, compare, repeats, and the gate check in a tiny configuration.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -12,6 +10,8 @@ use servegate::discover::Project;
 use servegate::gatecheck::{self, GateCheckOptions};
 use servegate::run::scenario;
 use servegate::sim::SimServer;
+
+use crate::common::{self, BIN};
 
 /// A small project: two identical fast engines, short prompts, and one
 /// scenario file with `body`.
@@ -37,7 +37,7 @@ const TWO_POINTS: &str = "description = \"two concurrency levels\"\n\
     ttft_p50 = { max_ratio = 2.0 }\nerror_rate = { max = 0.0 }\n";
 
 fn servegate(root: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_servegate"));
+    let mut cmd = Command::new(BIN);
     cmd.arg("--root").arg(root).args(args);
     for var in ["SERVEGATE_CONCURRENCY", "GITHUB_STEP_SUMMARY", "NO_COLOR"] {
         cmd.env_remove(var);

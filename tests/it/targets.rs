@@ -7,8 +7,6 @@
 //! that all their descendants inherit, and ends by asserting that no process
 //! carrying its mark (and no member of the server's process group) is left.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,7 +16,7 @@ use servegate::config::env_overrides;
 use servegate::discover::{Case, Project};
 use servegate::run::scenario::{self, CaseReport};
 
-const SERVEGATE: &str = env!("CARGO_BIN_EXE_servegate");
+use crate::common::{self, BIN};
 
 /// A temporary project whose targets are given as TOML, with one scenario.
 struct TestProject {
@@ -97,7 +95,7 @@ impl TestProject {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(SERVEGATE)
+        Command::new(BIN)
             .arg("--root")
             .arg(self.root())
             .args(args)
@@ -229,7 +227,7 @@ fn assert_group_gone(pgid: i32) {
 /// TOML array for a `command` running the embedded engine through a script.
 fn script_target(script: &str, extra: &str) -> String {
     format!(
-        "command = [\"./{script}\", \"{{port}}\"]\nenv = {{ SG_TEST_MARK = \"{{mark}}\", SERVEGATE = \"{SERVEGATE}\" }}\n{extra}\n"
+        "command = [\"./{script}\", \"{{port}}\"]\nenv = {{ SG_TEST_MARK = \"{{mark}}\", SERVEGATE = \"{BIN}\" }}\n{extra}\n"
     )
 }
 
@@ -634,7 +632,7 @@ fn run_with_a_stubborn_server() -> (std::process::Child, i32, TestProject) {
         "serve.sh",
         "trap '' TERM\necho $$ > pid\n(exec sleep 60) &\nsleep 60",
     );
-    let child = Command::new(SERVEGATE)
+    let child = Command::new(BIN)
         .arg("--root")
         .arg(t.root())
         .arg("run")
@@ -721,7 +719,7 @@ fn build_runs_once_before_the_first_start_and_its_failure_is_quoted() {
     // The build makes the server script the targets run.
     t.script(
         "build.sh",
-        &format!("printf '#!/bin/sh\\nexec \"%s\" sim --port \"$1\" --model m --ttft-ms 5 --tpot-ms 2\\n' '{SERVEGATE}' > serve.sh\nchmod +x serve.sh"),
+        &format!("printf '#!/bin/sh\\nexec \"%s\" sim --port \"$1\" --model m --ttft-ms 5 --tpot-ms 2\\n' '{BIN}' > serve.sh\nchmod +x serve.sh"),
     );
     let out = t.cli(&["run"]);
     assert_eq!(

@@ -1,11 +1,42 @@
-//! Helpers shared by the integration tests. Each test binary uses a part of them.
-#![allow(dead_code)]
+//! Helpers shared by the integration test modules.
 
 use std::path::{Path, PathBuf};
+
+/// The `servegate` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_servegate");
 
 /// The repository (for its prompt sets and case layout).
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Copies the folder `from` to `to`, recursively.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A copy of the repository's project in a temporary folder:
+/// `servegate.toml` and the folders `dirs` (e.g. `scenarios`, `prompts`).
+pub fn copy_of_repository(dirs: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        repo().join("servegate.toml"),
+        dir.path().join("servegate.toml"),
+    )
+    .unwrap();
+    for sub in dirs {
+        copy_dir(&repo().join(sub), &dir.path().join(sub));
+    }
+    dir
 }
 
 /// Gives the project at `root` the repository's short prompt set and an
@@ -41,7 +72,6 @@ pub fn free_port() -> u16 {
 /// `servegate sim` as a child process on a free port, stopped when dropped.
 pub struct Sim {
     child: std::process::Child,
-    pub port: u16,
     pub url: String,
 }
 
@@ -49,7 +79,7 @@ impl Sim {
     /// Starts the engine with `args` (knobs, `--model`) and waits until it listens.
     pub fn start(args: &[&str]) -> Sim {
         let port = free_port();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_servegate"))
+        let child = std::process::Command::new(BIN)
             .args(["sim", "--port", &port.to_string()])
             .args(args)
             .stdout(std::process::Stdio::null())
@@ -66,7 +96,6 @@ impl Sim {
         }
         Sim {
             child,
-            port,
             url: format!("http://127.0.0.1:{port}"),
         }
     }

@@ -1,9 +1,6 @@
 //! The load generator against real HTTP servers: the embedded engine, and
 //! hand-written broken servers.
 
-mod common;
-use common::rt;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +12,8 @@ use servegate::sim::SimServer;
 use servegate::tokenizer::Tokenizer;
 use servegate::workload::Prompt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{rt, BIN};
 
 fn sim(ttft_ms: f64, tpot_ms: f64) -> SimServer {
     let spec = SimSpec::constant(ttft_ms, tpot_ms);
@@ -374,7 +373,7 @@ fn bench_cli_writes_the_old_schema() {
     .unwrap();
     let out_file = dir.path().join("out.json");
     let secret = "sk-test-secret-value";
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servegate"))
+    let out = std::process::Command::new(BIN)
         .args(["bench", "--base-url", &server.url(), "--prompts-file"])
         .arg(&prompts)
         .args([

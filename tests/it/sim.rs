@@ -1,15 +1,14 @@
 //! The embedded engine through real HTTP: wire format, scheduler, language
 //! model, determinism and faults.
 
-mod common;
-use common::rt;
-
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use servegate::client::SseDecoder;
 use servegate::config::{SimMode, SimSpec};
 use servegate::sim::SimServer;
+
+use crate::common::{free_port, rt, BIN};
 
 fn fast() -> SimSpec {
     SimSpec::constant(2.0, 1.0)
@@ -626,12 +625,8 @@ fn faults_error_drop_stall_and_slow_start() {
 
 #[test]
 fn crash_after_ends_a_standalone_engine() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_servegate"))
+    let port = free_port();
+    let mut child = std::process::Command::new(BIN)
         .args([
             "sim",
             "--port",

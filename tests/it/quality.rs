@@ -3,9 +3,6 @@
 //! the items that flipped, broken servers give clear errors, and suites
 //! without data are listed as ignored.
 
-mod common;
-use common::repo;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -13,18 +10,7 @@ use servegate::discover::Project;
 use servegate::gate::quality::Status;
 use servegate::run::suite::{self, SuiteReport};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
+use crate::common::{self, copy_dir, repo, Sim, BIN};
 
 /// A project with the shipped sample records and two embedded engines.
 fn project_with(candidate_sim: &str, suite: &str) -> tempfile::TempDir {
@@ -205,7 +191,7 @@ fn suites_without_their_data_are_listed_as_ignored() {
         "{ ttft_ms = 1.0, tpot_ms = 1.0 }",
         "tasks = [\"hellaswag\"]\nlimit = 10\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+    let out = Command::new(BIN)
         .args(["--root"])
         .arg(dir.path())
         .args(["list", "--reasons"])
@@ -218,7 +204,7 @@ fn suites_without_their_data_are_listed_as_ignored() {
     assert!(text.contains("ignored"), "{text}");
     assert!(text.contains("hellaswag"), "{text}");
     // The data directory makes it runnable.
-    let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+    let out = Command::new(BIN)
         .args(["--root"])
         .arg(dir.path())
         .args(["list", "--reasons"])
@@ -235,7 +221,7 @@ fn gate_keys_of_the_wrong_kind_are_located() {
         "{ ttft_ms = 1.0, tpot_ms = 1.0 }",
         "tasks = [\"hellaswag\"]\ndata = \"datasets\"\n[gate]\nthroughput = { min_ratio = 0.9 }\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+    let out = Command::new(BIN)
         .args(["--root"])
         .arg(dir.path())
         .arg("check")
@@ -247,50 +233,16 @@ fn gate_keys_of_the_wrong_kind_are_located() {
     assert!(text.contains("gate.throughput"), "{text}");
 }
 
-/// A standalone engine for the CLI tests; killed when dropped.
-struct Engine(std::process::Child, String);
-
-impl Engine {
-    fn start(extra: &[&str]) -> Engine {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(env!("CARGO_BIN_EXE_servegate"))
-            .args([
-                "sim",
-                "--port",
-                &port.to_string(),
-                "--ttft-ms",
-                "1",
-                "--itl-ms",
-                "1",
-            ])
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-        }
-        Engine(child, url)
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A standalone engine for the CLI tests (1 ms a token) with `extra` flags;
+/// killed when dropped.
+fn standalone_engine(extra: &[&str]) -> Sim {
+    let mut args = vec!["--ttft-ms", "1", "--itl-ms", "1"];
+    args.extend_from_slice(extra);
+    Sim::start(&args)
 }
 
 fn eval_cli(args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+    let out = Command::new(BIN)
         .arg("eval")
         .args(args)
         .args(["--data-dir"])
@@ -307,15 +259,15 @@ fn eval_cli(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn eval_command_gates_a_candidate_against_a_baseline() {
-    let good = Engine::start(&[]);
-    let noisy = Engine::start(&["--logprob-noise", "4.0"]);
+    let good = standalone_engine(&[]);
+    let noisy = standalone_engine(&["--logprob-noise", "4.0"]);
     let out_dir = tempfile::tempdir().unwrap();
     let output = out_dir.path().join("eval.json");
     let (code, text) = eval_cli(&[
         "--url",
-        &good.1,
+        &good.url,
         "--baseline-url",
-        &good.1,
+        &good.url,
         "--tasks",
         "hellaswag,arc_easy",
         "--limit",
@@ -330,9 +282,9 @@ fn eval_command_gates_a_candidate_against_a_baseline() {
     assert_eq!(saved["tasks"][0]["items"], 20);
     let (code, text) = eval_cli(&[
         "--url",
-        &noisy.1,
+        &noisy.url,
         "--baseline-url",
-        &good.1,
+        &good.url,
         "--suite",
         "quick",
     ]);
@@ -343,21 +295,27 @@ fn eval_command_gates_a_candidate_against_a_baseline() {
 
 #[test]
 fn eval_inside_a_project_reads_its_data_folder() {
-    let engine = Engine::start(&[]);
+    let engine = standalone_engine(&[]);
     let project = tempfile::tempdir().unwrap();
     let root = project.path();
     std::fs::write(root.join("servegate.toml"), "").unwrap();
     let nested = root.join("sub");
     std::fs::create_dir_all(&nested).unwrap();
     let eval_in = |dir: &Path| {
-        let out = Command::new(env!("CARGO_BIN_EXE_servegate"))
+        let out = Command::new(BIN)
             .current_dir(dir)
             // An empty Hugging Face cache, so only the project's folders count.
             .env("HF_HUB_CACHE", root.join("hf-cache"))
             .env_remove("SERVEGATE_DATA_DIR")
             .env_remove("SERVEGATE_ROOT")
             .args([
-                "eval", "--url", &engine.1, "--tasks", "arc_easy", "--limit", "5",
+                "eval",
+                "--url",
+                &engine.url,
+                "--tasks",
+                "arc_easy",
+                "--limit",
+                "5",
             ])
             .output()
             .unwrap();

@@ -1,13 +1,10 @@
 //! The process as scripts and CI use it: signals that arrive ignored, a
 //! small open-file limit, results that must survive both.
 
-mod common;
-use common::{free_port, Sim};
-
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const SERVEGATE: &str = env!("CARGO_BIN_EXE_servegate");
+use crate::common::{free_port, Sim, BIN};
 
 /// `bench` at `sim` with one prompt, `concurrency` streams and as many
 /// requests, through bash after `limits` (e.g. `ulimit -n 80`), in a
@@ -21,7 +18,7 @@ fn bench_under(
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("p.json"), r#"{"short": ["Hello there"]}"#).unwrap();
     let script = format!(
-        "{limits} '{SERVEGATE}' bench --base-url {} --prompts-file p.json \
+        "{limits} '{BIN}' bench --base-url {} --prompts-file p.json \
          --prompt-length short --concurrency {concurrency} --max-tokens {max_tokens} \
          --num-requests {concurrency} --warmup 0 --output out.json",
         sim.url
@@ -46,7 +43,7 @@ fn saved(dir: &tempfile::TempDir) -> serde_json::Value {
 fn sim_in_the_background_of_a_script_stops_on_sigint() {
     let port = free_port();
     let script = format!(
-        "'{SERVEGATE}' sim --port {port} >/dev/null 2>&1 &\n\
+        "'{BIN}' sim --port {port} >/dev/null 2>&1 &\n\
          pid=$!\n\
          echo $pid\n\
          i=0; while ! (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; do i=$((i+1)); [ $i -gt 200 ] && exit 3; sleep 0.05; done\n\
@@ -171,7 +168,7 @@ fn unusable_flag_values_are_usage_errors() {
         (&["bench", "--rate", "1e-300"][..], "--rate"),
         (&["bench", "--warmup", "4294967295"][..], "--warmup"),
     ] {
-        let out = Command::new(SERVEGATE)
+        let out = Command::new(BIN)
             .args(args)
             .current_dir(repo)
             .output()
@@ -207,7 +204,7 @@ fn an_interrupted_run_keeps_the_finished_cases_marked_incomplete() {
         .unwrap();
     }
     let out = root.join("run.json");
-    let mut child = Command::new(SERVEGATE)
+    let mut child = Command::new(BIN)
         .args(["--root", root.to_str().unwrap(), "run", "--output"])
         .arg(&out)
         .stdin(Stdio::null())
@@ -238,7 +235,7 @@ fn an_interrupted_run_keeps_the_finished_cases_marked_incomplete() {
     for case in saved["cases"].as_array().unwrap() {
         assert_eq!(case["passed"], true, "{case}");
     }
-    let report = Command::new(SERVEGATE)
+    let report = Command::new(BIN)
         .args(["report"])
         .arg(&out)
         .output()
