@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::client::Client;
 use crate::config::{self, Baseline, CaseKind, RecordedBaseline, RecordedRole};
 use crate::discover::{Case, Project};
 use crate::gate;
@@ -136,6 +137,29 @@ fn prepare(project: &Project, case: &Case) -> anyhow::Result<Prepared> {
     })
 }
 
+/// The state of one run of scenarios: what each case needs, what each side
+/// measured, and what each case concluded.
+struct Scenarios<'a> {
+    project: &'a Project,
+    cases: &'a [&'a Case],
+    options: RunOptions,
+    prepared: Vec<anyhow::Result<Prepared>>,
+    measured: Vec<[Option<TargetReport>; 2]>,
+    results: Vec<Option<anyhow::Result<CaseReport>>>,
+    pool: Pool,
+    started: std::time::Instant,
+}
+
+/// A started target as a job uses it: side, name, URL, model, log, client.
+type Side = (
+    usize,
+    String,
+    String,
+    String,
+    Option<std::path::PathBuf>,
+    Client,
+);
+
 async fn run_scenarios(
     project: &Project,
     cases: &[&Case],
@@ -143,25 +167,51 @@ async fn run_scenarios(
     progress: &mut dyn FnMut(&str),
     finished: &mut dyn FnMut(usize, &anyhow::Result<CaseReport>),
 ) -> Vec<anyhow::Result<CaseReport>> {
-    let mut prepared: Vec<anyhow::Result<Prepared>> =
+    let prepared: Vec<anyhow::Result<Prepared>> =
         cases.iter().map(|case| prepare(project, case)).collect();
-    let mut results: Vec<Option<anyhow::Result<CaseReport>>> = cases.iter().map(|_| None).collect();
     let needs: Vec<[Option<TargetKey>; 2]> = prepared
         .iter()
         .map(|p| p.as_ref().map(|p| p.keys.clone()).unwrap_or_default())
         .collect();
-    let mut measured: Vec<[Option<TargetReport>; 2]> = vec![Default::default(); cases.len()];
-    let run_start = std::time::Instant::now();
-    let mut pool = Pool::new();
+    let mut run = Scenarios {
+        project,
+        cases,
+        options,
+        prepared,
+        measured: vec![Default::default(); cases.len()],
+        results: cases.iter().map(|_| None).collect(),
+        pool: Pool::new(),
+        started: std::time::Instant::now(),
+    };
     for (i, side) in pool::schedule(&needs) {
-        let Ok(p) = &prepared[i] else { continue };
-        if measured[i][side].is_some() {
-            continue; // measured already, interleaved with the other side
+        run.job(i, side, progress).await;
+        // Each case is decided as soon as both its sides are measured.
+        run.finish_ready(finished);
+    }
+    run.pool.stop_all();
+    // Cases whose preparation failed, or never measured, end here.
+    run.finish_ready(finished);
+    for (j, result) in run.results.iter_mut().enumerate() {
+        if result.is_none() {
+            let r = Err(anyhow::anyhow!("{}: not measured", cases[j].name));
+            finished(j, &r);
+            *result = Some(r);
         }
-        let case = cases[i];
-        let c = &case.config;
-        let repeats = c.repeats.max(1) as usize;
-        let env = TargetEnv::new(&project.root, &c.results_dir);
+    }
+    run.results
+        .into_iter()
+        .map(|r| r.expect("every case finished"))
+        .collect()
+}
+
+impl Scenarios<'_> {
+    /// Measures side `side` of case `i` (and, when both targets may be up
+    /// together, the other side with it).
+    async fn job(&mut self, i: usize, side: usize, progress: &mut dyn FnMut(&str)) {
+        let Ok(p) = &self.prepared[i] else { return };
+        if self.measured[i][side].is_some() {
+            return; // measured already, interleaved with the other side
+        }
         // When the two targets may be up together, both stay up and are
         // measured back to back (A B, or A B A B … with repeats), so drift of
         // a shared machine between the two measurements stays small and hits
@@ -172,33 +222,62 @@ async fn run_scenarios(
             }
             _ => vec![side],
         };
+        let targets = match self.acquire(i, &sides, progress).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.prepared[i] = Err(e);
+                return;
+            }
+        };
+        let (phases, gpu_memory) = self.measure(i, &targets).await;
+        let mut lost = None;
+        for (side, phases) in targets.into_iter().zip(phases) {
+            if let Some(e) = self.keep_side(i, side, phases, &gpu_memory).await {
+                lost = Some(e);
+            }
+        }
+        if let Some(e) = lost {
+            self.prepared[i] = Err(e);
+        }
+    }
+
+    /// Starts (or reuses) the targets of case `i` on `sides`.
+    async fn acquire(
+        &mut self,
+        i: usize,
+        sides: &[usize],
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Vec<Side>> {
+        let case = self.cases[i];
+        let env = TargetEnv::new(&self.project.root, &case.config.results_dir);
+        let p = self.prepared[i].as_ref().expect("prepared");
         let mut targets = Vec::new();
-        let mut failure = None;
-        for &k in &sides {
+        for &k in sides {
             let key = p.keys[k].as_ref().expect("scheduled jobs have a target");
             let role = ["candidate", "baseline"][k];
             progress(&format!("{}: {role} `{}`", case.name, key.name));
-            match pool.acquire(key, &env).await {
-                Ok(t) => targets.push((
-                    k,
-                    t.name.clone(),
-                    t.url.clone(),
-                    t.model.clone(),
-                    t.log.clone(),
-                    t.client.clone(),
-                )),
-                Err(e) => {
-                    failure = Some(e.context(role));
-                    break;
-                }
-            }
+            let t = self
+                .pool
+                .acquire(key, &env)
+                .await
+                .map_err(|e| e.context(role))?;
+            let (name, url, model) = (t.name.clone(), t.url.clone(), t.model.clone());
+            targets.push((k, name, url, model, t.log.clone(), t.client.clone()));
         }
-        if let Some(e) = failure {
-            prepared[i] = Err(e);
-            continue;
-        }
+        Ok(targets)
+    }
+
+    /// Every phase of case `i` on `targets`, in turn, with the device
+    /// memory watched while they run.
+    async fn measure(
+        &self,
+        i: usize,
+        targets: &[Side],
+    ) -> (Vec<Vec<(f64, BenchResult)>>, Vec<crate::gpu::MemoryStats>) {
+        let c = &self.cases[i].config;
+        let p = self.prepared[i].as_ref().expect("prepared");
+        let repeats = c.repeats.max(1) as usize;
         let mut phases: Vec<Vec<(f64, BenchResult)>> = vec![Vec::new(); targets.len()];
-        // Device memory is watched while this case's phases run.
         let monitor = crate::gpu::MemoryMonitor::start(Duration::from_millis(100));
         for round in 0..repeats {
             for (slot, (k, _, _, model, _, client)) in targets.iter().enumerate() {
@@ -213,11 +292,11 @@ async fn run_scenarios(
                     workload: c.workload.clone(),
                     prompts: p.prompts.clone(),
                     tokenizer: p.tokenizer.clone(),
-                    progress: options.progress.then(|| {
+                    progress: self.options.progress.then(|| {
                         crate::run::progress::progress_bar(&label, c.workload.num_requests)
                     }),
                 };
-                let began = run_start.elapsed().as_secs_f64();
+                let began = self.started.elapsed().as_secs_f64();
                 let result = loadgen::run(client, &spec).await;
                 if let Some(bar) = &spec.progress {
                     bar.finish_and_clear();
@@ -226,122 +305,100 @@ async fn run_scenarios(
             }
         }
         let gpu_memory = monitor.map(|m| m.finish()).unwrap_or_default();
-        let mut lost = None;
-        for ((k, name, url, model, log, _), phases) in targets.into_iter().zip(phases) {
-            let key = p.keys[k].as_ref().expect("scheduled jobs have a target");
-            let mut report = target_report((name, url, model), phases, c.workload.slo.as_ref());
-            report.log = log;
-            if !gpu_memory.is_empty() {
-                let peak: u64 = gpu_memory.iter().map(|m| m.peak_used_bytes).sum();
-                report.summary.gpu_mem_peak_bytes = Some(peak as f64);
-                report.gpu_memory = gpu_memory.clone();
-            }
-            // A panic inside servegate is a bug of ours, never a verdict on
-            // the server: the case fails with the message.
-            if let Some(panic) = report
-                .records
-                .iter()
-                .find(|r| r.error_kind == Some(crate::metrics::ErrorKind::Panic))
-            {
-                lost = Some(anyhow::anyhow!(
-                    "{}",
-                    panic.error.clone().unwrap_or_default()
-                ));
-            }
-            let failed: usize = report.errors.values().sum();
-            let settle = Duration::from_millis(if failed > 0 { 500 } else { 0 });
-            if let Some(how) = pool.take_exited(key, settle).await {
-                let role = ["candidate", "baseline"][k];
-                lost = Some(anyhow::anyhow!(
-                    "{role} target `{}` {how}\n{failed} of {} measured requests lost",
-                    key.name,
-                    c.workload.num_requests as usize * repeats,
-                ));
-            }
-            measured[i][k] = Some(report);
-        }
-        if let Some(e) = lost {
-            prepared[i] = Err(e);
-        }
-        // Each case is decided as soon as both its sides are measured.
-        for j in 0..cases.len() {
-            try_finish(
-                project,
-                cases,
-                options,
-                j,
-                &mut prepared,
-                &mut measured,
-                &mut results,
-                finished,
-            );
-        }
+        (phases, gpu_memory)
     }
-    pool.stop_all();
-    // Cases whose preparation failed, or never measured, end here.
-    for j in 0..cases.len() {
-        try_finish(
-            project,
-            cases,
-            options,
-            j,
-            &mut prepared,
-            &mut measured,
-            &mut results,
-            finished,
-        );
-        if results[j].is_none() {
-            let r = Err(anyhow::anyhow!("{}: not measured", cases[j].name));
-            finished(j, &r);
-            results[j] = Some(r);
-        }
-    }
-    results
-        .into_iter()
-        .map(|r| r.expect("every case finished"))
-        .collect()
-}
 
-/// Decides case `i` when it can be: its preparation or a target failed, or
-/// both sides are measured (or recorded). Tells `finished` once.
-#[allow(clippy::too_many_arguments)]
-fn try_finish(
-    project: &Project,
-    cases: &[&Case],
-    options: RunOptions,
-    i: usize,
-    prepared: &mut [anyhow::Result<Prepared>],
-    measured: &mut [[Option<TargetReport>; 2]],
-    results: &mut [Option<anyhow::Result<CaseReport>>],
-    finished: &mut dyn FnMut(usize, &anyhow::Result<CaseReport>),
-) {
-    if results[i].is_some() {
-        return;
-    }
-    let ready = match &prepared[i] {
-        Err(_) => true,
-        Ok(p) => measured[i][0].is_some() && (measured[i][1].is_some() || p.recorded.is_some()),
-    };
-    if !ready {
-        return;
-    }
-    let outcome = match std::mem::replace(&mut prepared[i], Err(anyhow::anyhow!("finished"))) {
-        Err(e) => Err(e),
-        Ok(p) => {
-            let [candidate, baseline] = std::mem::take(&mut measured[i]);
-            Ok(conclude(
-                project,
-                cases[i],
-                options,
-                candidate.expect("candidate measured"),
-                baseline
-                    .or(p.recorded)
-                    .expect("baseline measured or recorded"),
-            ))
+    /// Folds one side's phases into its report and keeps it; says why the
+    /// case is lost when a worker panicked or the target died under it.
+    async fn keep_side(
+        &mut self,
+        i: usize,
+        (k, name, url, model, log, _): Side,
+        phases: Vec<(f64, BenchResult)>,
+        gpu_memory: &[crate::gpu::MemoryStats],
+    ) -> Option<anyhow::Error> {
+        let c = &self.cases[i].config;
+        let key = self.prepared[i].as_ref().expect("prepared").keys[k]
+            .clone()
+            .expect("scheduled jobs have a target");
+        let mut report = target_report((name, url, model), phases, c.workload.slo.as_ref());
+        report.log = log;
+        if !gpu_memory.is_empty() {
+            let peak: u64 = gpu_memory.iter().map(|m| m.peak_used_bytes).sum();
+            report.summary.gpu_mem_peak_bytes = Some(peak as f64);
+            report.gpu_memory = gpu_memory.to_vec();
         }
-    };
-    finished(i, &outcome);
-    results[i] = Some(outcome);
+        let mut lost = None;
+        // A panic inside servegate is a bug of ours, never a verdict on
+        // the server: the case fails with the message.
+        if let Some(panic) = report
+            .records
+            .iter()
+            .find(|r| r.error_kind == Some(crate::metrics::ErrorKind::Panic))
+        {
+            lost = Some(anyhow::anyhow!(
+                "{}",
+                panic.error.clone().unwrap_or_default()
+            ));
+        }
+        let failed: usize = report.errors.values().sum();
+        let settle = Duration::from_millis(if failed > 0 { 500 } else { 0 });
+        if let Some(how) = self.pool.take_exited(&key, settle).await {
+            let role = ["candidate", "baseline"][k];
+            lost = Some(anyhow::anyhow!(
+                "{role} target `{}` {how}\n{failed} of {} measured requests lost",
+                key.name,
+                c.workload.num_requests as usize * c.repeats.max(1) as usize,
+            ));
+        }
+        self.measured[i][k] = Some(report);
+        lost
+    }
+
+    /// Decides every case that can be decided now.
+    fn finish_ready(&mut self, finished: &mut dyn FnMut(usize, &anyhow::Result<CaseReport>)) {
+        for i in 0..self.cases.len() {
+            self.try_finish(i, finished);
+        }
+    }
+
+    /// Decides case `i` when it can be: its preparation or a target failed,
+    /// or both sides are measured (or recorded). Tells `finished` once.
+    fn try_finish(
+        &mut self,
+        i: usize,
+        finished: &mut dyn FnMut(usize, &anyhow::Result<CaseReport>),
+    ) {
+        if self.results[i].is_some() {
+            return;
+        }
+        let measured = &self.measured[i];
+        let ready = match &self.prepared[i] {
+            Err(_) => true,
+            Ok(p) => measured[0].is_some() && (measured[1].is_some() || p.recorded.is_some()),
+        };
+        if !ready {
+            return;
+        }
+        let finished_marker = Err(anyhow::anyhow!("finished"));
+        let outcome = match std::mem::replace(&mut self.prepared[i], finished_marker) {
+            Err(e) => Err(e),
+            Ok(p) => {
+                let [candidate, baseline] = std::mem::take(&mut self.measured[i]);
+                Ok(conclude(
+                    self.project,
+                    self.cases[i],
+                    self.options,
+                    candidate.expect("candidate measured"),
+                    baseline
+                        .or(p.recorded)
+                        .expect("baseline measured or recorded"),
+                ))
+            }
+        };
+        finished(i, &outcome);
+        self.results[i] = Some(outcome);
+    }
 }
 
 /// A case's report from both sides' measurements: the gate applied.
