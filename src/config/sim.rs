@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::limits::{self, count, number};
 use super::{SimMode, SimSpec};
 
 /// Concrete knobs of one embedded engine.
@@ -59,94 +60,121 @@ pub const BUILTIN_PROFILES: &[&str] = &["constant", "engine"];
 pub type KnobError = (String, String);
 
 impl SimParams {
+    /// Inline knobs, then the named profile, then the built-in defaults of
+    /// the resulting mode; every value checked.
     pub fn resolve(
         spec: &SimSpec,
         profiles: &BTreeMap<String, SimSpec>,
     ) -> Result<Self, KnobError> {
-        let mut layered = spec.clone();
-        if let Some(name) = &spec.profile {
-            let named = profiles
-                .get(name)
-                .cloned()
-                .or_else(|| builtin_profile(name))
-                .ok_or_else(|| {
-                    let mut known: Vec<String> =
-                        BUILTIN_PROFILES.iter().map(|s| s.to_string()).collect();
-                    known.extend(profiles.keys().cloned());
-                    (
-                        "profile".to_string(),
-                        format!("unknown profile `{name}` (known: {})", known.join(", ")),
-                    )
-                })?;
-            layered = layered.over(&named);
-            // A user profile may itself build on a built-in one.
-            if let Some(base) = named.profile.as_deref().and_then(builtin_profile) {
-                layered = layered.over(&base);
-            }
-        }
-        let base_mode = layered.mode.unwrap_or(SimMode::Constant);
-        let base = match base_mode {
-            SimMode::Constant => builtin_profile("constant"),
-            SimMode::Engine => builtin_profile("engine"),
-        }
-        .expect("built-in profile");
-        let s = layered.over(&base);
-        use super::limits::{self, count, number};
-        // Every knob within `limits`, so that the `Duration`s below (and the
-        // scheduler's sums and products of them) cannot panic.
-        let check = |knob: &str, v: f64, range| number(v, range).map_err(|e| (knob.to_string(), e));
-        let seqs = |knob: &str, v: u32, hi| {
-            count(v.into(), 1, hi)
-                .map(|v| v as usize)
-                .map_err(|e| (knob.to_string(), e))
-        };
-        let slowdown = check("slowdown", s.slowdown.unwrap_or(1.0), limits::SLOWDOWN)?;
-        let ms = |knob: &str, v: Option<f64>| -> Result<Duration, KnobError> {
-            let v = check(knob, v.unwrap_or(0.0), limits::MS)?;
-            Ok(Duration::from_secs_f64(v * slowdown / 1000.0))
-        };
-        // Faults are not the engine's speed: slowdown does not stretch them.
-        let fault_ms = |knob: &str, v: Option<f64>| -> Result<Duration, KnobError> {
-            let v = check(knob, v.unwrap_or(0.0), limits::MS)?;
-            Ok(Duration::from_secs_f64(v / 1000.0))
-        };
-        let tokens = u32::MAX.into();
-        Ok(SimParams {
-            mode: s.mode.unwrap_or(SimMode::Constant),
-            ttft: ms("ttft_ms", s.ttft_ms)?,
-            tpot: ms("tpot_ms", s.tpot_ms)?,
-            max_num_seqs: seqs(
-                "max_num_seqs",
-                s.max_num_seqs.unwrap_or(32),
-                limits::MAX_CONCURRENCY,
-            )?,
-            max_batch_tokens: seqs(
-                "max_batch_tokens",
-                s.max_batch_tokens.unwrap_or(4096),
-                tokens,
-            )?,
-            kv_capacity_tokens: seqs(
-                "kv_capacity_tokens",
-                s.kv_capacity_tokens.unwrap_or(65536),
-                tokens,
-            )?,
-            step_base: ms("step_base_ms", s.step_base_ms)?,
-            step_per_seq: ms("step_per_seq_ms", s.step_per_seq_ms)?,
-            prefill_per_token: ms("prefill_ms_per_token", s.prefill_ms_per_token)?,
-            logprob_noise: check(
-                "logprob_noise",
-                s.logprob_noise.unwrap_or(0.0),
-                limits::LOGPROB_NOISE,
-            )?,
-            seed: s.seed.unwrap_or(0),
-            usage: s.usage.unwrap_or(true),
-            error_rate: check("error_rate", s.error_rate.unwrap_or(0.0), limits::FRACTION)?,
-            drop_rate: check("drop_rate", s.drop_rate.unwrap_or(0.0), limits::FRACTION)?,
-            stall: fault_ms("stall_ms", s.stall_ms)?,
-            startup_delay: fault_ms("startup_delay_ms", s.startup_delay_ms)?,
-            crash_after: s.crash_after,
-        })
+        checked(&layered(spec, profiles)?)
     }
+}
+
+/// `spec` over its named profile (and the built-in one it builds on), over
+/// the built-in profile of the mode they settle on.
+fn layered(spec: &SimSpec, profiles: &BTreeMap<String, SimSpec>) -> Result<SimSpec, KnobError> {
+    let mut layered = spec.clone();
+    if let Some(name) = &spec.profile {
+        let named = named_profile(name, profiles)?;
+        layered = layered.over(&named);
+        // A user profile may itself build on a built-in one.
+        if let Some(base) = named.profile.as_deref().and_then(builtin_profile) {
+            layered = layered.over(&base);
+        }
+    }
+    let base_mode = layered.mode.unwrap_or(SimMode::Constant);
+    let base = match base_mode {
+        SimMode::Constant => builtin_profile("constant"),
+        SimMode::Engine => builtin_profile("engine"),
+    }
+    .expect("built-in profile");
+    Ok(layered.over(&base))
+}
+
+/// A user profile by name, else a built-in one; the error lists both kinds.
+fn named_profile(name: &str, profiles: &BTreeMap<String, SimSpec>) -> Result<SimSpec, KnobError> {
+    profiles
+        .get(name)
+        .cloned()
+        .or_else(|| builtin_profile(name))
+        .ok_or_else(|| {
+            let mut known: Vec<String> = BUILTIN_PROFILES.iter().map(|s| s.to_string()).collect();
+            known.extend(profiles.keys().cloned());
+            (
+                "profile".to_string(),
+                format!("unknown profile `{name}` (known: {})", known.join(", ")),
+            )
+        })
+}
+
+/// The layered knobs as concrete values. Every knob is checked within
+/// `limits`, so that the `Duration`s (and the scheduler's sums and products
+/// of them) cannot panic. `slowdown` first, then the fields as written, so
+/// that the first bad knob reported stays the same.
+fn checked(s: &SimSpec) -> Result<SimParams, KnobError> {
+    let slowdown = check("slowdown", s.slowdown.unwrap_or(1.0), limits::SLOWDOWN)?;
+    let ms = |knob: &str, v: Option<f64>| engine_ms(knob, v, slowdown);
+    let tokens = u32::MAX.into();
+    Ok(SimParams {
+        mode: s.mode.unwrap_or(SimMode::Constant),
+        ttft: ms("ttft_ms", s.ttft_ms)?,
+        tpot: ms("tpot_ms", s.tpot_ms)?,
+        max_num_seqs: seqs(
+            "max_num_seqs",
+            s.max_num_seqs.unwrap_or(32),
+            limits::MAX_CONCURRENCY,
+        )?,
+        max_batch_tokens: seqs(
+            "max_batch_tokens",
+            s.max_batch_tokens.unwrap_or(4096),
+            tokens,
+        )?,
+        kv_capacity_tokens: seqs(
+            "kv_capacity_tokens",
+            s.kv_capacity_tokens.unwrap_or(65536),
+            tokens,
+        )?,
+        step_base: ms("step_base_ms", s.step_base_ms)?,
+        step_per_seq: ms("step_per_seq_ms", s.step_per_seq_ms)?,
+        prefill_per_token: ms("prefill_ms_per_token", s.prefill_ms_per_token)?,
+        logprob_noise: check(
+            "logprob_noise",
+            s.logprob_noise.unwrap_or(0.0),
+            limits::LOGPROB_NOISE,
+        )?,
+        seed: s.seed.unwrap_or(0),
+        usage: s.usage.unwrap_or(true),
+        error_rate: check("error_rate", s.error_rate.unwrap_or(0.0), limits::FRACTION)?,
+        drop_rate: check("drop_rate", s.drop_rate.unwrap_or(0.0), limits::FRACTION)?,
+        stall: fault_ms("stall_ms", s.stall_ms)?,
+        startup_delay: fault_ms("startup_delay_ms", s.startup_delay_ms)?,
+        crash_after: s.crash_after,
+    })
+}
+
+/// `v` within `range`, or the error naming `knob`.
+fn check(knob: &str, v: f64, range: (f64, f64)) -> Result<f64, KnobError> {
+    number(v, range).map_err(|e| (knob.to_string(), e))
+}
+
+/// A size of at least one, at most `hi`, or the error naming `knob`.
+fn seqs(knob: &str, v: u32, hi: u64) -> Result<usize, KnobError> {
+    count(v.into(), 1, hi)
+        .map(|v| v as usize)
+        .map_err(|e| (knob.to_string(), e))
+}
+
+/// An engine timing in milliseconds (none when unset), stretched by `slowdown`.
+fn engine_ms(knob: &str, v: Option<f64>, slowdown: f64) -> Result<Duration, KnobError> {
+    let v = check(knob, v.unwrap_or(0.0), limits::MS)?;
+    Ok(Duration::from_secs_f64(v * slowdown / 1000.0))
+}
+
+/// A fault's delay in milliseconds (none when unset). Faults are not the
+/// engine's speed: slowdown does not stretch them.
+fn fault_ms(knob: &str, v: Option<f64>) -> Result<Duration, KnobError> {
+    let v = check(knob, v.unwrap_or(0.0), limits::MS)?;
+    Ok(Duration::from_secs_f64(v / 1000.0))
 }
 
 #[cfg(test)]

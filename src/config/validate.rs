@@ -3,6 +3,7 @@
 use super::limits::{self, count, number};
 use super::{
     Baseline, CaseConfig, CaseKind, ChoiceSource, ConfigError, Limit, QualityGate, TargetSpec,
+    WorkloadConfig,
 };
 
 use crate::metrics::MetricName;
@@ -190,7 +191,20 @@ fn command(key: &str, spec: &TargetSpec, argv: &[String], at: At<'_>) -> Result<
     Ok(())
 }
 
+/// A scenario: no suite keys, a workload within its ranges, a matrix, and a
+/// gate of known metrics. Checked in this order, so the first error reported
+/// is the first one in the file's reading order that users expect.
 fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
+    no_suite_keys(c, at)?;
+    workload(c, at)?;
+    matrix(c, at)?;
+    count(c.repeats.into(), 1, limits::MAX_REPEATS).map_err(|e| at("repeats", e))?;
+    scenario_gate(c, at)
+}
+
+/// Quality tasks and accuracy tolerances are a suite's; in a scenario they
+/// would be silently ignored, so they are rejected.
+fn no_suite_keys(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     if !c.tasks.is_empty() {
         return Err(at(
             "tasks",
@@ -210,6 +224,7 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         }
     }
     if !c.gate.quality.is_empty() {
+        // Point at the first tolerance set, in the order the keys are listed.
         let key = QualityGate::KEYS
             .iter()
             .find(|k| match **k {
@@ -224,7 +239,20 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             "accuracy tolerances belong in a suite (suites/); a scenario's gate limits metrics, e.g. `throughput = { min_ratio = 0.95 }`".into(),
         ));
     }
-    let w = &c.workload;
+    Ok(())
+}
+
+/// Every `[workload]` value within `limits`, so that the load generator
+/// cannot panic or exhaust memory on it.
+fn workload(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
+    workload_counts(&c.workload, at)?;
+    workload_numbers(&c.workload, at)?;
+    synthetic_prompts(c, at)?;
+    slo(&c.workload, at)
+}
+
+/// The workload's whole-number keys, the optional ones only when set.
+fn workload_counts(w: &WorkloadConfig, at: At<'_>) -> Result<(), ConfigError> {
     let counts = [
         (
             "workload.concurrency",
@@ -256,6 +284,11 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     for (key, value, lo, hi) in counts.into_iter().chain(set) {
         count(value.into(), lo, hi).map_err(|e| at(key, e))?;
     }
+    Ok(())
+}
+
+/// The workload's real-number keys: the rate when set, then the others.
+fn workload_numbers(w: &WorkloadConfig, at: At<'_>) -> Result<(), ConfigError> {
     if let Some(rate) = w.rate {
         number(rate, limits::RATE).map_err(|e| at("workload.rate", e))?;
     }
@@ -271,32 +304,47 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     ] {
         number(value, range).map_err(|e| at(key, e))?;
     }
-    if let super::PromptSource::Synthetic { synthetic } = &w.prompts {
-        let key = "workload.prompts.synthetic";
-        count(synthetic.input_tokens.into(), 1, limits::MAX_TOKENS)
-            .map_err(|e| at(&format!("{key}.input_tokens"), e))?;
-        count(synthetic.count.into(), 1, limits::MAX_SYNTHETIC_PROMPTS)
-            .map_err(|e| at(&format!("{key}.count"), e))?;
-        if c.tokenizer.is_none() {
-            return Err(at(
-                "workload.prompts",
-                "synthetic prompts of an exact token length need `tokenizer` (a tokenizer.json path)".into(),
-            ));
+    Ok(())
+}
+
+/// Synthetic prompts: their sizes, and a tokenizer to make them exactly
+/// that many tokens long.
+fn synthetic_prompts(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
+    let super::PromptSource::Synthetic { synthetic } = &c.workload.prompts else {
+        return Ok(());
+    };
+    let key = "workload.prompts.synthetic";
+    count(synthetic.input_tokens.into(), 1, limits::MAX_TOKENS)
+        .map_err(|e| at(&format!("{key}.input_tokens"), e))?;
+    count(synthetic.count.into(), 1, limits::MAX_SYNTHETIC_PROMPTS)
+        .map_err(|e| at(&format!("{key}.count"), e))?;
+    if c.tokenizer.is_none() {
+        return Err(at(
+            "workload.prompts",
+            "synthetic prompts of an exact token length need `tokenizer` (a tokenizer.json path)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The service-level objectives that are set, each within `SLO_MS`.
+fn slo(w: &WorkloadConfig, at: At<'_>) -> Result<(), ConfigError> {
+    let Some(slo) = &w.slo else { return Ok(()) };
+    for (field, v) in [
+        ("ttft_ms", slo.ttft_ms),
+        ("tpot_ms", slo.tpot_ms),
+        ("e2e_ms", slo.e2e_ms),
+    ] {
+        if let Some(v) = v {
+            number(v, limits::SLO_MS).map_err(|e| at(&format!("workload.slo.{field}"), e))?;
         }
     }
-    if let Some(slo) = &w.slo {
-        for (field, v) in [
-            ("ttft_ms", slo.ttft_ms),
-            ("tpot_ms", slo.tpot_ms),
-            ("e2e_ms", slo.e2e_ms),
-        ] {
-            if let Some(v) = v {
-                number(v, limits::SLO_MS).map_err(|e| at(&format!("workload.slo.{field}"), e))?;
-            }
-        }
-    }
-    matrix(c, at)?;
-    count(c.repeats.into(), 1, limits::MAX_REPEATS).map_err(|e| at("repeats", e))?;
+    Ok(())
+}
+
+/// A scenario's gate: known metrics only, at least one, each limit valid.
+fn scenario_gate(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     if let Some(name) = c.gate.unknown.first() {
         return Err(at(
             &format!("gate.{name}"),
@@ -409,7 +457,25 @@ fn gate_entry(metric: &str, limit: &Limit, at: At<'_>) -> Result<(), ConfigError
     Ok(())
 }
 
+/// A suite: known tasks, scoring within its ranges, a gate of accuracy
+/// tolerances with something to compare with, and no scenario keys.
+/// Checked in this order, so the first error reported stays the same.
 fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
+    suite_tasks(c, at)?;
+    suite_counts(c, at)?;
+    quality_gate(c, at)?;
+    mc_tasks(c, at)?;
+    if c.matrix != Default::default() {
+        return Err(at(
+            "matrix",
+            "a matrix belongs in a scenario, not a suite".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// At least one task, each built in or declared under `[mc_tasks]`.
+fn suite_tasks(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     if c.tasks.is_empty() {
         return Err(at("tasks", "a suite needs at least one task".into()));
     }
@@ -424,6 +490,11 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
+    Ok(())
+}
+
+/// `limit`, `num_fewshot` and `[scoring]` within `limits`.
+fn suite_counts(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     if let Some(limit) = c.limit {
         count(limit as u64, 1, limits::MAX_LIMIT).map_err(|e| at("limit", e))?;
     }
@@ -454,6 +525,12 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         count(value, lo, hi).map_err(|e| at(key, e))?;
     }
     number(s.timeout_s, limits::TIMEOUT_S).map_err(|e| at("scoring.timeout_s", e))?;
+    Ok(())
+}
+
+/// A suite's gate: tolerances only (no metric limits), each in range, and
+/// a baseline or `expected` values to compare with.
+fn quality_gate(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     let scenario_keys = c.gate.limits.keys().map(|k| k.as_str());
     if let Some(metric) = scenario_keys
         .chain(c.gate.unknown.iter().map(String::as_str))
@@ -481,8 +558,21 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
-    for (key, &value) in &q.expected {
+    expected(c, at)?;
+    if c.baseline.target().is_none() && q.expected.is_empty() {
+        return Err(at(
+            "baseline",
+            "a suite compares with a live baseline target or with `gate.expected` values".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Each `gate.expected` value a fraction, for one of this suite's tasks.
+fn expected(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
+    for (key, &value) in &c.gate.quality.expected {
         number(value, limits::FRACTION).map_err(|e| at(&format!("gate.expected.{key}"), e))?;
+        // `task` or `task.metric`: the task is what must be in the suite.
         let task = key.split('.').next().unwrap_or(key);
         if !c.tasks.iter().any(|t| t == task) {
             return Err(at(
@@ -491,12 +581,11 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             ));
         }
     }
-    if c.baseline.target().is_none() && q.expected.is_empty() {
-        return Err(at(
-            "baseline",
-            "a suite compares with a live baseline target or with `gate.expected` values".into(),
-        ));
-    }
+    Ok(())
+}
+
+/// Declared multiple-choice tasks: a template, and at least two fixed choices.
+fn mc_tasks(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     for (name, spec) in &c.mc_tasks {
         if spec.template.trim().is_empty() {
             return Err(at(
@@ -510,12 +599,6 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
                 "needs at least two choices".into(),
             ));
         }
-    }
-    if c.matrix != Default::default() {
-        return Err(at(
-            "matrix",
-            "a matrix belongs in a scenario, not a suite".into(),
-        ));
     }
     Ok(())
 }

@@ -217,75 +217,21 @@ pub fn task_metrics(task: &Task, docs: &[McDoc], outcomes: &[DocOutcome]) -> Tas
     }
 }
 
+/// One subject's or category's entry in [`TaskMetrics::subtasks`].
+type Subtask = (String, usize, Vec<MetricValue>);
+
 fn mmlu_metrics(task: &Task, docs: &[McDoc], outcomes: &[DocOutcome]) -> TaskMetrics {
-    // Per subject, in order of first appearance.
-    let mut order: Vec<&str> = Vec::new();
-    let mut accs: Vec<Vec<f64>> = Vec::new();
-    for (doc, out) in docs.iter().zip(outcomes) {
-        let subject = doc.subject.as_deref().unwrap_or("");
-        let at = match order.iter().position(|s| *s == subject) {
-            Some(at) => at,
-            None => {
-                order.push(subject);
-                accs.push(Vec::new());
-                order.len() - 1
-            }
-        };
-        accs[at].push(out.acc);
-    }
-    let parts: Vec<Part> = accs
-        .iter()
-        .map(|xs| {
-            let (value, stderr) = mean_stderr(xs);
-            Part {
-                value,
-                stderr,
-                size: xs.len(),
-            }
-        })
-        .collect();
-
-    // Leaf subjects per category, in lm-eval's order: table order, and
-    // subjects unknown to the table at the end of `other`.
-    let mut leaves: Vec<(&str, Vec<usize>)> = MMLU_CATEGORIES
-        .iter()
-        .map(|&cat| {
-            let members = MMLU_SUBJECTS
-                .iter()
-                .filter(|(_, c)| *c == cat)
-                .filter_map(|(s, _)| order.iter().position(|o| o == s))
-                .collect();
-            (cat, members)
-        })
-        .collect();
-    for (at, subject) in order.iter().enumerate() {
-        if mmlu_category(subject).is_none() {
-            if let Some((_, members)) = leaves.iter_mut().find(|(c, _)| *c == "other") {
-                members.push(at);
-            }
-        }
-    }
-
+    let (order, parts) = subjects(docs, outcomes);
+    let leaves = category_leaves(&order);
+    // mmlu pools its leaf subjects, not its categories.
     let all: Vec<&Part> = leaves
         .iter()
         .flat_map(|(_, members)| members.iter().map(|&i| &parts[i]))
         .collect();
-    let mut subtasks = Vec::new();
-    let mut by_name: Vec<(&str, &Vec<usize>)> = leaves
-        .iter()
-        .filter(|(_, m)| !m.is_empty())
-        .map(|(c, m)| (*c, m))
-        .collect();
-    by_name.sort_by_key(|(c, _)| *c);
-    for (cat, members) in by_name {
-        let group: Vec<&Part> = members.iter().map(|&i| &parts[i]).collect();
-        let agg = aggregate(&group);
-        subtasks.push((format!("mmlu_{cat}"), agg.size, acc_only(&agg)));
-    }
+    let mut subtasks = category_subtasks(&leaves, &parts);
     for (subject, part) in order.iter().zip(&parts) {
         subtasks.push((format!("mmlu_{subject}"), part.size, acc_only(part)));
     }
-
     let (metrics, n) = if all.is_empty() {
         (
             acc_only(&Part {
@@ -305,6 +251,78 @@ fn mmlu_metrics(task: &Task, docs: &[McDoc], outcomes: &[DocOutcome]) -> TaskMet
         metrics,
         subtasks,
     }
+}
+
+/// The subjects in order of first appearance, and each one's acc.
+fn subjects<'a>(docs: &'a [McDoc], outcomes: &[DocOutcome]) -> (Vec<&'a str>, Vec<Part>) {
+    let mut order: Vec<&str> = Vec::new();
+    let mut accs: Vec<Vec<f64>> = Vec::new();
+    for (doc, out) in docs.iter().zip(outcomes) {
+        let subject = doc.subject.as_deref().unwrap_or("");
+        let at = match order.iter().position(|s| *s == subject) {
+            Some(at) => at,
+            None => {
+                order.push(subject);
+                accs.push(Vec::new());
+                order.len() - 1
+            }
+        };
+        accs[at].push(out.acc);
+    }
+    let parts = accs
+        .iter()
+        .map(|xs| {
+            let (value, stderr) = mean_stderr(xs);
+            Part {
+                value,
+                stderr,
+                size: xs.len(),
+            }
+        })
+        .collect();
+    (order, parts)
+}
+
+/// Leaf subjects (indices into `order`) per category, in lm-eval's order:
+/// table order, and subjects unknown to the table at the end of `other`.
+fn category_leaves(order: &[&str]) -> Vec<(&'static str, Vec<usize>)> {
+    let mut leaves: Vec<(&str, Vec<usize>)> = MMLU_CATEGORIES
+        .iter()
+        .map(|&cat| {
+            let members = MMLU_SUBJECTS
+                .iter()
+                .filter(|(_, c)| *c == cat)
+                .filter_map(|(s, _)| order.iter().position(|o| o == s))
+                .collect();
+            (cat, members)
+        })
+        .collect();
+    for (at, subject) in order.iter().enumerate() {
+        if mmlu_category(subject).is_none() {
+            if let Some((_, members)) = leaves.iter_mut().find(|(c, _)| *c == "other") {
+                members.push(at);
+            }
+        }
+    }
+    leaves
+}
+
+/// The categories with questions, by name, each aggregated over its subjects.
+fn category_subtasks(leaves: &[(&str, Vec<usize>)], parts: &[Part]) -> Vec<Subtask> {
+    let mut by_name: Vec<(&str, &Vec<usize>)> = leaves
+        .iter()
+        .filter(|(_, m)| !m.is_empty())
+        .map(|(c, m)| (*c, m))
+        .collect();
+    by_name.sort_by_key(|(c, _)| *c);
+    by_name
+        .into_iter()
+        .map(|(cat, members)| {
+            let group: Vec<&Part> = members.iter().map(|&i| &parts[i]).collect();
+            let agg = aggregate(&group);
+            (format!("mmlu_{cat}"), agg.size, acc_only(&agg))
+        })
+        .collect()
 }
 
 #[cfg(test)]

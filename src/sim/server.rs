@@ -615,134 +615,24 @@ async fn generate(
         Ok(b) => b,
         Err(e) => return rejection(e),
     };
-    let number = inner.engine.stats.requests.fetch_add(1, Ordering::Relaxed) + 1;
-    if let Some(limit) = inner.params.crash_after {
-        if inner.standalone && number > limit {
-            eprintln!("servegate sim: crash_after = {limit} reached, exiting");
-            std::process::exit(70);
-        }
+    let number = inner.count_request();
+    if let Some(r) = inner.unknown_model(body.model.as_deref()) {
+        return r;
     }
-    if let Some(model) = &body.model {
-        if model != &inner.model_name {
-            return error(
-                StatusCode::NOT_FOUND,
-                "NotFoundError",
-                format!("The model `{model}` does not exist."),
-            );
-        }
-    }
-    let request_seed = body.seed.unwrap_or_else(|| mix(inner.params.seed ^ number));
-    let fault_roll = uniform(mix(inner.params.seed) ^ number);
-    if fault_roll < inner.params.error_rate {
+    let dice = Dice::roll(&inner.params, body.seed, number);
+    if dice.fault < inner.params.error_rate {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",
             "injected fault (error_rate)",
         );
     }
-    let prompts = match (kind, &body.prompt, &body.messages) {
-        (Kind::Text, Some(p), _) => match prompts_of(p, &state) {
-            Ok(p) => p,
-            Err(e) => return bad_request(e),
-        },
-        (Kind::Chat, _, Some(m)) if !m.is_empty() => {
-            vec![inner.lm.tokenizer.encode(&chat_prompt(m))]
-        }
-        (Kind::Text, None, _) => return bad_request("`prompt` is required"),
-        (Kind::Chat, _, _) => return bad_request("`messages` must be a non-empty list"),
-    };
-    let max_tokens = body.max_tokens.or(body.max_completion_tokens).unwrap_or(16) as usize;
-    let logprobs = match (kind, &body.logprobs) {
-        (_, None | Some(Value::Null)) => None,
-        (Kind::Text, Some(v)) => match v.as_u64() {
-            Some(k) if k <= 5 => Some(k as usize),
-            _ => return bad_request("logprobs must be an integer from 0 to 5"),
-        },
-        (Kind::Chat, Some(Value::Bool(false))) => None,
-        (Kind::Chat, Some(Value::Bool(true))) => match body.top_logprobs.unwrap_or(0) {
-            k if k <= 5 => Some(k as usize),
-            _ => return bad_request("top_logprobs must be from 0 to 5"),
-        },
-        (Kind::Chat, Some(_)) => return bad_request("logprobs must be a boolean"),
-    };
-    let stop = match stops_of(&body.stop) {
-        Ok(s) => s,
+    let options = match GenerateOptions::check(&state, &body, kind) {
+        Ok(o) => o,
         Err(e) => return bad_request(e),
     };
-    let temperature = body.temperature.unwrap_or(1.0);
-    if !(0.0..=2.0).contains(&temperature) {
-        return bad_request("temperature must be between 0 and 2");
-    }
-    if body.echo && kind == Kind::Chat {
-        return bad_request("echo is a completions option");
-    }
-    for p in &prompts {
-        if p.is_empty() {
-            return bad_request("prompt has no tokens");
-        }
-        if p.len() + max_tokens > MAX_MODEL_LEN {
-            return bad_request(format!(
-                "prompt ({} tokens) plus max_tokens ({max_tokens}) exceeds the model's length {MAX_MODEL_LEN}",
-                p.len()
-            ));
-        }
-    }
-    if body.stream && prompts.len() > 1 {
-        return bad_request("streaming takes one prompt per request");
-    }
-    let make = |prompt_ids: Vec<u32>, index: u64| {
-        let ticks = inner.engine.submit(arrived, prompt_ids.len(), max_tokens);
-        let drop_at = (body.stream
-            && uniform(mix(fault_roll.to_bits()) ^ index) < inner.params.drop_rate)
-            .then_some(max_tokens / 2);
-        let stall_at = (!inner.params.stall.is_zero()).then_some(max_tokens / 2);
-        Generation {
-            state: state.clone(),
-            context: prompt_ids.clone(),
-            req: Request {
-                prompt_ids,
-                max_tokens,
-                min_tokens: body.min_tokens.unwrap_or(0) as usize,
-                echo: body.echo,
-                logprobs,
-                temperature,
-                seed: request_seed.wrapping_add(index),
-                ignore_eos: body.ignore_eos,
-                stop: stop.clone(),
-            },
-            text: String::new(),
-            generated: 0,
-            done: false,
-            ticks,
-            stall_at,
-            drop_at,
-        }
-    };
-    let generations: Vec<Generation> = prompts
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| make(p, i as u64))
-        .collect();
-    let prefix = if kind == Kind::Chat {
-        "chatcmpl"
-    } else {
-        "cmpl"
-    };
-    let id = format!("{prefix}-{number}");
-    let created = now_unix();
-    let text_prefix = format!(
-        "{{\"id\":{},\"object\":\"text_completion\",\"created\":{created},\"model\":{},\"choices\":[{{\"index\":0,\"text\":",
-        Value::from(id.as_str()),
-        Value::from(inner.model_name.as_str()),
-    );
-    let meta = Meta {
-        id,
-        created,
-        model: inner.model_name.clone(),
-        kind,
-        usage: inner.params.usage,
-        text_prefix,
-    };
+    let generations = start_generations(&state, &body, options, &dice, arrived);
+    let meta = Meta::new(&inner, kind, number);
     if body.stream {
         let options = body.stream_options.unwrap_or(StreamOptions {
             include_usage: false,
@@ -753,6 +643,183 @@ async fn generate(
     } else {
         whole_response(meta, generations).await
     }
+}
+
+impl Inner {
+    /// Counts a request in and returns its number (from 1). A standalone
+    /// engine with `crash_after` exits past that many, as a crashed server would.
+    fn count_request(&self) -> u64 {
+        let number = self.engine.stats.requests.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(limit) = self.params.crash_after {
+            if self.standalone && number > limit {
+                eprintln!("servegate sim: crash_after = {limit} reached, exiting");
+                std::process::exit(70);
+            }
+        }
+        number
+    }
+
+    /// vLLM's answer to a request for another model than the one served.
+    fn unknown_model(&self, model: Option<&str>) -> Option<Response> {
+        let model = model.filter(|m| *m != self.model_name)?;
+        Some(error(
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            format!("The model `{model}` does not exist."),
+        ))
+    }
+}
+
+/// A request's randomness, fixed by the engine's seed and the request's
+/// number so that runs repeat.
+struct Dice {
+    /// Sampling seed of the first prompt (the request's own, when given).
+    seed: u64,
+    /// Uniform in [0, 1): compared with `error_rate`, and the root of the
+    /// per-prompt `drop_rate` rolls.
+    fault: f64,
+}
+
+impl Dice {
+    fn roll(params: &SimParams, seed: Option<u64>, number: u64) -> Self {
+        Self {
+            seed: seed.unwrap_or_else(|| mix(params.seed ^ number)),
+            fault: uniform(mix(params.seed) ^ number),
+        }
+    }
+}
+
+/// A generation request's options, checked. The checks run in a fixed order:
+/// the first that fails is the one answered.
+struct GenerateOptions {
+    prompts: Vec<Vec<u32>>,
+    max_tokens: usize,
+    logprobs: Option<usize>,
+    stop: Vec<String>,
+    temperature: f64,
+}
+
+impl GenerateOptions {
+    /// The options, or the message of a 400 answer.
+    fn check(state: &State, body: &GenerateBody, kind: Kind) -> Result<Self, String> {
+        let prompts = prompts_for(state, body, kind)?;
+        let max_tokens = body.max_tokens.or(body.max_completion_tokens).unwrap_or(16) as usize;
+        let logprobs = logprobs_of(body, kind)?;
+        let stop = stops_of(&body.stop)?;
+        let temperature = body.temperature.unwrap_or(1.0);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err("temperature must be between 0 and 2".into());
+        }
+        if body.echo && kind == Kind::Chat {
+            return Err("echo is a completions option".into());
+        }
+        check_lengths(&prompts, max_tokens)?;
+        if body.stream && prompts.len() > 1 {
+            return Err("streaming takes one prompt per request".into());
+        }
+        Ok(Self {
+            prompts,
+            max_tokens,
+            logprobs,
+            stop,
+            temperature,
+        })
+    }
+}
+
+/// The prompts as token ids: completions' `prompt` forms, or chat's
+/// `messages` through the chat template.
+fn prompts_for(state: &State, body: &GenerateBody, kind: Kind) -> Result<Vec<Vec<u32>>, String> {
+    match (kind, &body.prompt, &body.messages) {
+        (Kind::Text, Some(p), _) => prompts_of(p, state),
+        (Kind::Chat, _, Some(m)) if !m.is_empty() => {
+            Ok(vec![state.0.lm.tokenizer.encode(&chat_prompt(m))])
+        }
+        (Kind::Text, None, _) => Err("`prompt` is required".into()),
+        (Kind::Chat, _, _) => Err("`messages` must be a non-empty list".into()),
+    }
+}
+
+/// Alternatives per token when log-probabilities are asked for: completions
+/// give a count, chat a boolean plus `top_logprobs`.
+fn logprobs_of(body: &GenerateBody, kind: Kind) -> Result<Option<usize>, String> {
+    match (kind, &body.logprobs) {
+        (_, None | Some(Value::Null)) => Ok(None),
+        (Kind::Text, Some(v)) => match v.as_u64() {
+            Some(k) if k <= 5 => Ok(Some(k as usize)),
+            _ => Err("logprobs must be an integer from 0 to 5".into()),
+        },
+        (Kind::Chat, Some(Value::Bool(false))) => Ok(None),
+        (Kind::Chat, Some(Value::Bool(true))) => match body.top_logprobs.unwrap_or(0) {
+            k if k <= 5 => Ok(Some(k as usize)),
+            _ => Err("top_logprobs must be from 0 to 5".into()),
+        },
+        (Kind::Chat, Some(_)) => Err("logprobs must be a boolean".into()),
+    }
+}
+
+/// Each prompt has tokens, and room for `max_tokens` more within the model's length.
+fn check_lengths(prompts: &[Vec<u32>], max_tokens: usize) -> Result<(), String> {
+    for p in prompts {
+        if p.is_empty() {
+            return Err("prompt has no tokens".into());
+        }
+        if p.len() + max_tokens > MAX_MODEL_LEN {
+            return Err(format!(
+                "prompt ({} tokens) plus max_tokens ({max_tokens}) exceeds the model's length {MAX_MODEL_LEN}",
+                p.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One generation per prompt, each submitted to the engine with the
+/// request's arrival time.
+fn start_generations(
+    state: &State,
+    body: &GenerateBody,
+    options: GenerateOptions,
+    dice: &Dice,
+    arrived: Instant,
+) -> Vec<Generation> {
+    let inner = &state.0;
+    let max_tokens = options.max_tokens;
+    // Faults strike halfway through the output.
+    let stall_at = (!inner.params.stall.is_zero()).then_some(max_tokens / 2);
+    options
+        .prompts
+        .into_iter()
+        .enumerate()
+        .map(|(index, prompt_ids)| {
+            let index = index as u64;
+            let ticks = inner.engine.submit(arrived, prompt_ids.len(), max_tokens);
+            let drop_at = (body.stream
+                && uniform(mix(dice.fault.to_bits()) ^ index) < inner.params.drop_rate)
+                .then_some(max_tokens / 2);
+            Generation {
+                state: state.clone(),
+                context: prompt_ids.clone(),
+                req: Request {
+                    prompt_ids,
+                    max_tokens,
+                    min_tokens: body.min_tokens.unwrap_or(0) as usize,
+                    echo: body.echo,
+                    logprobs: options.logprobs,
+                    temperature: options.temperature,
+                    seed: dice.seed.wrapping_add(index),
+                    ignore_eos: body.ignore_eos,
+                    stop: options.stop.clone(),
+                },
+                text: String::new(),
+                generated: 0,
+                done: false,
+                ticks,
+                stall_at,
+                drop_at,
+            }
+        })
+        .collect()
 }
 
 struct Meta {
@@ -766,6 +833,30 @@ struct Meta {
 }
 
 impl Meta {
+    /// The response's id, creation time and pre-rendered chunk prefix.
+    fn new(inner: &Inner, kind: Kind, number: u64) -> Self {
+        let prefix = if kind == Kind::Chat {
+            "chatcmpl"
+        } else {
+            "cmpl"
+        };
+        let id = format!("{prefix}-{number}");
+        let created = now_unix();
+        let text_prefix = format!(
+            "{{\"id\":{},\"object\":\"text_completion\",\"created\":{created},\"model\":{},\"choices\":[{{\"index\":0,\"text\":",
+            Value::from(id.as_str()),
+            Value::from(inner.model_name.as_str()),
+        );
+        Self {
+            id,
+            created,
+            model: inner.model_name.clone(),
+            kind,
+            usage: inner.params.usage,
+            text_prefix,
+        }
+    }
+
     fn object(&self, chunk: bool) -> &'static str {
         match (self.kind, chunk) {
             (Kind::Text, _) => "text_completion",
@@ -839,76 +930,42 @@ enum Phase {
     Done,
 }
 
+/// Which usage reports a stream carries.
+#[derive(Clone, Copy)]
+struct UsageReports {
+    /// A last event with the totals (`include_usage`).
+    at_end: bool,
+    /// Usage so far on every event (`continuous_usage_stats`).
+    continuous: bool,
+}
+
 fn stream_response(
     meta: Meta,
     generation: Generation,
     options: StreamOptions,
 ) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let meta = Arc::new(meta);
-    let include_usage = options.include_usage && meta.usage;
-    let continuous = options.continuous_usage_stats && meta.usage;
+    // The engine's `usage` knob off means no usage at all, as asked or not.
+    let reports = UsageReports {
+        at_end: options.include_usage && meta.usage,
+        continuous: options.continuous_usage_stats && meta.usage,
+    };
     let state = (generation, Phase::Head, false);
     let events = stream::unfold(state, move |(mut g, phase, mut cut)| {
         let meta = meta.clone();
         async move {
             match phase {
                 Phase::Head => {
-                    // Chat opens with the role; an echoed completion opens with the prompt.
-                    let prompt_len = g.req.prompt_ids.len();
-                    let head = match meta.kind {
-                        Kind::Chat => Some(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}])),
-                        Kind::Text if g.req.echo => {
-                            let text = g.state.0.lm.tokenizer.decode_raw(&g.req.prompt_ids);
-                            let logprobs = g.req.logprobs.map(|k| {
-                                let texts: Vec<String> = g.req.prompt_ids.iter().map(|&id| g.state.0.token_text[id as usize].clone()).collect();
-                                legacy_logprobs(&g.prompt_logprobs(k), &texts, 0)
-                            });
-                            Some(json!([{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": null}]))
-                        }
-                        Kind::Text => None,
-                    };
-                    let events: Vec<Value> = head.into_iter().map(|choices| {
-                        let mut v = meta.envelope(choices, true);
-                        if continuous {
-                            v["usage"] = usage(prompt_len, 0);
-                        }
-                        v
-                    }).collect();
+                    let events = head_events(&meta, &g, reports);
                     Some((events, (g, Phase::Tokens, cut)))
                 }
                 Phase::Tokens => match g.next().await {
                     Some(piece) => {
-                        let logprobs = match (&piece.logprob, meta.kind) {
-                            (None, _) => Value::Null,
-                            (Some(lp), Kind::Text) => {
-                                let offset = g.text.chars().count().saturating_sub(piece.text.chars().count());
-                                let item = Some(TokenLogprob { token: lp.token.clone(), logprob: lp.logprob, top: lp.top.clone() });
-                                legacy_logprobs(&[item], std::slice::from_ref(&piece.text), offset)
-                            }
-                            (Some(lp), Kind::Chat) => chat_logprobs(std::slice::from_ref(lp)),
-                        };
-                        if meta.kind == Kind::Text && logprobs.is_null() && !continuous {
-                            // The common benchmark event, rendered without building a JSON tree.
-                            let finish = match piece.finish {
-                                Some(f) => format!("\"{f}\""),
-                                None => "null".to_string(),
-                            };
-                            let text = serde_json::to_string(&piece.text).expect("string serialises");
-                            let data = format!("{}{text},\"logprobs\":null,\"finish_reason\":{finish}}}]}}", meta.text_prefix);
-                            return Some((vec![Value::String(data)], (g, Phase::Tokens, cut)));
-                        }
-                        let choice = match meta.kind {
-                            Kind::Text => json!({"index": 0, "text": piece.text, "logprobs": logprobs, "finish_reason": piece.finish}),
-                            Kind::Chat => json!({"index": 0, "delta": {"content": piece.text}, "logprobs": logprobs, "finish_reason": piece.finish}),
-                        };
-                        let mut v = meta.envelope(json!([choice]), true);
-                        if continuous {
-                            v["usage"] = usage(g.req.prompt_ids.len(), piece.generated);
-                        }
-                        Some((vec![v], (g, Phase::Tokens, cut)))
+                        let event = token_event(&meta, &g, piece, reports);
+                        Some((vec![event], (g, Phase::Tokens, cut)))
                     }
                     None => {
-                        cut = g.drop_at.is_some_and(|at| g.generated == at && g.generated < g.req.max_tokens);
+                        cut = g.was_cut();
                         Some((Vec::new(), (g, Phase::Tail, cut)))
                     }
                 },
@@ -917,27 +974,138 @@ fn stream_response(
                         // Fault: the stream ends here, without usage or [DONE].
                         return None;
                     }
-                    let mut events = Vec::new();
-                    if include_usage {
-                        let mut v = meta.envelope(json!([]), true);
-                        v["usage"] = usage(g.req.prompt_ids.len(), g.generated);
-                        events.push(v);
-                    }
-                    events.push(Value::String("[DONE]".into()));
-                    Some((events, (g, Phase::Done, cut)))
+                    Some((tail_events(&meta, &g, reports), (g, Phase::Done, cut)))
                 }
                 Phase::Done => None,
             }
         }
     })
-    .flat_map(|events| {
-        stream::iter(events.into_iter().map(|v| {
-            let data = match v {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            Ok::<_, Infallible>(Event::default().data(data))
-        }))
-    });
+    .flat_map(|events| stream::iter(events.into_iter().map(sse_event)));
     Sse::new(events)
+}
+
+impl Generation {
+    /// Whether the stream ended at the injected drop rather than at its end.
+    fn was_cut(&self) -> bool {
+        self.drop_at
+            .is_some_and(|at| self.generated == at && self.generated < self.req.max_tokens)
+    }
+}
+
+/// One SSE event: pre-rendered text (and `[DONE]`) as it is, anything else
+/// as JSON.
+fn sse_event(v: Value) -> Result<Event, Infallible> {
+    let data = match v {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Ok(Event::default().data(data))
+}
+
+/// The opening event, if any: chat opens with the role; an echoed
+/// completion opens with the prompt.
+fn head_events(meta: &Meta, g: &Generation, reports: UsageReports) -> Vec<Value> {
+    let prompt_len = g.req.prompt_ids.len();
+    let head = match meta.kind {
+        Kind::Chat => Some(
+            json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+        ),
+        Kind::Text if g.req.echo => Some(echoed_prompt(g)),
+        Kind::Text => None,
+    };
+    head.into_iter()
+        .map(|choices| {
+            let mut v = meta.envelope(choices, true);
+            if reports.continuous {
+                v["usage"] = usage(prompt_len, 0);
+            }
+            v
+        })
+        .collect()
+}
+
+/// The choices of an echoed completion's first event: the prompt, with its
+/// log-probabilities when asked for.
+fn echoed_prompt(g: &Generation) -> Value {
+    let text = g.state.0.lm.tokenizer.decode_raw(&g.req.prompt_ids);
+    let logprobs = g.req.logprobs.map(|k| {
+        let texts: Vec<String> = g
+            .req
+            .prompt_ids
+            .iter()
+            .map(|&id| g.state.0.token_text[id as usize].clone())
+            .collect();
+        legacy_logprobs(&g.prompt_logprobs(k), &texts, 0)
+    });
+    json!([{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": null}])
+}
+
+/// The event of one piece of output.
+fn token_event(meta: &Meta, g: &Generation, piece: Piece, reports: UsageReports) -> Value {
+    let logprobs = piece_logprobs(meta, g, &piece);
+    if meta.kind == Kind::Text && logprobs.is_null() && !reports.continuous {
+        return plain_text_event(meta, &piece);
+    }
+    let choice = match meta.kind {
+        Kind::Text => {
+            json!({"index": 0, "text": piece.text, "logprobs": logprobs, "finish_reason": piece.finish})
+        }
+        Kind::Chat => {
+            json!({"index": 0, "delta": {"content": piece.text}, "logprobs": logprobs, "finish_reason": piece.finish})
+        }
+    };
+    let mut v = meta.envelope(json!([choice]), true);
+    if reports.continuous {
+        v["usage"] = usage(g.req.prompt_ids.len(), piece.generated);
+    }
+    v
+}
+
+/// A piece's log-probabilities in the endpoint's format, or null.
+fn piece_logprobs(meta: &Meta, g: &Generation, piece: &Piece) -> Value {
+    match (&piece.logprob, meta.kind) {
+        (None, _) => Value::Null,
+        (Some(lp), Kind::Text) => {
+            // The piece's offset in characters within the whole output.
+            let offset = g
+                .text
+                .chars()
+                .count()
+                .saturating_sub(piece.text.chars().count());
+            let item = Some(TokenLogprob {
+                token: lp.token.clone(),
+                logprob: lp.logprob,
+                top: lp.top.clone(),
+            });
+            legacy_logprobs(&[item], std::slice::from_ref(&piece.text), offset)
+        }
+        (Some(lp), Kind::Chat) => chat_logprobs(std::slice::from_ref(lp)),
+    }
+}
+
+/// The common benchmark event (a completion's text, no log-probabilities,
+/// no usage), rendered without building a JSON tree.
+fn plain_text_event(meta: &Meta, piece: &Piece) -> Value {
+    let finish = match piece.finish {
+        Some(f) => format!("\"{f}\""),
+        None => "null".to_string(),
+    };
+    let text = serde_json::to_string(&piece.text).expect("string serialises");
+    let data = format!(
+        "{}{text},\"logprobs\":null,\"finish_reason\":{finish}}}]}}",
+        meta.text_prefix
+    );
+    Value::String(data)
+}
+
+/// The closing events: the usage totals when asked for, then `[DONE]`.
+fn tail_events(meta: &Meta, g: &Generation, reports: UsageReports) -> Vec<Value> {
+    let mut events = Vec::new();
+    if reports.at_end {
+        let mut v = meta.envelope(json!([]), true);
+        v["usage"] = usage(g.req.prompt_ids.len(), g.generated);
+        events.push(v);
+    }
+    events.push(Value::String("[DONE]".into()));
+    events
 }
