@@ -121,105 +121,120 @@ pub(super) fn bench(
         .map(Tokenizer::from_file)
         .transpose()
         .map_err(CliError::Usage)?;
-    // The same ranges as a scenario's workload keys, so a run cannot panic.
-    {
-        use servegate::config::limits::{self, count, number};
-        let mut checks = vec![
-            (
-                "--burstiness",
-                number(args.burstiness, limits::BURSTINESS).map(drop),
-            ),
-            (
-                "--warmup",
-                count(args.warmup.into(), 0, limits::MAX_REQUESTS).map(drop),
-            ),
-            (
-                "--num-requests",
-                count(args.num_requests.into(), 1, limits::MAX_REQUESTS).map(drop),
-            ),
-        ];
-        if let Some(rate) = args.rate {
-            checks.push(("--rate", number(rate, limits::RATE).map(drop)));
-        }
-        checks.push((
-            "--request-timeout",
-            number(args.request_timeout, limits::TIMEOUT_S).map(drop),
-        ));
-        for &c in &args.concurrency {
-            checks.push((
-                "--concurrency",
-                count(c.into(), 1, limits::MAX_CONCURRENCY).map(drop),
-            ));
-        }
-        for &t in &args.max_tokens {
-            checks.push((
-                "--max-tokens",
-                count(t.into(), 1, limits::MAX_TOKENS).map(drop),
-            ));
-        }
-        if let Some((flag, Err(e))) = checks.into_iter().find(|(_, r)| r.is_err()) {
-            return Err(CliError::Usage(format!("{flag}: {e}")));
-        }
-    }
-    let request_timeout = std::time::Duration::from_secs_f64(args.request_timeout);
+    check_ranges(args)?;
     let api_key = match &args.api_key_env {
-        Some(var) => match std::env::var(var) {
-            Ok(k) => Some(k),
-            Err(_) => {
-                return Err(CliError::Usage(format!(
-                    "environment variable {var} is not set"
-                )))
-            }
-        },
+        Some(var) => Some(
+            std::env::var(var)
+                .map_err(|_| CliError::Usage(format!("environment variable {var} is not set")))?,
+        ),
         None => None,
     };
-    let endpoint = match args.endpoint {
-        EndpointArg::Completions => Endpoint::Completions,
-        EndpointArg::Chat => Endpoint::Chat,
-    };
     let rt = runtime();
-    let outcome: anyhow::Result<BenchFile> = rt.block_on(async {
-        let client = Client::new(&args.base_url, api_key)?.with_limits(Limits {
-            timeout: request_timeout,
-            ..Limits::default()
-        });
-        client
-            .wait_ready("/v1/models", std::time::Duration::from_secs(10))
-            .await
-            .map_err(anyhow::Error::msg)?;
-        let model = match &args.model {
-            Some(m) => m.clone(),
-            None => client.first_model().await.map_err(anyhow::Error::msg)?,
-        };
-        let grid = Grid {
-            prompt_sets,
-            max_tokens: args.max_tokens.clone(),
-            concurrency: args.concurrency.clone(),
-            base: WorkloadConfig {
-                endpoint,
-                warmup: args.warmup,
-                num_requests: args.num_requests,
-                rate: args.rate,
-                burstiness: args.burstiness,
-                request_timeout_s: request_timeout.as_secs_f64(),
-                ..WorkloadConfig::default()
-            },
-        };
-        let results =
-            grid::run_grid(&client, &model, &grid, tokenizer, args.save_detailed, true).await;
-        Ok(BenchFile {
-            base_url: args.base_url.clone(),
-            model,
-            warmup: args.warmup,
-            num_requests: args.num_requests,
-            endpoint,
-            scenarios: results,
-        })
-    });
+    let outcome = rt.block_on(measure(args, prompt_sets, tokenizer, api_key));
     // Closing the runtime closes every connection it held, so the results
     // file can be written even when the run used every file allowed.
     drop(rt);
     let file = outcome.map_err(|e| CliError::Failed(format!("{e:#}")))?;
+    print_points(&file);
+    if let Some(path) = &args.output {
+        save(path, &file)?;
+    }
+    verdict(&file)
+}
+
+/// The same ranges as a scenario's workload keys, so a run cannot panic.
+fn check_ranges(args: &BenchArgs) -> Result<(), CliError> {
+    use servegate::config::limits::{self, count, number};
+    let mut checks = vec![
+        (
+            "--burstiness",
+            number(args.burstiness, limits::BURSTINESS).map(drop),
+        ),
+        (
+            "--warmup",
+            count(args.warmup.into(), 0, limits::MAX_REQUESTS).map(drop),
+        ),
+        (
+            "--num-requests",
+            count(args.num_requests.into(), 1, limits::MAX_REQUESTS).map(drop),
+        ),
+    ];
+    if let Some(rate) = args.rate {
+        checks.push(("--rate", number(rate, limits::RATE).map(drop)));
+    }
+    checks.push((
+        "--request-timeout",
+        number(args.request_timeout, limits::TIMEOUT_S).map(drop),
+    ));
+    for &c in &args.concurrency {
+        checks.push((
+            "--concurrency",
+            count(c.into(), 1, limits::MAX_CONCURRENCY).map(drop),
+        ));
+    }
+    for &t in &args.max_tokens {
+        checks.push((
+            "--max-tokens",
+            count(t.into(), 1, limits::MAX_TOKENS).map(drop),
+        ));
+    }
+    match checks.into_iter().find(|(_, r)| r.is_err()) {
+        Some((flag, Err(e))) => Err(CliError::Usage(format!("{flag}: {e}"))),
+        _ => Ok(()),
+    }
+}
+
+/// Every point of the grid against the server, in the old script's schema.
+async fn measure(
+    args: &BenchArgs,
+    prompt_sets: Vec<(String, Vec<String>)>,
+    tokenizer: Option<Tokenizer>,
+    api_key: Option<String>,
+) -> anyhow::Result<BenchFile> {
+    let request_timeout = std::time::Duration::from_secs_f64(args.request_timeout);
+    let endpoint = match args.endpoint {
+        EndpointArg::Completions => Endpoint::Completions,
+        EndpointArg::Chat => Endpoint::Chat,
+    };
+    let client = Client::new(&args.base_url, api_key)?.with_limits(Limits {
+        timeout: request_timeout,
+        ..Limits::default()
+    });
+    client
+        .wait_ready("/v1/models", std::time::Duration::from_secs(10))
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let model = match &args.model {
+        Some(m) => m.clone(),
+        None => client.first_model().await.map_err(anyhow::Error::msg)?,
+    };
+    let grid = Grid {
+        prompt_sets,
+        max_tokens: args.max_tokens.clone(),
+        concurrency: args.concurrency.clone(),
+        base: WorkloadConfig {
+            endpoint,
+            warmup: args.warmup,
+            num_requests: args.num_requests,
+            rate: args.rate,
+            burstiness: args.burstiness,
+            request_timeout_s: request_timeout.as_secs_f64(),
+            ..WorkloadConfig::default()
+        },
+    };
+    let results = grid::run_grid(&client, &model, &grid, tokenizer, args.save_detailed, true).await;
+    Ok(BenchFile {
+        base_url: args.base_url.clone(),
+        model,
+        warmup: args.warmup,
+        num_requests: args.num_requests,
+        endpoint,
+        scenarios: results,
+    })
+}
+
+/// The points' table, the errors behind failed requests, client-lag warnings.
+fn print_points(file: &BenchFile) {
     println!("{}", grid::table(&file.scenarios));
     if let Some(errors) = grid::error_report(&file.scenarios) {
         println!("{errors}");
@@ -229,28 +244,32 @@ pub(super) fn bench(
             println!("{w}");
         }
     }
-    if let Some(path) = &args.output {
-        match files::write_json_keeping(path, &file) {
-            Ok(written) if written == *path => println!("results: {}", path.display()),
-            Ok(written) => {
-                return Err(CliError::Failed(format!(
-                    "cannot write {}; the results were saved to {}",
-                    path.display(),
-                    written.display()
-                )));
-            }
-            Err(e) => {
-                return Err(CliError::Failed(format!(
-                    "cannot write {}: {e:#}",
-                    path.display()
-                )));
-            }
+}
+
+fn save(path: &std::path::Path, file: &BenchFile) -> Result<(), CliError> {
+    match files::write_json_keeping(path, file) {
+        Ok(written) if written == path => {
+            println!("results: {}", path.display());
+            Ok(())
         }
+        Ok(written) => Err(CliError::Failed(format!(
+            "cannot write {}; the results were saved to {}",
+            path.display(),
+            written.display()
+        ))),
+        Err(e) => Err(CliError::Failed(format!(
+            "cannot write {}: {e:#}",
+            path.display()
+        ))),
     }
+}
+
+/// A panic of ours, or a point with no completed request (which measured
+/// nothing), is never a success.
+fn verdict(file: &BenchFile) -> Result<(), CliError> {
     if let Some(panic) = file.panic() {
         return Err(CliError::Failed(panic.to_string()));
     }
-    // A point with no completed request measured nothing: never a success.
     let unmeasured: Vec<&str> = file.unmeasured().iter().map(|p| p.name.as_str()).collect();
     if !unmeasured.is_empty() {
         return Err(CliError::Failed(format!(

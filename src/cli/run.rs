@@ -140,22 +140,7 @@ pub(super) fn run(
     open_files: Option<u64>,
 ) -> Result<(), CliError> {
     let cases = select(project, filter, exact)?;
-    let most = cases
-        .iter()
-        .filter(|c| c.kind == CaseKind::Scenario)
-        .map(|c| {
-            let w = &c.config.workload;
-            match w.rate {
-                Some(_) => w.max_concurrency.unwrap_or(w.num_requests),
-                None => w.concurrency,
-            }
-        })
-        .max();
-    if let Some(w) =
-        most.and_then(|n| servegate::open_files::concurrency_warning(n as u64, open_files))
-    {
-        eprintln!("{w}");
-    }
+    warn_open_files(&cases, open_files);
     if cases.is_empty() {
         return Err(CliError::Usage(format!(
             "no case matches {}",
@@ -187,6 +172,36 @@ pub(super) fn run(
         },
         &mut Fanout(vec![&mut console, &mut results_file, &mut summary_file]),
     );
+    print_written(&mut results_file, &mut summary_file);
+    print_totals(&results)
+}
+
+/// Streams in flight hold a socket each: warns when the open-file limit is
+/// below what the busiest scenario needs.
+fn warn_open_files(cases: &[Case], open_files: Option<u64>) {
+    let most = cases
+        .iter()
+        .filter(|c| c.kind == CaseKind::Scenario)
+        .map(|c| {
+            let w = &c.config.workload;
+            match w.rate {
+                Some(_) => w.max_concurrency.unwrap_or(w.num_requests),
+                None => w.concurrency,
+            }
+        })
+        .max();
+    if let Some(w) =
+        most.and_then(|n| servegate::open_files::concurrency_warning(n as u64, open_files))
+    {
+        eprintln!("{w}");
+    }
+}
+
+/// Where the results and the summary went.
+fn print_written(
+    results_file: &mut report::outputs::ResultsFile,
+    summary_file: &mut report::outputs::SummaryFile,
+) {
     let path = results_file.path().to_path_buf();
     match results_file.written.take() {
         Some(Ok(written)) if written == path => println!("results: {}", path.display()),
@@ -204,6 +219,10 @@ pub(super) fn run(
         Some(Err(e)) => eprintln!("warning: could not write {}: {e:#}", md_path.display()),
         None => {}
     }
+}
+
+/// The counts, then each failure with its reason, as a test runner ends.
+fn print_totals(results: &RunResults) -> Result<(), CliError> {
     let (passed, failed, inconclusive, errors) = results.counts();
     let failed = failed + errors;
     let inconclusive = if inconclusive > 0 {

@@ -26,19 +26,7 @@ pub fn run(
     options: RunOptions,
     reporter: &mut dyn Reporter,
 ) -> RunResults {
-    let results = RunResults {
-        servegate_version: env!("CARGO_PKG_VERSION").to_string(),
-        started_at: chrono::Local::now().to_rfc3339(),
-        finished_at: String::new(),
-        passed: false,
-        complete: false,
-        environment: Some(Environment::collect(&project.root)),
-        cases: Vec::new(),
-        errors: Vec::new(),
-        ignored: Vec::new(),
-        quality: Vec::new(),
-        suites: Vec::new(),
-    };
+    let results = begun(project);
     // Both callbacks of a runner report through the same state.
     let state = RefCell::new((results, reporter));
     let emit = |event: &Event<'_>| {
@@ -105,14 +93,33 @@ pub fn run(
             Err(e) => failed(&suites[i].name, e),
         },
     );
-    {
-        let mut s = state.borrow_mut();
-        let results = &mut s.0;
-        let (_, failed, _, errors) = results.counts();
-        results.finished_at = chrono::Local::now().to_rfc3339();
-        results.passed = failed + errors == 0;
-        results.complete = true;
-    }
+    finish(&mut state.borrow_mut().0);
     emit(&Event::Finished);
     state.into_inner().0
+}
+
+/// The results of a run that has just begun: nothing measured, incomplete.
+fn begun(project: &Project) -> RunResults {
+    RunResults {
+        servegate_version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at: chrono::Local::now().to_rfc3339(),
+        finished_at: String::new(),
+        passed: false,
+        complete: false,
+        environment: Some(Environment::collect(&project.root)),
+        cases: Vec::new(),
+        errors: Vec::new(),
+        ignored: Vec::new(),
+        quality: Vec::new(),
+        suites: Vec::new(),
+    }
+}
+
+/// Marks the results complete with their verdict: passed only when no case
+/// failed and none could not be measured.
+fn finish(results: &mut RunResults) {
+    let (_, failed, _, errors) = results.counts();
+    results.finished_at = chrono::Local::now().to_rfc3339();
+    results.passed = failed + errors == 0;
+    results.complete = true;
 }
