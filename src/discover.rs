@@ -104,16 +104,18 @@ impl Project {
     /// Loads one file over the project defaults and expands its matrix.
     pub fn load(&self, file: &CaseFile) -> Result<Vec<Case>, ConfigError> {
         let project_file = self.project_file();
-        let config = config::load(&Layers {
+        let mut config = config::load(&Layers {
             project_file: &project_file,
             case_file: Some(&file.path),
             kind: Some(file.kind),
             env: &self.env,
         })?;
+        // Runners get absolute paths: the root is applied here, once.
+        config::resolve_all(&mut config, &self.root);
         let ignore_reason = self.ignore_reason(&config).or_else(|| {
             // A suite whose records this machine lacks is ignored, not failed.
             (file.kind == CaseKind::Suite)
-                .then(|| crate::quality::sources::missing_data(&self.root, &config))
+                .then(|| crate::quality::sources::missing_data(&config))
                 .flatten()
         });
         // An axis the file varies stays in the point names even when the
@@ -163,7 +165,6 @@ impl Project {
         }
         c.requires_files
             .iter()
-            .map(|f| config::resolve(&self.root, f))
             .find(|p| !p.exists())
             .map(|p| format!("requires {} which is absent", p.display()))
     }

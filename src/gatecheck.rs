@@ -258,7 +258,7 @@ pub fn run(
     let mut prepared = Vec::new();
     for case in cases {
         let c = &case.config;
-        let tokenizer = crate::run::scenario::load_tokenizer(project, c)?;
+        let tokenizer = crate::run::scenario::load_tokenizer(c)?;
         let prompts = crate::run::scenario::load_prompts(project, case, tokenizer.as_ref())
             .map_err(|e| anyhow::anyhow!("{}: {e}", case.name))?;
         let spec = BenchSpec {

@@ -89,7 +89,7 @@ fn case_trial(project: &Project, case: Case) -> Trial {
 
 fn run_trial(project: &Project, case: &Case) -> Result<(), Failed> {
     let mut reporter = TrialReporter {
-        cases_dir: crate::config::resolve(&project.root, &case.config.results_dir).join("cases"),
+        cases_dir: case.config.results_dir.join("cases"),
     };
     let options = RunOptions {
         keep_records: true,

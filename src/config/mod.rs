@@ -10,6 +10,7 @@ mod error;
 mod layers;
 pub mod limits;
 mod locate;
+mod paths;
 pub mod placeholders;
 mod sim;
 mod types;
@@ -23,6 +24,7 @@ use figment::{Figment, Provider};
 pub use env::{overrides as env_overrides, EnvOverride, RESERVED as RESERVED_ENV};
 pub use error::{ConfigError, Origin};
 pub use locate::{key_line, written_key_line};
+pub use paths::{resolve, resolve_all};
 pub use sim::{builtin_profile, SimParams, BUILTIN_PROFILES};
 pub use types::*;
 pub use validate::BUILTIN_TASKS;
@@ -233,14 +235,5 @@ pub fn results_dir(root: &Path, env: &[EnvOverride]) -> PathBuf {
     match load_project(root, env) {
         Ok(c) => resolve(root, &c.results_dir),
         Err(_) => root.join("results"),
-    }
-}
-
-/// Resolves a path from the configuration against the project root.
-pub fn resolve(root: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        root.join(path)
     }
 }

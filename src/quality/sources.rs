@@ -1,27 +1,24 @@
 //! Where a suite's task records are: the task's or the suite's own files,
 //! the suite's data folder, the project's data folder, or the Hugging Face
-//! cache. Paths in the configuration are taken against the project root.
-
-use std::path::Path;
+//! cache. The configuration's paths are absolute already (see `config::resolve_all`).
 
 use super::data;
 use super::tasks::Task;
-use crate::config::{self, CaseConfig, DataPaths};
+use crate::config::{CaseConfig, DataPaths};
 
 /// Where a task's records are, or a message listing where they were looked for.
-pub fn locate(root: &Path, c: &CaseConfig, task: &Task) -> Result<data::RecordSource, String> {
+pub fn locate(c: &CaseConfig, task: &Task) -> Result<data::RecordSource, String> {
     let name = task.name();
     let explicit = match (task, &c.data) {
         (Task::Generic { spec, .. }, _) if spec.data.is_some() => spec.data.clone(),
         (_, Some(DataPaths::Files(files))) => files.get(name).cloned(),
         _ => None,
-    }
-    .map(|p| config::resolve(root, &p));
+    };
     let folder = match &c.data {
-        Some(DataPaths::Folder(f)) => Some(config::resolve(root, f)),
+        Some(DataPaths::Folder(f)) => Some(f.clone()),
         _ => None,
     };
-    let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
+    let data_dir = c.data_dir.clone();
     let hub = task.hub_source();
     data::locate(
         name,
@@ -32,16 +29,12 @@ pub fn locate(root: &Path, c: &CaseConfig, task: &Task) -> Result<data::RecordSo
     )
 }
 
-pub fn fewshot_records(
-    root: &Path,
-    c: &CaseConfig,
-    task: &Task,
-) -> Result<Vec<serde_json::Value>, String> {
+pub fn fewshot_records(c: &CaseConfig, task: &Task) -> Result<Vec<serde_json::Value>, String> {
     let folder = match &c.data {
-        Some(DataPaths::Folder(f)) => Some(config::resolve(root, f)),
+        Some(DataPaths::Folder(f)) => Some(f.clone()),
         _ => None,
     };
-    let data_dir = c.data_dir.as_ref().map(|d| config::resolve(root, d));
+    let data_dir = c.data_dir.clone();
     let hub = task.hub_source();
     data::fewshot_records(
         task.name(),
@@ -54,12 +47,12 @@ pub fn fewshot_records(
 }
 
 /// Why a suite cannot run on this machine (its data is missing), for listing.
-pub fn missing_data(root: &Path, c: &CaseConfig) -> Option<String> {
+pub fn missing_data(c: &CaseConfig) -> Option<String> {
     for name in &c.tasks {
         let Ok(task) = Task::resolve(name, &c.mc_tasks) else {
             continue;
         };
-        if let Err(e) = locate(root, c, &task) {
+        if let Err(e) = locate(c, &task) {
             return Some(e);
         }
     }

@@ -26,15 +26,10 @@ pub struct RunOptions {
 }
 
 /// The configured tokenizer, if any.
-pub fn load_tokenizer(
-    project: &Project,
-    c: &config::CaseConfig,
-) -> anyhow::Result<Option<Tokenizer>> {
+pub fn load_tokenizer(c: &config::CaseConfig) -> anyhow::Result<Option<Tokenizer>> {
     c.tokenizer
         .as_ref()
-        .map(|p| {
-            Tokenizer::from_file(&config::resolve(&project.root, p)).map_err(anyhow::Error::msg)
-        })
+        .map(|p| Tokenizer::from_file(p).map_err(anyhow::Error::msg))
         .transpose()
 }
 
@@ -44,8 +39,12 @@ pub(crate) fn load_prompts(
     tokenizer: Option<&Tokenizer>,
 ) -> Result<Vec<workload::Prompt>, String> {
     let c = &case.config;
-    let dir = config::resolve(&project.root, &c.prompts_dir);
-    workload::load_prompts(&project.root, &dir, &c.workload.prompts, tokenizer)
+    workload::load_prompts(
+        &project.root,
+        &c.prompts_dir,
+        &c.workload.prompts,
+        tokenizer,
+    )
 }
 
 /// Runs a case. `Err` means the case could not be measured at all (a target
@@ -114,7 +113,7 @@ fn prepare(project: &Project, case: &Case) -> anyhow::Result<Prepared> {
         );
     }
     let c = &case.config;
-    let tokenizer = load_tokenizer(project, c)?;
+    let tokenizer = load_tokenizer(c)?;
     let prompts = load_prompts(project, case, tokenizer.as_ref())
         .map_err(|e| anyhow::anyhow!("{}: {e}", case.name))?;
     let key = |name: &str| {
@@ -386,7 +385,6 @@ impl Scenarios<'_> {
             Ok(p) => {
                 let [candidate, baseline] = std::mem::take(&mut self.measured[i]);
                 Ok(conclude(
-                    self.project,
                     self.cases[i],
                     self.options,
                     candidate.expect("candidate measured"),
@@ -403,7 +401,6 @@ impl Scenarios<'_> {
 
 /// A case's report from both sides' measurements: the gate applied.
 fn conclude(
-    project: &Project,
     case: &Case,
     options: RunOptions,
     candidate: TargetReport,
@@ -426,7 +423,7 @@ fn conclude(
         },
         &gate::bootstrap::Options::default(),
     );
-    let roofline = roofline(project, c, &candidate.summary);
+    let roofline = roofline(c, &candidate.summary);
     let keep = |mut t: TargetReport| {
         if !options.keep_records {
             t.records = Vec::new();
@@ -495,18 +492,12 @@ fn target_report(
 }
 
 /// The decode roofline of the first GPU, when the weights' size is known.
-fn roofline(
-    project: &Project,
-    c: &config::CaseConfig,
-    candidate: &Summary,
-) -> Option<crate::gpu::Roofline> {
+fn roofline(c: &config::CaseConfig, candidate: &Summary) -> Option<crate::gpu::Roofline> {
     let probe = crate::gpu::probe();
     let device = probe.devices().first()?;
     let weights = match (c.model_weights_bytes, &c.model_dir) {
         (Some(bytes), _) => bytes,
-        (None, Some(dir)) => {
-            crate::gpu::safetensors_weight_bytes(&config::resolve(&project.root, dir)).ok()?
-        }
+        (None, Some(dir)) => crate::gpu::safetensors_weight_bytes(dir).ok()?,
         (None, None) => return None,
     };
     Some(crate::gpu::Roofline::new(
@@ -524,8 +515,7 @@ fn recorded_baseline(
     case: &Case,
     recorded: &RecordedBaseline,
 ) -> Result<TargetReport, config::ConfigError> {
-    let path = config::resolve(&project.root, &recorded.results);
-    read_recorded(&path, case, recorded.role).map_err(|message| {
+    read_recorded(&recorded.results, case, recorded.role).map_err(|message| {
         // The key is written in the case file or in servegate.toml.
         let key = ["baseline".to_string(), "results".to_string()];
         let (origin, line) = [case.file.clone(), project.project_file()]
@@ -598,7 +588,7 @@ pub fn check_case(project: &Project, case: &Case) -> Result<(), config::ConfigEr
         return Ok(());
     }
     let c = &case.config;
-    let tokenizer = load_tokenizer(project, c)
+    let tokenizer = load_tokenizer(c)
         .map_err(|e| located(project, case, &["tokenizer"], "tokenizer", format!("{e:#}")))?;
     load_prompts(project, case, tokenizer.as_ref()).map_err(|message| {
         located(

@@ -4,7 +4,7 @@
 //! Used by the `suite::…` trials, `servegate run` and `servegate eval`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, Limits};
@@ -41,16 +41,16 @@ pub struct Side {
 }
 
 /// Reads every task's records and builds its questions.
-pub fn prepare_tasks(root: &Path, c: &CaseConfig) -> Result<Vec<PreparedTask>, String> {
+pub fn prepare_tasks(c: &CaseConfig) -> Result<Vec<PreparedTask>, String> {
     c.tasks
         .iter()
         .map(|name| {
             let task = Task::resolve(name, &c.mc_tasks)?;
-            let source = locate(root, c, &task)?;
+            let source = locate(c, &task)?;
             let records = data::read_source(&source)?;
             let fewshot = match c.num_fewshot.unwrap_or(0) {
                 0 => Vec::new(),
-                _ => fewshot_records(root, c, &task)?,
+                _ => fewshot_records(c, &task)?,
             };
             let docs = task
                 .docs(&records, c.limit, c.num_fewshot.unwrap_or(0), &fewshot)
@@ -71,7 +71,6 @@ pub fn prepare_tasks(root: &Path, c: &CaseConfig) -> Result<Vec<PreparedTask>, S
 /// when the candidate is one; the Hugging Face cache entry for the model;
 /// else the candidate server's `/tokenize`.
 pub fn encoder(
-    root: &Path,
     c: &CaseConfig,
     candidate_is_sim: bool,
     model: &str,
@@ -79,8 +78,7 @@ pub fn encoder(
 ) -> Result<Encoder, String> {
     let add_bos = c.scoring.add_bos_token;
     if let Some(path) = &c.tokenizer {
-        let path = config::resolve(root, path);
-        return Ok(Encoder::local(Tokenizer::from_file(&path)?, &path, add_bos));
+        return Ok(Encoder::local(Tokenizer::from_file(path)?, path, add_bos));
     }
     if candidate_is_sim {
         return Ok(Encoder::Local {
@@ -482,7 +480,7 @@ async fn run_one(
 ) -> anyhow::Result<SuiteReport> {
     let fail = |e: String| anyhow::anyhow!("{}: {e}", case.name);
     let c = &case.config;
-    let tasks = prepare_tasks(&project.root, c).map_err(fail)?;
+    let tasks = prepare_tasks(c).map_err(fail)?;
     let env = TargetEnv::new(&project.root, &c.results_dir);
     let key = |name: &str| {
         let spec = c.targets[name].clone();
@@ -522,14 +520,8 @@ async fn run_one(
             log: t.log.clone(),
         };
         if encoder.is_none() {
-            let e = self::encoder(
-                &project.root,
-                c,
-                key.spec.sim.is_some(),
-                &side.model,
-                &side.client,
-            )
-            .map_err(|e| fail(format!("tokenizer: {e}")))?;
+            let e = self::encoder(c, key.spec.sim.is_some(), &side.model, &side.client)
+                .map_err(|e| fail(format!("tokenizer: {e}")))?;
             requests = Some(
                 build_requests(&inputs.tasks, &e, c.scoring.max_length)
                     .await
@@ -627,8 +619,7 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
             ));
         }
     }
-    let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-    let tasks = prepare_tasks(&cwd, &c)?;
+    let tasks = prepare_tasks(&c)?;
     let side = |url: &str, model: Option<&String>, name: &str| {
         let url = url.to_string();
         let model = model.cloned();
@@ -666,7 +657,7 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
         ),
         None => None,
     };
-    let encoder = encoder(&cwd, &c, false, &candidate.model, &candidate.client)?;
+    let encoder = encoder(&c, false, &candidate.model, &candidate.client)?;
     let inputs = SuiteInputs {
         name: "eval".into(),
         file: PathBuf::new(),
