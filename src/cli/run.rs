@@ -170,7 +170,9 @@ pub(super) fn run(
             keep_records: save_detailed,
             progress: true,
         },
-        &mut Fanout(vec![&mut console, &mut results_file, &mut summary_file]),
+        // The file first: a case shown on the terminal is already on disk
+        // when an interrupt follows.
+        &mut Fanout(vec![&mut results_file, &mut summary_file, &mut console]),
     );
     print_written(&mut results_file, &mut summary_file);
     print_totals(&results)
