@@ -319,7 +319,6 @@ pub fn run(
 
 /// The figures as a table.
 pub fn table(report: &GateCheckReport) -> String {
-    let pct = |x: f64| format!("{:.1}%", x * 100.0);
     let mut out = String::new();
     out.push_str(&format!(
         "gate-check: {} ({} trials each way, slowed candidate × {} = {} throughput, {:.0} s)\n",
@@ -329,6 +328,25 @@ pub fn table(report: &GateCheckReport) -> String {
         pct(1.0 / report.slowdown - 1.0),
         report.elapsed_s
     ));
+    out.push_str(&rates_table(report));
+    out.push('\n');
+    out.push_str(&per_gate_table(report));
+    out.push_str(&format!(
+        "\ntargets (< 1% false failures, > 95% detections): {}\n",
+        targets_text(report)
+    ));
+    out
+}
+
+/// A fraction as a percentage with one decimal.
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// How often each comparison failed, with the 95% bound that counts
+/// against its target: an upper bound on false failures, a lower bound on
+/// detections.
+fn rates_table(report: &GateCheckReport) -> String {
     let mut t = crate::report::console::table(&[
         "comparison",
         "trials",
@@ -358,8 +376,12 @@ pub fn table(report: &GateCheckReport) -> String {
         format!("> {}", pct(lower_bound_95(slowed.failed, slowed.trials))),
         slowed.failed_by_point.to_string(),
     ]);
-    out.push_str(&t.to_string());
-    out.push('\n');
+    t.to_string()
+}
+
+/// Each gate metric side by side in both comparisons: which gate fails or
+/// hesitates, and the ratios it saw.
+fn per_gate_table(report: &GateCheckReport) -> String {
     let mut t = crate::report::console::table(&[
         "gate",
         "limit",
@@ -370,33 +392,41 @@ pub fn table(report: &GateCheckReport) -> String {
         "slowed inconcl.",
         "slowed ratio (min–max)",
     ]);
+    let (same, slowed) = (&report.same, &report.slowed);
     for (metric, a) in &same.per_metric {
         let s = slowed.per_metric.get(metric).cloned().unwrap_or_default();
-        let range = |m: &MetricTally, n: u32| {
-            if n == 0 {
-                "n/a".to_string()
-            } else {
-                format!(
-                    "{:.3} ({:.3}–{:.3})",
-                    m.ratio_sum / n as f64,
-                    m.ratio_min,
-                    m.ratio_max
-                )
-            }
-        };
         t.add_row(vec![
             metric.clone(),
             report.limits.get(metric).cloned().unwrap_or_default(),
             a.failed.to_string(),
             a.inconclusive.to_string(),
-            range(a, same.trials),
+            ratio_range(a, same.trials),
             s.failed.to_string(),
             s.inconclusive.to_string(),
-            range(&s, slowed.trials),
+            ratio_range(&s, slowed.trials),
         ]);
     }
-    out.push_str(&t.to_string());
-    let shown = match report.targets() {
+    t.to_string()
+}
+
+/// The mean measured ratio over `trials`, and its smallest and largest.
+fn ratio_range(m: &MetricTally, trials: u32) -> String {
+    if trials == 0 {
+        "n/a".to_string()
+    } else {
+        format!(
+            "{:.3} ({:.3}–{:.3})",
+            m.ratio_sum / trials as f64,
+            m.ratio_min,
+            m.ratio_max
+        )
+    }
+}
+
+/// Whether the targets were shown met, and when the rates look fine but
+/// the bounds do not yet, how many trials it would take.
+fn targets_text(report: &GateCheckReport) -> String {
+    match report.targets() {
         TargetsShown::Met => "met (both 95% bounds within them)".to_string(),
         TargetsShown::TooFewTrials => format!(
             "not shown: the rates seen are within them, but the 95% bounds are not \
@@ -407,11 +437,7 @@ pub fn table(report: &GateCheckReport) -> String {
             trials_to_bound(MAX_FALSE_FAILURES)
         ),
         TargetsShown::NotMet => "NOT met".to_string(),
-    };
-    out.push_str(&format!(
-        "\ntargets (< 1% false failures, > 95% detections): {shown}\n"
-    ));
-    out
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 
 use std::fmt::Write;
 
-use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::ranged1d::SegmentedCoord;
+use plotters::coord::types::{RangedCoordf64, RangedCoordi32};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::console::{case_verdict, num, ratio_text, ratios};
@@ -22,6 +24,16 @@ use crate::metrics::Series;
 use crate::results::{CaseReport, TargetReport};
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
+type Area<'b> = DrawingArea<SVGBackend<'b>, Shift>;
+/// Value against value: a concurrency chart.
+type XyChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+/// A ratio against a row per case.
+type RatioChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, SegmentedCoord<RangedCoordi32>>>;
+/// A value against a slot per run.
+type HistoryChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<SegmentedCoord<RangedCoordi32>, RangedCoordf64>>;
 
 const CANDIDATE: RGBColor = RGBColor(31, 119, 180);
 const BASELINE: RGBColor = RGBColor(255, 127, 14);
@@ -50,10 +62,7 @@ fn verdict_color(v: Verdict) -> RGBColor {
 }
 
 /// Draws into an SVG string; a drawing error becomes a visible message.
-fn svg(
-    size: (u32, u32),
-    draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> DrawResult,
-) -> String {
+fn svg(size: (u32, u32), draw: impl FnOnce(&Area) -> DrawResult) -> String {
     let mut out = String::new();
     let result = {
         let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
@@ -101,6 +110,74 @@ fn padded(lo: f64, hi: f64) -> (f64, f64) {
     (lo - span * 0.08, hi + span * 0.08)
 }
 
+/// Smallest and largest of `values`; infinite bounds when there are none.
+fn extent(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    values
+        .into_iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        })
+}
+
+/// Each name once, in the order first seen (charts follow the results' order).
+fn first_seen<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in names {
+        if !out.contains(name) {
+            out.push(name.clone());
+        }
+    }
+    out
+}
+
+/// The title and margins every full-size chart shares; the caller sizes the
+/// label areas and builds the coordinates.
+fn chart_builder<'a, 'b>(
+    root: &'a Area<'b>,
+    title: &str,
+    x_label_area: u32,
+    y_label_area: u32,
+) -> ChartBuilder<'a, 'a, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, (FONT, 16))
+        .margin(10)
+        .x_label_area_size(x_label_area)
+        .y_label_area_size(y_label_area);
+    builder
+}
+
+/// The legend box, drawn the same in every chart that has one: see-through
+/// white with a grey border, so a line behind it still shows.
+fn draw_legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, CT>,
+    position: SeriesLabelPosition,
+    font_size: i32,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(GREY)
+        .label_font((FONT, font_size))
+        .draw()?;
+    Ok(())
+}
+
+/// A legend entry's sample: a short line `length` pixels long.
+fn legend_line(color: RGBColor, length: i32) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + length, y)], color.stroke_width(2))
+}
+
+/// Labels the centre of segment `i` with `names[i]` and every other tick
+/// with nothing, so each row or run is named once.
+fn segment_labels(names: Vec<String>) -> impl Fn(&SegmentValue<i32>) -> String {
+    move |v| match v {
+        SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
 /// One case's point in a ratio chart.
 struct RatioRow {
     case: String,
@@ -119,132 +196,161 @@ struct Group {
 /// One forest plot per gated ratio metric: a row per case, the measured
 /// ratio with its interval, the limit(s) and 1.0 marked.
 fn ratio_charts(cases: &[&CaseReport]) -> String {
-    let mut metrics: Vec<String> = Vec::new();
-    for c in cases {
-        // Only ratio limits compare with the baseline; an absolute limit
-        // (`error_rate = { max = 0.0 }`) has no ratio worth drawing.
-        for r in c.gate.iter().filter(|r| r.limit.contains("ratio")) {
-            if !metrics.contains(&r.metric) {
-                metrics.push(r.metric.clone());
-            }
-        }
-    }
     let mut out = String::new();
-    for metric in metrics {
-        let rows: Vec<RatioRow> = cases
-            .iter()
-            .filter_map(|c| {
-                let r = c.gate.iter().find(|r| r.metric == metric)?;
-                let limit = c
-                    .config
-                    .as_ref()
-                    .and_then(|cfg| cfg.gate.get(metric.as_str()).copied());
-                Some(RatioRow {
-                    case: short(&c.name),
-                    ratio: r.ratio,
-                    interval: r.interval,
-                    verdict: r.verdict,
-                    limit,
-                })
-            })
-            .filter(|r| r.ratio.is_finite())
-            .collect();
-        if rows.is_empty() {
-            continue;
+    for metric in ratio_metrics(cases) {
+        let rows = ratio_rows(cases, &metric);
+        // A metric no case measured has nothing to draw.
+        if !rows.is_empty() {
+            out.push_str(&ratio_chart(&metric, &rows));
         }
-        let limits: Vec<f64> = rows
-            .iter()
-            .filter_map(|r| r.limit)
-            .flat_map(|l| [l.min_ratio, l.max_ratio])
-            .flatten()
-            .collect();
-        let values = rows
-            .iter()
-            .flat_map(|row| {
-                let r = row.ratio;
-                let (lo, hi) = row.interval.map(|i| (i.lo, i.hi)).unwrap_or((r, r));
-                [r, lo, hi]
-            })
-            .chain(limits.iter().copied())
-            .chain([1.0])
-            .filter(|v| v.is_finite());
-        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
-        let (x0, x1) = padded(lo, hi);
-        let n = rows.len() as i32;
-        let height = 110 + 26 * rows.len() as u32;
-        let level = rows
-            .iter()
-            .find_map(|r| r.interval.map(|i| i.level))
-            .unwrap_or(crate::gate::DEFAULT_LEVEL);
-        let title = format!(
-            "{metric}: candidate / baseline, {:.0}% interval",
-            level * 100.0
-        );
-        let chart = svg((640, height), |root| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(&title, (FONT, 16))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(190)
-                .build_cartesian_2d(x0..x1, (0..n).into_segmented())?;
-            // The first case on top.
-            let names: Vec<String> = rows.iter().rev().map(|r| r.case.clone()).collect();
-            let label = move |v: &SegmentValue<i32>| match v {
-                SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
-                _ => String::new(),
-            };
-            chart
-                .configure_mesh()
-                .y_labels(rows.len())
-                .y_label_formatter(&label)
-                .x_label_formatter(&|x| format!("{x:.3}"))
-                .label_style((FONT, 11))
-                .axis_desc_style((FONT, 12))
-                .x_desc("ratio")
-                .disable_y_mesh()
-                .draw()?;
-            let top = SegmentValue::Last;
-            let bottom = SegmentValue::Exact(0);
-            chart.draw_series(DashedLineSeries::new(
-                [(1.0, bottom.clone()), (1.0, top.clone())],
-                4,
-                4,
-                GREY.stroke_width(1),
-            ))?;
-            for l in &limits {
-                chart.draw_series(LineSeries::new(
-                    [(*l, bottom.clone()), (*l, top.clone())],
-                    FAIL.stroke_width(2),
-                ))?;
-            }
-            for (i, row) in rows.iter().enumerate() {
-                let color = verdict_color(row.verdict);
-                let y = SegmentValue::CenterOf(n - 1 - i as i32);
-                let ratio = row.ratio;
-                if let Some(iv) = row.interval {
-                    chart.draw_series(std::iter::once(ErrorBar::new_horizontal(
-                        y.clone(),
-                        iv.lo,
-                        ratio,
-                        iv.hi,
-                        color.stroke_width(2),
-                        8,
-                    )))?;
-                }
-                chart.draw_series(std::iter::once(Circle::new((ratio, y), 5, color.filled())))?;
-            }
-            Ok(())
-        });
-        out.push_str(&figure(
-            "ratio",
-            &format!("ratio-{metric}"),
-            &format!("{metric}: dot = measured ratio (green pass, red fail, amber inconclusive), bar = interval, red line = limit, dashed = 1.0"),
-            chart,
-        ));
     }
     out
+}
+
+/// The metrics some case gates on a ratio.
+fn ratio_metrics(cases: &[&CaseReport]) -> Vec<String> {
+    // Only ratio limits compare with the baseline; an absolute limit
+    // (`error_rate = { max = 0.0 }`) has no ratio worth drawing.
+    first_seen(cases.iter().flat_map(|c| {
+        c.gate
+            .iter()
+            .filter(|r| r.limit.contains("ratio"))
+            .map(|r| &r.metric)
+    }))
+}
+
+/// Each case's measured ratio of `metric`, with the limit its gate sets.
+fn ratio_rows(cases: &[&CaseReport], metric: &str) -> Vec<RatioRow> {
+    cases
+        .iter()
+        .filter_map(|c| {
+            let r = c.gate.iter().find(|r| r.metric == metric)?;
+            let limit = c
+                .config
+                .as_ref()
+                .and_then(|cfg| cfg.gate.get(metric).copied());
+            Some(RatioRow {
+                case: short(&c.name),
+                ratio: r.ratio,
+                interval: r.interval,
+                verdict: r.verdict,
+                limit,
+            })
+        })
+        .filter(|r| r.ratio.is_finite())
+        .collect()
+}
+
+/// The forest plot of one metric.
+fn ratio_chart(metric: &str, rows: &[RatioRow]) -> String {
+    let limits: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| r.limit)
+        .flat_map(|l| [l.min_ratio, l.max_ratio])
+        .flatten()
+        .collect();
+    let x_range = ratio_axis(rows, &limits);
+    let height = 110 + 26 * rows.len() as u32;
+    let level = rows
+        .iter()
+        .find_map(|r| r.interval.map(|i| i.level))
+        .unwrap_or(crate::gate::DEFAULT_LEVEL);
+    let title = format!(
+        "{metric}: candidate / baseline, {:.0}% interval",
+        level * 100.0
+    );
+    let chart = svg((640, height), |root| {
+        draw_ratio_chart(root, &title, x_range, rows, &limits)
+    });
+    figure(
+        "ratio",
+        &format!("ratio-{metric}"),
+        &format!("{metric}: dot = measured ratio (green pass, red fail, amber inconclusive), bar = interval, red line = limit, dashed = 1.0"),
+        chart,
+    )
+}
+
+/// The ratio axis: every ratio, interval end and limit, and 1.0, in view.
+fn ratio_axis(rows: &[RatioRow], limits: &[f64]) -> (f64, f64) {
+    let values = rows
+        .iter()
+        .flat_map(|row| {
+            let r = row.ratio;
+            let (lo, hi) = row.interval.map(|i| (i.lo, i.hi)).unwrap_or((r, r));
+            [r, lo, hi]
+        })
+        .chain(limits.iter().copied())
+        .chain([1.0])
+        .filter(|v| v.is_finite());
+    let (lo, hi) = extent(values);
+    padded(lo, hi)
+}
+
+fn draw_ratio_chart(
+    root: &Area,
+    title: &str,
+    (x0, x1): (f64, f64),
+    rows: &[RatioRow],
+    limits: &[f64],
+) -> DrawResult {
+    let n = rows.len() as i32;
+    let mut chart =
+        chart_builder(root, title, 30, 190).build_cartesian_2d(x0..x1, (0..n).into_segmented())?;
+    // The first case on top.
+    let label = segment_labels(rows.iter().rev().map(|r| r.case.clone()).collect());
+    chart
+        .configure_mesh()
+        .y_labels(rows.len())
+        .y_label_formatter(&label)
+        .x_label_formatter(&|x| format!("{x:.3}"))
+        .label_style((FONT, 11))
+        .axis_desc_style((FONT, 12))
+        .x_desc("ratio")
+        .disable_y_mesh()
+        .draw()?;
+    draw_ratio_marks(&mut chart, limits)?;
+    for (i, row) in rows.iter().enumerate() {
+        draw_ratio_row(&mut chart, SegmentValue::CenterOf(n - 1 - i as i32), row)?;
+    }
+    Ok(())
+}
+
+/// The vertical lines across all rows: 1.0 (no change) dashed, each limit red.
+fn draw_ratio_marks(chart: &mut RatioChart, limits: &[f64]) -> DrawResult {
+    let top = SegmentValue::Last;
+    let bottom = SegmentValue::Exact(0);
+    chart.draw_series(DashedLineSeries::new(
+        [(1.0, bottom.clone()), (1.0, top.clone())],
+        4,
+        4,
+        GREY.stroke_width(1),
+    ))?;
+    for l in limits {
+        chart.draw_series(LineSeries::new(
+            [(*l, bottom.clone()), (*l, top.clone())],
+            FAIL.stroke_width(2),
+        ))?;
+    }
+    Ok(())
+}
+
+/// One case's row: its interval as a bar, its ratio as a dot, in the
+/// colour of its verdict.
+fn draw_ratio_row(chart: &mut RatioChart, y: SegmentValue<i32>, row: &RatioRow) -> DrawResult {
+    let color = verdict_color(row.verdict);
+    let ratio = row.ratio;
+    if let Some(iv) = row.interval {
+        chart.draw_series(std::iter::once(ErrorBar::new_horizontal(
+            y.clone(),
+            iv.lo,
+            ratio,
+            iv.hi,
+            color.stroke_width(2),
+            8,
+        )))?;
+    }
+    chart.draw_series(std::iter::once(Circle::new((ratio, y), 5, color.filled())))?;
+    Ok(())
 }
 
 /// The workload minus concurrency, as a series label: `short, 64 tokens`.
@@ -265,6 +371,37 @@ fn concurrency_chart(
     y_desc: &str,
     pick: impl Fn(&TargetReport) -> f64,
 ) -> String {
+    let groups = concurrency_groups(cases, pick);
+    let finite: Vec<f64> = groups
+        .iter()
+        .flat_map(|g| g.points.iter().flat_map(|p| [p.1, p.2]))
+        .filter(|v| v.is_finite())
+        .collect();
+    // Nothing measured draws nothing (the gate section says why).
+    if finite.is_empty() {
+        return String::new();
+    }
+    let (ymin, ymax) = extent(finite);
+    let (_, y1) = padded(ymin.min(0.0), ymax);
+    let cmax = groups
+        .iter()
+        .flat_map(|g| g.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let title = format!("{metric} vs concurrency");
+    let chart = svg((640, 360), |root| {
+        draw_concurrency_chart(root, &title, y_desc, &groups, (cmax * 1.1 + 0.5, y1))
+    });
+    figure(
+        "concurrency",
+        &format!("concurrency-{metric}"),
+        &format!("{metric} against concurrency: solid = candidate, dashed = baseline, one colour per prompt set and output length"),
+        chart,
+    )
+}
+
+/// The cases' (concurrency, candidate, baseline) points, one group per
+/// workload in the order first seen, each by rising concurrency.
+fn concurrency_groups(cases: &[&CaseReport], pick: impl Fn(&TargetReport) -> f64) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     for c in cases {
         let key = group_key(c);
@@ -284,90 +421,67 @@ fn concurrency_chart(
     for g in &mut groups {
         g.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
-    let title = format!("{metric} vs concurrency");
-    let id = format!("concurrency-{metric}");
-    let caption = format!("{metric} against concurrency: solid = candidate, dashed = baseline, one colour per prompt set and output length");
-    let finite: Vec<f64> = groups
-        .iter()
-        .flat_map(|g| g.points.iter().flat_map(|p| [p.1, p.2]))
-        .filter(|v| v.is_finite())
-        .collect();
-    // Nothing measured draws nothing (the gate section says why).
-    if finite.is_empty() {
-        return String::new();
+    groups
+}
+
+fn draw_concurrency_chart(
+    root: &Area,
+    title: &str,
+    y_desc: &str,
+    groups: &[Group],
+    (x1, y1): (f64, f64),
+) -> DrawResult {
+    let mut chart = chart_builder(root, title, 35, 60).build_cartesian_2d(0.0..x1, 0.0..y1)?;
+    chart
+        .configure_mesh()
+        .x_desc("concurrency")
+        .y_desc(y_desc)
+        .label_style((FONT, 11))
+        .axis_desc_style((FONT, 12))
+        // Concurrency is a whole number: label whole ticks only.
+        .x_label_formatter(&|x| {
+            if (x - x.round()).abs() < 1e-9 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        })
+        .draw()?;
+    for (k, group) in groups.iter().enumerate() {
+        draw_group(&mut chart, PALETTE[k % PALETTE.len()], group)?;
     }
-    let (ymin, ymax) = finite
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
-    let (_, y1) = padded(ymin.min(0.0), ymax);
-    let cmax = groups
-        .iter()
-        .flat_map(|g| g.points.iter().map(|p| p.0))
-        .fold(1.0, f64::max);
-    let chart = svg((640, 360), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(&title, (FONT, 16))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0.0..cmax * 1.1 + 0.5, 0.0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc("concurrency")
-            .y_desc(y_desc)
-            .label_style((FONT, 11))
-            .axis_desc_style((FONT, 12))
-            // Concurrency is a whole number: label whole ticks only.
-            .x_label_formatter(&|x| {
-                if (x - x.round()).abs() < 1e-9 {
-                    format!("{x:.0}")
-                } else {
-                    String::new()
-                }
-            })
-            .draw()?;
-        for (k, Group { key, points }) in groups.iter().enumerate() {
-            let color = PALETTE[k % PALETTE.len()];
-            let cand: Vec<(f64, f64)> = points
-                .iter()
-                .map(|p| (p.0, p.1))
-                .filter(|p| p.1.is_finite())
-                .collect();
-            let base: Vec<(f64, f64)> = points
-                .iter()
-                .map(|p| (p.0, p.2))
-                .filter(|p| p.1.is_finite())
-                .collect();
-            chart
-                .draw_series(LineSeries::new(cand.clone(), color.stroke_width(2)))?
-                .label(key.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-            chart.draw_series(cand.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
-            chart.draw_series(DashedLineSeries::new(
-                base.clone(),
-                5,
-                4,
-                color.stroke_width(1),
-            ))?;
-            chart.draw_series(
-                base.iter()
-                    .map(|&p| Circle::new(p, 3, color.stroke_width(1))),
-            )?;
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(GREY)
-            .label_font((FONT, 12))
-            .draw()?;
-        Ok(())
-    });
-    figure("concurrency", &id, &caption, chart)
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 12)
+}
+
+/// One workload: candidate as a solid line with dots (named in the legend),
+/// baseline as a dashed line with rings; unmeasured points are left out.
+fn draw_group(chart: &mut XyChart, color: RGBColor, group: &Group) -> DrawResult {
+    let finite = |value: fn(&(f64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+        group
+            .points
+            .iter()
+            .map(|p| (p.0, value(p)))
+            .filter(|p| p.1.is_finite())
+            .collect()
+    };
+    let cand = finite(|p| p.1);
+    let base = finite(|p| p.2);
+    chart
+        .draw_series(LineSeries::new(cand.clone(), color.stroke_width(2)))?
+        .label(group.key.clone())
+        .legend(legend_line(color, 20));
+    chart.draw_series(cand.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+    chart.draw_series(DashedLineSeries::new(
+        base.clone(),
+        5,
+        4,
+        color.stroke_width(1),
+    ))?;
+    chart.draw_series(
+        base.iter()
+            .map(|&p| Circle::new(p, 3, color.stroke_width(1))),
+    )?;
+    Ok(())
 }
 
 /// Empirical CDF points of a series from records, else from the summary's
@@ -420,12 +534,7 @@ fn steps(points: &[(f64, f64)], exact: bool) -> Vec<(f64, f64)> {
 }
 
 /// One CDF panel: candidate and baseline of one series.
-fn cdf_panel(
-    area: &DrawingArea<SVGBackend, plotters::coord::Shift>,
-    case: &CaseReport,
-    series: Series,
-    label: &str,
-) -> DrawResult {
+fn cdf_panel(area: &Area, case: &CaseReport, series: Series, label: &str) -> DrawResult {
     let (cand, exact_c) = cdf_points(&case.candidate, series);
     let (base, exact_b) = cdf_points(&case.baseline, series);
     let xs: Vec<f64> = cand
@@ -438,11 +547,7 @@ fn cdf_panel(
         area.titled(&format!("{label}: no successful request"), (FONT, 13))?;
         return Ok(());
     }
-    let (lo, hi) = xs
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-            (a.min(v), b.max(v))
-        });
+    let (lo, hi) = extent(xs);
     let (x0, x1) = padded(lo, hi);
     let mut chart = ChartBuilder::on(area)
         .caption(format!("{label} CDF"), (FONT, 13))
@@ -465,22 +570,15 @@ fn cdf_panel(
             CANDIDATE.stroke_width(2),
         ))?
         .label("candidate")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], CANDIDATE.stroke_width(2)));
+        .legend(legend_line(CANDIDATE, 16));
     chart
         .draw_series(LineSeries::new(
             steps(&base, exact_b),
             BASELINE.stroke_width(2),
         ))?
         .label("baseline")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BASELINE.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(GREY)
-        .label_font((FONT, 11))
-        .draw()?;
-    Ok(())
+        .legend(legend_line(BASELINE, 16));
+    draw_legend(&mut chart, SeriesLabelPosition::LowerRight, 11)
 }
 
 /// TTFT and E2E latency CDFs of one case, candidate against baseline.
@@ -534,11 +632,7 @@ pub fn quality_chart(scores: &[TaskScore]) -> String {
         .map(|s| format!("{} {}", s.task, s.metric))
         .collect();
     let chart = svg((640, 360), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, (FONT, 16))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
+        let mut chart = chart_builder(root, title, 40, 50)
             .build_cartesian_2d(0.0..n as f64, 0.0..ymax * 1.15)?;
         chart
             .configure_mesh()
@@ -587,104 +681,104 @@ pub fn quality_chart(scores: &[TaskScore]) -> String {
 fn history_charts(runs: &[RunResults]) -> String {
     let trends = history::trends(runs);
     let labels: Vec<String> = runs.iter().enumerate().map(|(i, r)| r.label(i)).collect();
-    let mut metrics: Vec<String> = Vec::new();
-    for t in &trends {
-        if !metrics.contains(&t.metric) {
-            metrics.push(t.metric.clone());
-        }
-    }
     let mut out = String::new();
-    for metric in metrics {
+    for metric in first_seen(trends.iter().map(|t| &t.metric)) {
         let lines: Vec<&history::Trend> = trends.iter().filter(|t| t.metric == metric).collect();
-        let values: Vec<f64> = lines
-            .iter()
-            .flat_map(|t| t.values.iter().flatten().copied())
-            .filter(|v| v.is_finite())
-            .collect();
-        if values.is_empty() {
-            continue;
-        }
-        let (lo, hi) = values
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
-                (a.min(v), b.max(v))
-            });
-        let (y0, y1) = padded(lo, hi);
-        let unit = lines.first().map(|t| t.unit.clone()).unwrap_or_default();
-        let title = format!("history: {metric}");
-        let n = runs.len() as i32;
-        // Empty slots on the right leave room for the legend.
-        let slots = n + (n * 3 / 5).max(1);
-        // Dates fit under a few runs; more runs are numbered.
-        let names: Vec<String> = if n <= 4 {
-            labels.clone()
-        } else {
-            (1..=n).map(|i| format!("#{i}")).collect()
-        };
-        let chart = svg((640, 340), |root| {
-            let mut chart = ChartBuilder::on(root)
-                .caption(&title, (FONT, 16))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(60)
-                .build_cartesian_2d((0..slots).into_segmented(), y0..y1)?;
-            let label = move |v: &SegmentValue<i32>| match v {
-                SegmentValue::CenterOf(i) => names.get(*i as usize).cloned().unwrap_or_default(),
-                _ => String::new(),
-            };
-            chart
-                .configure_mesh()
-                .x_labels(slots as usize)
-                .x_label_formatter(&label)
-                .disable_x_mesh()
-                .y_desc(unit.clone())
-                .label_style((FONT, 11))
-                .axis_desc_style((FONT, 12))
-                .draw()?;
-            for (k, t) in lines.iter().enumerate() {
-                let color = PALETTE[k % PALETTE.len()];
-                let points: Vec<(SegmentValue<i32>, f64)> = t
-                    .values
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, v)| {
-                        v.filter(|v| v.is_finite())
-                            .map(|v| (SegmentValue::CenterOf(i as i32), v))
-                    })
-                    .collect();
-                chart
-                    .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
-                    .label(short(&t.case))
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                    });
-                chart.draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 3, color.filled())),
-                )?;
-            }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(GREY)
-                .label_font((FONT, 11))
-                .draw()?;
-            Ok(())
-        });
-        out.push_str(&figure(
-            "history",
-            &format!("history-{metric}"),
-            &format!(
-                "{metric} in each run, oldest first ({} to {}), one line per case",
-                labels.first().cloned().unwrap_or_default(),
-                labels.last().cloned().unwrap_or_default()
-            ),
-            chart,
-        ));
+        out.push_str(&history_chart(&metric, &lines, &labels));
     }
     out
+}
+
+/// One metric across the runs (`labels`, one per run); nothing when no run
+/// measured it.
+fn history_chart(metric: &str, lines: &[&history::Trend], labels: &[String]) -> String {
+    let values: Vec<f64> = lines
+        .iter()
+        .flat_map(|t| t.values.iter().flatten().copied())
+        .filter(|v| v.is_finite())
+        .collect();
+    if values.is_empty() {
+        return String::new();
+    }
+    let (lo, hi) = extent(values);
+    let y_range = padded(lo, hi);
+    let unit = lines.first().map(|t| t.unit.clone()).unwrap_or_default();
+    let title = format!("history: {metric}");
+    let chart = svg((640, 340), |root| {
+        draw_history_chart(root, &title, &unit, lines, labels, y_range)
+    });
+    figure(
+        "history",
+        &format!("history-{metric}"),
+        &format!(
+            "{metric} in each run, oldest first ({} to {}), one line per case",
+            labels.first().cloned().unwrap_or_default(),
+            labels.last().cloned().unwrap_or_default()
+        ),
+        chart,
+    )
+}
+
+/// The runs' names along the axis: dates fit under a few runs; more runs
+/// are numbered.
+fn run_names(labels: &[String]) -> Vec<String> {
+    if labels.len() <= 4 {
+        labels.to_vec()
+    } else {
+        (1..=labels.len()).map(|i| format!("#{i}")).collect()
+    }
+}
+
+fn draw_history_chart(
+    root: &Area,
+    title: &str,
+    unit: &str,
+    lines: &[&history::Trend],
+    labels: &[String],
+    (y0, y1): (f64, f64),
+) -> DrawResult {
+    let n = labels.len() as i32;
+    // Empty slots on the right leave room for the legend.
+    let slots = n + (n * 3 / 5).max(1);
+    let mut chart = chart_builder(root, title, 35, 60)
+        .build_cartesian_2d((0..slots).into_segmented(), y0..y1)?;
+    let label = segment_labels(run_names(labels));
+    chart
+        .configure_mesh()
+        .x_labels(slots as usize)
+        .x_label_formatter(&label)
+        .disable_x_mesh()
+        .y_desc(unit)
+        .label_style((FONT, 11))
+        .axis_desc_style((FONT, 12))
+        .draw()?;
+    for (k, t) in lines.iter().enumerate() {
+        draw_trend(&mut chart, PALETTE[k % PALETTE.len()], t)?;
+    }
+    draw_legend(&mut chart, SeriesLabelPosition::UpperRight, 11)
+}
+
+/// One case's line through the runs that measured it, a dot per run.
+fn draw_trend(chart: &mut HistoryChart, color: RGBColor, t: &history::Trend) -> DrawResult {
+    let points: Vec<(SegmentValue<i32>, f64)> = t
+        .values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| {
+            v.filter(|v| v.is_finite())
+                .map(|v| (SegmentValue::CenterOf(i as i32), v))
+        })
+        .collect();
+    chart
+        .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+        .label(short(&t.case))
+        .legend(legend_line(color, 16));
+    chart.draw_series(
+        points
+            .into_iter()
+            .map(|p| Circle::new(p, 3, color.filled())),
+    )?;
+    Ok(())
 }
 
 /// A suite's verdict table and the items that flipped.
@@ -818,6 +912,47 @@ pub fn render(runs: &[RunResults]) -> String {
         html.push_str("<p>No results.</p></body></html>\n");
         return html;
     };
+    html.push_str(&run_header(runs, latest));
+    let cases: Vec<&CaseReport> = latest.cases.iter().collect();
+
+    // Each section is written only when it has something to show: a run of
+    // suites alone has no performance section, one of scenarios no quality one.
+    html.push_str(&cases_table_html(&cases));
+    html.push_str(&not_run_html(latest));
+    charts_section(
+        &mut html,
+        "ratios",
+        "Ratios with their intervals",
+        &ratio_charts(&cases),
+    );
+    charts_section(
+        &mut html,
+        "concurrency",
+        "Throughput and TTFT against concurrency",
+        &concurrency_charts(&cases),
+    );
+    if !latest.suites.is_empty() || !latest.quality.is_empty() {
+        quality_section(&mut html, latest);
+    }
+    if runs.len() > 1 {
+        charts_section(&mut html, "history", "History", &history_charts(runs));
+    }
+    let cdfs: String = cases.iter().map(|c| cdf_chart(c)).collect();
+    charts_section(&mut html, "cdf", "Latency distributions", &cdfs);
+    if !cases.is_empty() {
+        html.push_str("<h2 id=\"gates\">Gates</h2>\n");
+    }
+    for c in &cases {
+        html.push_str(&case_gates_html(c));
+    }
+    html.push_str("</body></html>\n");
+    html
+}
+
+/// The latest run's outcome as a banner, with its environment and how
+/// many runs the page covers.
+fn run_header(runs: &[RunResults], latest: &RunResults) -> String {
+    let mut html = String::new();
     let (passed, failed, inconclusive, errors) = latest.counts();
     let _ = writeln!(
         html,
@@ -842,29 +977,38 @@ pub fn render(runs: &[RunResults]) -> String {
     if runs.len() > 1 {
         let _ = writeln!(html, "<p class=\"env\">{} runs; details below are of the latest, the history section covers all.</p>", runs.len());
     }
-    let cases: Vec<&CaseReport> = latest.cases.iter().collect();
+    html
+}
 
-    // Each section is written only when it has something to show: a run of
-    // suites alone has no performance section, one of scenarios no quality one.
-    if !cases.is_empty() {
-        html.push_str("<h2 id=\"summary\">Cases</h2>\n<table><thead><tr><th>case</th><th>TTFT</th><th>Thr/req</th><th>ThrTot</th><th>Latency</th><th>verdict</th></tr></thead><tbody>\n");
-        for c in &cases {
-            let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
-            let _ = writeln!(
-                html,
-                "<tr><td><a href=\"#case-{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&crate::files::file_stem(&c.name)),
-                esc(&c.name),
-                ratio_text(ttft),
-                ratio_text(per_req),
-                ratio_text(total),
-                ratio_text(latency),
-                verdict_html(case_verdict(&c.gate))
-            );
-        }
-        html.push_str("</tbody></table>\n<p class=\"env\">Ratios are candidate / baseline: TTFT p50, mean per-request throughput, total throughput, E2E latency p50.</p>\n");
+/// A row of headline ratios per case, linked to its gate table; nothing
+/// without cases.
+fn cases_table_html(cases: &[&CaseReport]) -> String {
+    if cases.is_empty() {
+        return String::new();
     }
-    for e in &latest.errors {
+    let mut html = String::from("<h2 id=\"summary\">Cases</h2>\n<table><thead><tr><th>case</th><th>TTFT</th><th>Thr/req</th><th>ThrTot</th><th>Latency</th><th>verdict</th></tr></thead><tbody>\n");
+    for c in cases {
+        let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
+        let _ = writeln!(
+            html,
+            "<tr><td><a href=\"#case-{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&crate::files::file_stem(&c.name)),
+            esc(&c.name),
+            ratio_text(ttft),
+            ratio_text(per_req),
+            ratio_text(total),
+            ratio_text(latency),
+            verdict_html(case_verdict(&c.gate))
+        );
+    }
+    html.push_str("</tbody></table>\n<p class=\"env\">Ratios are candidate / baseline: TTFT p50, mean per-request throughput, total throughput, E2E latency p50.</p>\n");
+    html
+}
+
+/// A line per case that could not run or was ignored, with why.
+fn not_run_html(run: &RunResults) -> String {
+    let mut html = String::new();
+    for e in &run.errors {
         let _ = writeln!(
             html,
             "<p class=\"fail\">{}: {}</p>",
@@ -872,7 +1016,7 @@ pub fn render(runs: &[RunResults]) -> String {
             esc(&e.error)
         );
     }
-    for i in &latest.ignored {
+    for i in &run.ignored {
         let _ = writeln!(
             html,
             "<p class=\"env\">{}: ignored ({})</p>",
@@ -880,74 +1024,58 @@ pub fn render(runs: &[RunResults]) -> String {
             esc(&i.reason)
         );
     }
+    html
+}
 
-    charts_section(
-        &mut html,
-        "ratios",
-        "Ratios with their intervals",
-        &ratio_charts(&cases),
-    );
-    let concurrency = concurrency_chart(&cases, "throughput_total", "output tok/s", |t| {
+/// Total throughput and TTFT p50 against concurrency.
+fn concurrency_charts(cases: &[&CaseReport]) -> String {
+    concurrency_chart(cases, "throughput_total", "output tok/s", |t| {
         t.summary.throughput_total
-    }) + &concurrency_chart(&cases, "ttft_p50", "TTFT p50 (ms)", |t| {
+    }) + &concurrency_chart(cases, "ttft_p50", "TTFT p50 (ms)", |t| {
         t.summary.metric(crate::metrics::MetricName::Dist(
             Series::Ttft,
             crate::stats::Stat::P50,
         ))
-    });
-    charts_section(
-        &mut html,
-        "concurrency",
-        "Throughput and TTFT against concurrency",
-        &concurrency,
+    })
+}
+
+/// The quality chart and each suite's table.
+fn quality_section(html: &mut String, run: &RunResults) {
+    charts_section(html, "quality", "Quality", &quality_chart(&run.quality));
+    for suite in &run.suites {
+        html.push_str(&suite_html(suite));
+    }
+}
+
+/// One case's gate: its verdict, description, table, what was not
+/// measured, and the requests that failed.
+fn case_gates_html(c: &CaseReport) -> String {
+    let mut html = String::new();
+    let _ = writeln!(
+        html,
+        "<h3 id=\"case-{}\">{} — {}</h3>",
+        esc(&crate::files::file_stem(&c.name)),
+        esc(&c.name),
+        verdict_html(case_verdict(&c.gate))
     );
-    if !latest.suites.is_empty() || !latest.quality.is_empty() {
-        charts_section(
-            &mut html,
-            "quality",
-            "Quality",
-            &quality_chart(&latest.quality),
-        );
-        for suite in &latest.suites {
-            html.push_str(&suite_html(suite));
+    if let Some(d) = &c.description {
+        let _ = writeln!(html, "<p>{}</p>", esc(d));
+    }
+    html.push_str(&gate_table_html(c));
+    if let Some(note) = super::console::unmeasured_note(&c.gate) {
+        for line in note.lines() {
+            let _ = writeln!(
+                html,
+                "<p class=\"unmeasured\"><strong>{}</strong></p>",
+                esc(line)
+            );
         }
     }
-    if runs.len() > 1 {
-        charts_section(&mut html, "history", "History", &history_charts(runs));
-    }
-    let cdfs: String = cases.iter().map(|c| cdf_chart(c)).collect();
-    charts_section(&mut html, "cdf", "Latency distributions", &cdfs);
-    if !cases.is_empty() {
-        html.push_str("<h2 id=\"gates\">Gates</h2>\n");
-    }
-    for c in &cases {
-        let _ = writeln!(
-            html,
-            "<h3 id=\"case-{}\">{} — {}</h3>",
-            esc(&crate::files::file_stem(&c.name)),
-            esc(&c.name),
-            verdict_html(case_verdict(&c.gate))
-        );
-        if let Some(d) = &c.description {
-            let _ = writeln!(html, "<p>{}</p>", esc(d));
-        }
-        html.push_str(&gate_table_html(c));
-        if let Some(note) = super::console::unmeasured_note(&c.gate) {
-            for line in note.lines() {
-                let _ = writeln!(
-                    html,
-                    "<p class=\"unmeasured\"><strong>{}</strong></p>",
-                    esc(line)
-                );
-            }
-        }
-        for (role, t) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
-            if let Some(lines) = super::console::error_lines(role, t) {
-                let _ = writeln!(html, "<pre class=\"errors\">{}</pre>", esc(&lines));
-            }
+    for (role, t) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
+        if let Some(lines) = super::console::error_lines(role, t) {
+            let _ = writeln!(html, "<pre class=\"errors\">{}</pre>", esc(&lines));
         }
     }
-    html.push_str("</body></html>\n");
     html
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::console::{case_verdict, message_lines, num, ratio_text, ratios, unmeasured_note};
 use super::RunResults;
 use crate::gate::{GateRow, Verdict};
+use crate::results::{CaseReport, TargetReport};
 
 /// Escapes text for a table cell.
 fn cell(text: &str) -> String {
@@ -55,6 +56,32 @@ fn gate_rows_md(out: &mut String, rows: &[GateRow]) {
 /// The summary of one run.
 pub fn run_summary(results: &RunResults) -> String {
     let mut out = String::new();
+    headline(&mut out, results);
+    if !results.cases.is_empty() {
+        ratio_table(&mut out, &results.cases);
+    }
+    for c in &results.cases {
+        case_details(&mut out, c);
+    }
+    if !results.suites.is_empty() {
+        out.push_str("### Quality\n");
+        for s in &results.suites {
+            out.push_str(&super::quality::markdown(s));
+        }
+        out.push('\n');
+    }
+    let ignored = results.ignored.iter().map(|i| (&i.name, &i.reason));
+    list_section(&mut out, "Ignored", ignored);
+    let not_run = results.errors.iter().map(|e| (&e.name, &e.error));
+    list_section(&mut out, "Could not run", not_run);
+    if let Some(env) = &results.environment {
+        let _ = writeln!(out, "<sub>{}</sub>", html_escape(&env.one_line()));
+    }
+    out
+}
+
+/// The verdict as a heading, the counts, and a warning when the run was cut short.
+fn headline(out: &mut String, results: &RunResults) {
     let (passed, failed, inconclusive, errors) = results.counts();
     let _ = writeln!(
         out,
@@ -81,97 +108,98 @@ pub fn run_summary(results: &RunResults) -> String {
             "⚠️ **Incomplete run**: it was interrupted; only the cases below finished.\n\n",
         );
     }
-    if !results.cases.is_empty() {
-        out.push_str("Candidate / baseline ratios (TTFT and latency: lower is better; throughput: higher is better).\n\n");
-        out.push_str("| case | TTFT | Thr/req | ThrTot | Latency | verdict |\n");
-        out.push_str("|---|--:|--:|--:|--:|---|\n");
-        for c in &results.cases {
-            let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} | {} | {} |",
-                cell(&c.name),
-                ratio_text(ttft),
-                ratio_text(per_req),
-                ratio_text(total),
-                ratio_text(latency),
-                verdict_md(case_verdict(&c.gate))
-            );
-        }
-        out.push('\n');
-    }
-    // Failed and inconclusive cases are shown open; the rest folded.
-    for c in &results.cases {
-        let verdict = case_verdict(&c.gate);
-        let open = if verdict == Verdict::Pass {
-            ""
-        } else {
-            " open"
-        };
+}
+
+/// A row of headline ratios and the verdict per case.
+fn ratio_table(out: &mut String, cases: &[CaseReport]) {
+    out.push_str("Candidate / baseline ratios (TTFT and latency: lower is better; throughput: higher is better).\n\n");
+    out.push_str("| case | TTFT | Thr/req | ThrTot | Latency | verdict |\n");
+    out.push_str("|---|--:|--:|--:|--:|---|\n");
+    for c in cases {
+        let [ttft, per_req, total, latency] = ratios(&c.candidate.summary, &c.baseline.summary);
         let _ = writeln!(
             out,
-            "<details{open}><summary><code>{}</code> — {}</summary>\n",
-            html_escape(&c.name),
-            verdict_md(verdict)
+            "| `{}` | {} | {} | {} | {} | {} |",
+            cell(&c.name),
+            ratio_text(ttft),
+            ratio_text(per_req),
+            ratio_text(total),
+            ratio_text(latency),
+            verdict_md(case_verdict(&c.gate))
         );
-        if let Some(d) = &c.description {
-            let _ = writeln!(out, "{}\n", cell(d));
-        }
-        gate_rows_md(&mut out, &c.gate);
-        if let Some(note) = unmeasured_note(&c.gate) {
-            for line in note.lines() {
-                let _ = writeln!(out, "\n**{}**", cell(line));
-            }
-        }
-        for (role, tr) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
-            let label = format!("{role} `{}`", tr.target);
-            if let Some(w) = super::console::client_lag_warning(&label, &tr.summary) {
-                let _ = writeln!(out, "\n⚠️ {}", cell(&w));
-            }
-            let failed: usize = tr.errors.values().sum();
-            if failed == 0 {
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "\n{role} `{}`: {failed} failed request{}",
-                cell(&tr.target),
-                if failed == 1 { "" } else { "s" }
-            );
-            for line in message_lines(&tr.errors, "")
-                .lines()
-                .filter(|l| !l.is_empty())
-            {
-                let _ = writeln!(out, "- {}", cell(line));
-            }
-        }
-        out.push_str("\n</details>\n\n");
     }
-    if !results.suites.is_empty() {
-        out.push_str("### Quality\n");
-        for s in &results.suites {
-            out.push_str(&super::quality::markdown(s));
+    out.push('\n');
+}
+
+/// One case's gate in a `<details>` block: shown open when it failed or was
+/// inconclusive, so a reader sees those first; folded when it passed.
+fn case_details(out: &mut String, c: &CaseReport) {
+    let verdict = case_verdict(&c.gate);
+    let open = if verdict == Verdict::Pass {
+        ""
+    } else {
+        " open"
+    };
+    let _ = writeln!(
+        out,
+        "<details{open}><summary><code>{}</code> — {}</summary>\n",
+        html_escape(&c.name),
+        verdict_md(verdict)
+    );
+    if let Some(d) = &c.description {
+        let _ = writeln!(out, "{}\n", cell(d));
+    }
+    gate_rows_md(out, &c.gate);
+    if let Some(note) = unmeasured_note(&c.gate) {
+        for line in note.lines() {
+            let _ = writeln!(out, "\n**{}**", cell(line));
         }
-        out.push('\n');
     }
-    if !results.ignored.is_empty() {
-        out.push_str("### Ignored\n\n");
-        for i in &results.ignored {
-            let _ = writeln!(out, "- `{}`: {}", cell(&i.name), cell(&i.reason));
-        }
-        out.push('\n');
+    for (role, tr) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
+        target_notes(out, role, tr);
     }
-    if !results.errors.is_empty() {
-        out.push_str("### Could not run\n\n");
-        for e in &results.errors {
-            let _ = writeln!(out, "- `{}`: {}", cell(&e.name), cell(&e.error));
-        }
-        out.push('\n');
+    out.push_str("\n</details>\n\n");
+}
+
+/// What may make a target's figures doubtful: the client falling behind,
+/// and the requests that failed, grouped by message.
+fn target_notes(out: &mut String, role: &str, tr: &TargetReport) {
+    let label = format!("{role} `{}`", tr.target);
+    if let Some(w) = super::console::client_lag_warning(&label, &tr.summary) {
+        let _ = writeln!(out, "\n⚠️ {}", cell(&w));
     }
-    if let Some(env) = &results.environment {
-        let _ = writeln!(out, "<sub>{}</sub>", html_escape(&env.one_line()));
+    let failed: usize = tr.errors.values().sum();
+    if failed == 0 {
+        return;
     }
-    out
+    let _ = writeln!(
+        out,
+        "\n{role} `{}`: {failed} failed request{}",
+        cell(&tr.target),
+        if failed == 1 { "" } else { "s" }
+    );
+    for line in message_lines(&tr.errors, "")
+        .lines()
+        .filter(|l| !l.is_empty())
+    {
+        let _ = writeln!(out, "- {}", cell(line));
+    }
+}
+
+/// A titled list of `name: text` items; nothing when there are none.
+fn list_section<'a>(
+    out: &mut String,
+    title: &str,
+    items: impl ExactSizeIterator<Item = (&'a String, &'a String)>,
+) {
+    if items.len() == 0 {
+        return;
+    }
+    let _ = writeln!(out, "### {title}\n");
+    for (name, text) in items {
+        let _ = writeln!(out, "- `{}`: {}", cell(name), cell(text));
+    }
+    out.push('\n');
 }
 
 pub(crate) fn html_escape(text: &str) -> String {
