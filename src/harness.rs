@@ -5,8 +5,6 @@
 //! Cases this machine cannot run are marked ignored at list time, because a
 //! run-time skip would show as a pass under nextest.
 
-use std::path::Path;
-
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::discover::{Case, Project};
@@ -14,21 +12,62 @@ use crate::events::{Event, Reporter};
 use crate::report;
 use crate::run::RunOptions;
 
-/// Entry point of the `gate` test binary.
-pub fn main(root: &Path) -> std::process::ExitCode {
+/// Entry point of the `gate` test binary. The project is found at run time
+/// (see [`project_root`]), so a binary unpacked from a nextest archive on
+/// another machine reads the case files there; without a project it fails
+/// instead of listing no test.
+pub fn main() -> std::process::ExitCode {
     crate::open_files::raise_soft_limit();
     let mut args = Arguments::from_args();
     // Benchmarks measure time: one at a time unless asked otherwise.
     if args.test_threads.is_none() {
         args.test_threads = Some(1);
     }
-    // SERVEGATE_ROOT points the tests at another project folder.
-    let root = std::env::var_os("SERVEGATE_ROOT")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.to_path_buf());
+    let root = match project_root(
+        std::env::var_os("SERVEGATE_ROOT"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+        std::env::current_dir().ok(),
+    ) {
+        Ok(root) => root,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let project = Project::open(root);
     let trials = trials(&project, &args);
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// The project folder: `SERVEGATE_ROOT` when set, else `CARGO_MANIFEST_DIR`
+/// as the test runner sets it for this process (nextest remaps it when it
+/// runs an archive elsewhere), else the working folder. It must hold
+/// `servegate.toml`.
+pub fn project_root(
+    servegate_root: Option<std::ffi::OsString>,
+    manifest_dir: Option<std::ffi::OsString>,
+    working_dir: Option<std::path::PathBuf>,
+) -> Result<std::path::PathBuf, String> {
+    let (root, from) = if let Some(r) = servegate_root.filter(|r| !r.is_empty()) {
+        (r.into(), "SERVEGATE_ROOT")
+    } else if let Some(m) = manifest_dir.filter(|m| !m.is_empty()) {
+        (m.into(), "CARGO_MANIFEST_DIR")
+    } else if let Some(w) = working_dir {
+        (w, "the working folder")
+    } else {
+        return Err("no project folder: set SERVEGATE_ROOT".into());
+    };
+    let root: std::path::PathBuf = root;
+    if root.join(crate::config::PROJECT_FILE).is_file() {
+        Ok(root)
+    } else {
+        Err(format!(
+            "{} (from {from}) has no {}: no case to run. Point SERVEGATE_ROOT at the project, \
+             or run the tests from its folder (an archive needs `--workspace-remap PROJECT`)",
+            root.display(),
+            crate::config::PROJECT_FILE
+        ))
+    }
 }
 
 /// The trials for these arguments.
@@ -147,5 +186,37 @@ impl Reporter for TrialReporter {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::project_root;
+
+    #[test]
+    fn the_project_is_found_at_run_time_or_the_binary_says_why_not() {
+        let project = tempfile::tempdir().unwrap();
+        std::fs::write(project.path().join("servegate.toml"), "").unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let p = |d: &tempfile::TempDir| Some(d.path().as_os_str().to_owned());
+        // SERVEGATE_ROOT first, then the runner's CARGO_MANIFEST_DIR, then the working folder.
+        assert_eq!(
+            project_root(p(&project), p(&elsewhere), None).unwrap(),
+            project.path()
+        );
+        assert_eq!(
+            project_root(None, p(&project), None).unwrap(),
+            project.path()
+        );
+        assert_eq!(
+            project_root(None, None, Some(project.path().to_path_buf())).unwrap(),
+            project.path()
+        );
+        // A folder without servegate.toml is an error naming it and where it came from.
+        let e = project_root(None, p(&elsewhere), None).unwrap_err();
+        assert!(
+            e.contains("CARGO_MANIFEST_DIR") && e.contains("servegate.toml"),
+            "{e}"
+        );
     }
 }

@@ -392,6 +392,76 @@ pub struct CaseError {
     pub error: String,
 }
 
+/// Merges the parts of a partitioned run (each part's results file, or the
+/// case files its trials wrote) into one run. Every case of `expected` (the
+/// cases the project runs on this kind of machine) must appear in exactly
+/// one part: a case found twice, or in no part (a partition that did not
+/// run or did not finish), is a problem, and problems are all returned.
+pub fn merge_parts(
+    parts: Vec<(String, RunResults)>,
+    expected: &[String],
+) -> Result<RunResults, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (label, part) in &parts {
+        let names = part
+            .cases
+            .iter()
+            .map(|c| &c.name)
+            .chain(part.suites.iter().map(|s| &s.name))
+            .chain(part.errors.iter().map(|e| &e.name));
+        for name in names {
+            if let Some(first) = seen.insert(name.clone(), label.clone()) {
+                problems.push(format!("{name} is in two parts: {first} and {label}"));
+            }
+        }
+    }
+    let ignored: Vec<&str> = parts
+        .iter()
+        .flat_map(|(_, p)| p.ignored.iter().map(|i| i.name.as_str()))
+        .collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !seen.contains_key(*name) && !ignored.contains(name))
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{} case(s) in no part (a part missing, or a trial that ended before it measured): {}",
+            missing.len(),
+            missing.join(", ")
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let started = parts
+        .iter()
+        .map(|(_, p)| p.started_at.clone())
+        .filter(|s| !s.is_empty())
+        .min();
+    let finished = parts.iter().map(|(_, p)| p.finished_at.clone()).max();
+    let mut merged = RunResults::from_case_list();
+    merged.complete = parts.iter().all(|(_, p)| p.complete);
+    for (_, p) in parts {
+        merged.environment = merged.environment.or(p.environment);
+        merged.cases.extend(p.cases);
+        merged.suites.extend(p.suites);
+        merged.errors.extend(p.errors);
+        merged.ignored.extend(p.ignored);
+    }
+    merged.servegate_version = env!("CARGO_PKG_VERSION").to_string();
+    let now = chrono::Local::now().to_rfc3339();
+    merged.started_at = started.unwrap_or_else(|| now.clone());
+    merged.finished_at = finished.filter(|f| !f.is_empty()).unwrap_or(now);
+    merged.ignored.sort_by(|a, b| a.name.cmp(&b.name));
+    merged.ignored.dedup_by(|a, b| a.name == b.name);
+    merged.quality = task_scores(&merged.suites);
+    let (_, failed, _, errors) = merged.counts();
+    merged.passed = failed + errors == 0;
+    Ok(merged)
+}
+
 fn reasons(why: Vec<String>) -> String {
     if why.is_empty() {
         "failed (see its table above)".into()

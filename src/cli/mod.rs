@@ -119,6 +119,26 @@ enum Command {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+    /// One verdict from the parts of a partitioned gate (`cargo nextest run
+    /// --partition hash:K/N`): every case of the project in exactly one part.
+    Merge {
+        /// Each part: the folder of case files its trials wrote
+        /// (`<results_dir>/cases/`), or its results file.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        /// Write the merged results file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Write the Markdown summary.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// Write one self-contained HTML page with charts.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Write a JUnit XML report (one test case per case).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
     /// Measure the gate itself on the embedded engine: false failures of
     /// A/A comparisons and detections of a slowed candidate.
     GateCheck {
@@ -281,6 +301,22 @@ impl Cli {
                 html,
                 markdown,
             } => report::report(&results, html.as_deref(), markdown.as_deref()),
+            Command::Merge {
+                parts,
+                output,
+                markdown,
+                html,
+                junit,
+            } => report::merge(
+                &open_project(root)?,
+                &parts,
+                report::MergeOutputs {
+                    results: output,
+                    markdown,
+                    html,
+                    junit,
+                },
+            ),
             Command::Bench(args) => bench::bench(&args, root, open_files),
             Command::Eval(args) => eval::eval(&args, root),
             Command::Sim(args) => sim::sim(&args, root),

@@ -155,3 +155,76 @@ pub(super) fn report(
 fn cannot_write(path: &Path, e: anyhow::Error) -> CliError {
     CliError::Failed(format!("cannot write {}: {e:#}", path.display()))
 }
+
+/// Where `merge` writes the merged run.
+pub(super) struct MergeOutputs {
+    pub results: Option<PathBuf>,
+    pub markdown: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+}
+
+pub(super) fn merge(
+    project: &servegate::discover::Project,
+    parts: &[PathBuf],
+    outputs: MergeOutputs,
+) -> Result<(), CliError> {
+    let mut loaded = Vec::new();
+    for part in parts {
+        let run = read_part(part).map_err(CliError::Usage)?;
+        println!(
+            "part {}: {} case(s)",
+            part.display(),
+            run.cases.len() + run.suites.len() + run.errors.len()
+        );
+        loaded.push((part.display().to_string(), run));
+    }
+    let expected: Vec<String> = super::run::select(project, None, false)?
+        .into_iter()
+        .filter(|c| c.ignore_reason.is_none())
+        .map(|c| c.name)
+        .collect();
+    let merged = servegate::results::merge_parts(loaded, &expected).map_err(|problems| {
+        CliError::Failed(format!(
+            "cannot merge the parts:\n  {}",
+            problems.join("\n  ")
+        ))
+    })?;
+    let write = |path: &Option<PathBuf>, what: &str, text: &dyn Fn() -> String| {
+        if let Some(path) = path {
+            files::write_atomic(path, text().as_bytes()).map_err(|e| cannot_write(path, e))?;
+            println!("{what}: {}", path.display());
+        }
+        Ok::<(), CliError>(())
+    };
+    write(&outputs.results, "results", &|| {
+        serde_json::to_string_pretty(&merged).expect("results serialise") + "\n"
+    })?;
+    write(&outputs.markdown, "summary", &|| {
+        report::markdown::run_summary(&merged)
+    })?;
+    write(&outputs.html, "html", &|| {
+        report::html::render(std::slice::from_ref(&merged))
+    })?;
+    write(&outputs.junit, "junit", &|| report::junit::junit(&merged))?;
+    super::run::print_totals(&merged)
+}
+
+/// One part: a results file, or a folder of case files (every `*.json` in it).
+fn read_part(path: &Path) -> Result<RunResults, String> {
+    if !path.is_dir() {
+        return servegate::results::read(path).map_err(|e| format!("{e:#}"));
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for f in &files {
+        cases.push(servegate::results::read(f).map_err(|e| format!("{e:#}"))?);
+    }
+    Ok(RunResults::combine(cases))
+}

@@ -54,7 +54,11 @@ fn matches(name: &str, filter: Option<&str>, exact: bool) -> bool {
 }
 
 /// Loads every case; config errors of files the filter could select are fatal.
-fn select(project: &Project, filter: Option<&str>, exact: bool) -> Result<Vec<Case>, CliError> {
+pub(super) fn select(
+    project: &Project,
+    filter: Option<&str>,
+    exact: bool,
+) -> Result<Vec<Case>, CliError> {
     let mut cases = Vec::new();
     let mut failed = false;
     for (file, loaded) in project.load_all() {
@@ -224,7 +228,7 @@ fn print_written(
 }
 
 /// The counts, then each failure with its reason, as a test runner ends.
-fn print_totals(results: &RunResults) -> Result<(), CliError> {
+pub(super) fn print_totals(results: &RunResults) -> Result<(), CliError> {
     let (passed, failed, inconclusive, errors) = results.counts();
     let failed = failed + errors;
     let inconclusive = if inconclusive > 0 {

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod console;
 pub mod history;
 pub mod html;
+pub mod junit;
 pub mod markdown;
 pub mod outputs;
 pub mod quality;

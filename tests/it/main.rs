@@ -12,6 +12,7 @@ mod common;
 mod config_layers;
 mod hostile;
 mod load;
+mod merge;
 mod module_graph;
 mod pipeline;
 mod quality;
