@@ -268,6 +268,15 @@ impl Summary {
         }
         let per_second = |x: f64| rate(x, duration_s, ok.len());
         let ms = |s: f64| s * 1000.0;
+        // One definition of each per-request value: the one the bootstrap
+        // resamples (`Series::per_request`).
+        let series = |s: Series| {
+            let mut values = Vec::new();
+            for r in records {
+                s.per_request(r, &mut values);
+            }
+            Distribution::of(values)
+        };
         Self {
             completed: ok.len(),
             failed: records.len() - ok.len(),
@@ -285,18 +294,15 @@ impl Summary {
             ),
             request_throughput: per_second(ok.len() as f64),
             goodput: slo.map(|slo| per_second(ok.iter().filter(|r| r.meets(slo)).count() as f64)),
-            ttft_ms: Distribution::of(ok.iter().filter_map(|r| r.ttft_s()).map(ms)),
-            tpot_ms: Distribution::of(ok.iter().filter_map(|r| r.tpot_s()).map(ms)),
-            itl_ms: Distribution::of(ok.iter().flat_map(|r| r.itl_s()).map(ms)),
+            ttft_ms: series(Series::Ttft),
+            tpot_ms: series(Series::Tpot),
+            itl_ms: series(Series::Itl),
             itl_per_token_ms: Distribution::of(ok.iter().flat_map(|r| r.itl_per_token_s()).map(ms)),
-            e2e_ms: Distribution::of(ok.iter().filter_map(|r| r.e2e_s()).map(ms)),
-            queue_ms: Distribution::of(records.iter().map(|r| ms(r.queue_s))),
+            e2e_ms: series(Series::E2e),
+            queue_ms: series(Series::Queue),
             peak_concurrency: peak_concurrency(records),
             errors_by_kind,
-            throughput_tps: Distribution::of(ok.iter().filter_map(|r| {
-                let e2e = r.e2e_s()?;
-                (e2e > 0.0).then(|| r.output_tokens as f64 / e2e)
-            })),
+            throughput_tps: series(Series::Throughput),
             gpu_mem_peak_bytes: None,
             tokens_from_usage: ok
                 .iter()
