@@ -107,23 +107,47 @@ pub fn gate_table(rows: &[GateRow]) -> String {
         "verdict",
     ]);
     for r in rows {
+        let c = GateCells::of(r);
+        t.add_row(vec![
+            Cell::new(c.metric).set_alignment(CellAlignment::Left),
+            Cell::new(c.candidate),
+            Cell::new(c.baseline),
+            Cell::new(c.ratio),
+            Cell::new(c.interval),
+            Cell::new(c.limit),
+            verdict_cell(r.verdict),
+        ]);
+    }
+    t.to_string()
+}
+
+/// A gate row's texts, the same in every output (the console, Markdown);
+/// each output only dresses the verdict its own way.
+pub struct GateCells {
+    pub metric: String,
+    pub candidate: String,
+    pub baseline: String,
+    pub ratio: String,
+    pub interval: String,
+    pub limit: String,
+}
+
+impl GateCells {
+    pub fn of(r: &GateRow) -> Self {
         let unit = if r.unit.is_empty() {
             String::new()
         } else {
             format!(" {}", r.unit)
         };
-        let limit = r.limit_with_confidence();
-        t.add_row(vec![
-            Cell::new(&r.metric).set_alignment(CellAlignment::Left),
-            Cell::new(with_unit(r.candidate, &unit)),
-            Cell::new(with_unit(r.baseline, &unit)),
-            Cell::new(ratio_text(r.ratio)),
-            Cell::new(interval_text(r.interval.as_ref())),
-            Cell::new(limit),
-            verdict_cell(r.verdict),
-        ]);
+        Self {
+            metric: r.metric.clone(),
+            candidate: with_unit(r.candidate, &unit),
+            baseline: with_unit(r.baseline, &unit),
+            ratio: ratio_text(r.ratio),
+            interval: interval_text(r.interval.as_ref()),
+            limit: r.limit_with_confidence(),
+        }
     }
-    t.to_string()
 }
 
 /// Per-target metrics of one case, in the old comparison script's terms.

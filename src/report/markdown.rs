@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::console::{case_verdict, message_lines, num, ratio_text, ratios, unmeasured_note};
+use super::console::{case_verdict, message_lines, ratio_text, ratios, unmeasured_note, GateCells};
 use super::RunResults;
 use crate::gate::{GateRow, Verdict};
 use crate::results::{CaseReport, TargetReport};
@@ -25,29 +25,16 @@ fn gate_rows_md(out: &mut String, rows: &[GateRow]) {
     out.push_str("| metric | candidate | baseline | ratio | interval | limit | verdict |\n");
     out.push_str("|---|--:|--:|--:|--:|---|---|\n");
     for r in rows {
-        let unit = if r.unit.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", r.unit)
-        };
-        let interval = r.interval_text();
-        let limit = r.limit_with_confidence();
-        let value = |v: f64| {
-            if v.is_nan() {
-                num(v)
-            } else {
-                format!("{}{unit}", num(v))
-            }
-        };
+        let c = GateCells::of(r);
         let _ = writeln!(
             out,
             "| `{}` | {} | {} | {} | {} | {} | {} |",
-            cell(&r.metric),
-            value(r.candidate),
-            value(r.baseline),
-            ratio_text(r.ratio),
-            interval,
-            cell(&limit),
+            cell(&c.metric),
+            c.candidate,
+            c.baseline,
+            c.ratio,
+            r.interval_text(),
+            cell(&c.limit),
             verdict_md(r.verdict)
         );
     }
