@@ -7,6 +7,7 @@
 //! (`tests/gate.rs`, through libtest-mimic) and from the `servegate` CLI.
 
 pub mod calibrate;
+pub mod changepoint;
 pub mod client;
 pub mod config;
 pub mod discover;

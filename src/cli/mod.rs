@@ -33,6 +33,7 @@ macro_rules! print {
 // The group files come after the macros, so that they print through them.
 mod bench;
 mod eval;
+mod history;
 mod report;
 mod run;
 mod servers;
@@ -119,6 +120,9 @@ enum Command {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+    /// Regressions across saved runs: change points (E-divisive means) and
+    /// a rolling-baseline threshold per case and gated metric.
+    History(history::HistoryArgs),
     /// One verdict from the parts of a partitioned gate (`cargo nextest run
     /// --partition hash:K/N`): every case of the project in exactly one part.
     Merge {
@@ -301,6 +305,7 @@ impl Cli {
                 html,
                 markdown,
             } => report::report(&results, html.as_deref(), markdown.as_deref()),
+            Command::History(args) => history::history(&args),
             Command::Merge {
                 parts,
                 output,

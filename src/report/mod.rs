@@ -10,6 +10,7 @@ pub mod junit;
 pub mod markdown;
 pub mod outputs;
 pub mod quality;
+pub mod regressions;
 
 pub use crate::results::{sort_by_start, CaseError, IgnoredCase, RunResults, TaskScore};
 

@@ -183,6 +183,13 @@ fn pure_layers_use_nothing_above_them() {
         "stats imports {:?}",
         edges.get("stats")
     );
+    // Change points are statistics over a series of numbers: nothing but
+    // `stats` below them, and nothing of runs, results or reports.
+    let changepoint = edges.get("changepoint").cloned().unwrap_or_default();
+    assert!(
+        changepoint.iter().all(|m| m == "stats"),
+        "changepoint imports {changepoint:?}"
+    );
     // The configuration schema depends on metric names, never on runners,
     // servers or quality tasks.
     let config = edges.get("config").cloned().unwrap_or_default();
