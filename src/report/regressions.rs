@@ -345,23 +345,27 @@ fn change_fails(c: &ChangeReport, tolerance: f64) -> bool {
         && (!c.change.is_finite() || c.change.abs() > tolerance)
 }
 
-/// Analyses `runs` (oldest first, each with the file it came from).
-pub fn analyse(
-    runs: &[(String, RunResults)],
+/// Analyses `runs` (oldest first, each with the file it came from; owned
+/// or borrowed, so the HTML page can analyse the runs it already holds).
+pub fn analyse<R: std::borrow::Borrow<RunResults>>(
+    runs: &[(String, R)],
     skipped: Vec<String>,
     params: &Params,
 ) -> HistoryReport {
     let info: Vec<RunInfo> = runs
         .iter()
         .enumerate()
-        .map(|(i, (file, r))| RunInfo {
-            run: i + 1,
-            file: file.clone(),
-            started_at: r.started_at.clone(),
-            commit: r.environment.as_ref().and_then(|e| e.git_commit.clone()),
+        .map(|(i, (file, r))| {
+            let r = r.borrow();
+            RunInfo {
+                run: i + 1,
+                file: file.clone(),
+                started_at: r.started_at.clone(),
+                commit: r.environment.as_ref().and_then(|e| e.git_commit.clone()),
+            }
         })
         .collect();
-    let all = series(runs.iter().map(|(_, r)| r), params.series);
+    let all = series(runs.iter().map(|(_, r)| r.borrow()), params.series);
     let latest = runs.len().saturating_sub(1);
     let min_points = params.min_runs();
     let (long, short): (Vec<Series>, Vec<Series>) =
@@ -568,7 +572,7 @@ fn start_text(runs: &[RunInfo], run: usize) -> Option<String> {
 }
 
 /// `5 (2025-01-05 03:00:00)`: a run's number and start.
-fn run_label(runs: &[RunInfo], run: usize) -> String {
+pub(crate) fn run_label(runs: &[RunInfo], run: usize) -> String {
     match start_text(runs, run) {
         Some(t) => format!("{run} ({t})"),
         None => run.to_string(),
@@ -576,7 +580,7 @@ fn run_label(runs: &[RunInfo], run: usize) -> String {
 }
 
 /// `0123456789..abcdef0123`: the last commit before and the first after.
-fn commits(before: &Option<String>, after: &Option<String>) -> String {
+pub(crate) fn commits(before: &Option<String>, after: &Option<String>) -> String {
     let short = |c: &Option<String>| match c {
         Some(c) => c.chars().take(10).collect::<String>(),
         None => "?".into(),
@@ -588,7 +592,7 @@ fn commits(before: &Option<String>, after: &Option<String>) -> String {
     }
 }
 
-fn percent(x: f64) -> String {
+pub(crate) fn percent(x: f64) -> String {
     if x.is_finite() {
         format!("{:+.1}%", x * 100.0)
     } else {
@@ -596,7 +600,7 @@ fn percent(x: f64) -> String {
     }
 }
 
-fn interval(i: &[f64; 2]) -> String {
+pub(crate) fn interval(i: &[f64; 2]) -> String {
     if i[0].is_finite() && i[1].is_finite() {
         format!("[{}, {}]", percent(i[0]), percent(i[1]))
     } else {
@@ -604,7 +608,7 @@ fn interval(i: &[f64; 2]) -> String {
     }
 }
 
-fn value(v: f64, kind: SeriesKind, unit: &str) -> String {
+pub(crate) fn value(v: f64, kind: SeriesKind, unit: &str) -> String {
     match kind {
         SeriesKind::Ratio if v.is_finite() => format!("{v:.3}"),
         _ if unit.is_empty() || !v.is_finite() => num(v),
@@ -612,14 +616,14 @@ fn value(v: f64, kind: SeriesKind, unit: &str) -> String {
     }
 }
 
-fn direction(d: Direction) -> &'static str {
+pub(crate) fn direction(d: Direction) -> &'static str {
     match d {
         Direction::Regression => "regression",
         Direction::Improvement => "improvement",
     }
 }
 
-fn runs_text(first: usize, last: usize) -> String {
+pub(crate) fn runs_text(first: usize, last: usize) -> String {
     if first == last {
         first.to_string()
     } else {

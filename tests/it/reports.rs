@@ -165,36 +165,86 @@ fn check_html(html: &str) {
     assert!(html.trim_end().ends_with("</html>"));
     let count = |needle: &str| html.matches(needle).count();
     // A ratio chart per metric with a ratio limit (throughput_total,
-    // ttft_p50; error_rate has an absolute limit), 2 against concurrency,
-    // the latency CDFs of each case; no quality chart without suites.
+    // ttft_p50; error_rate has an absolute limit), 2 against concurrency;
+    // per case (records kept) the CDFs of TTFT, ITL, TPOT and E2E, the
+    // token counts and a timeline per target; no quality chart without suites.
     assert_eq!(count("data-chart=\"ratio\""), 2, "ratio charts");
     assert_eq!(count("data-chart=\"concurrency\""), 2);
-    assert_eq!(count("data-chart=\"cdf\""), 2);
+    assert_eq!(count("data-chart=\"cdf\""), 2 * 4);
+    assert_eq!(count("data-chart=\"tokens\""), 2);
+    assert_eq!(count("data-chart=\"timeline\""), 2 * 2);
     assert_eq!(count("data-chart=\"quality\""), 0);
     assert!(!html.contains("id=\"quality\""), "no empty quality section");
     assert_eq!(count("data-chart=\"history\""), 0, "one run has no history");
     let charts = count("<figure class=\"chart\"");
-    assert_eq!(charts, 6);
+    assert_eq!(charts, 18);
     assert_eq!(count("<svg"), charts, "every chart is an inline SVG");
     assert_eq!(count("</svg>"), charts);
     assert!(!html.contains("chart could not be drawn"));
+    assert!(!html.contains(servegate::report::html::NO_RECORDS));
     for id in [
         "id=\"ratio-throughput_total\"",
         "id=\"concurrency-throughput_total\"",
         "id=\"concurrency-ttft_p50\"",
-        "id=\"cdf-scenario__speed__c1\"",
-        "id=\"cdf-scenario__speed__c2\"",
-        "TTFT CDF",
-        "E2E latency CDF",
+        "id=\"cdf-scenario__speed__c1-ttft\"",
+        "id=\"cdf-scenario__speed__c1-itl\"",
+        "id=\"cdf-scenario__speed__c1-tpot\"",
+        "id=\"cdf-scenario__speed__c2-e2e\"",
+        "id=\"tokens-scenario__speed__c2\"",
+        "id=\"timeline-scenario__speed__c2-baseline\"",
+        "TTFT distribution",
+        "E2E latency distribution",
+        "concurrency (requests in flight, log2 scale)",
     ] {
         assert!(html.contains(id), "missing {id}");
     }
+    // Per case: the workload, the targets as configured, the absolute metrics.
+    assert_eq!(count("<table class=\"workload\">"), 2);
+    assert_eq!(count("<table class=\"metrics\">"), 2);
+    assert!(html.contains("<td>concurrency 2</td>"));
+    assert!(html.contains("embedded engine (tpot_ms = 1.0, ttft_ms = 5.0)"));
+    assert!(html.contains("<th colspan=\"3\">TPOT (ms)</th>"));
+    check_page(html);
     // Text is drawn as SVG text (titles, axes, legends), not as glyph paths.
-    assert!(count("<text") > 50, "{} text elements", count("<text"));
+    assert!(count("<text") > 150, "{} text elements", count("<text"));
     assert!(html.contains("throughput_total: candidate / baseline, 95% interval"));
     // Lines and markers are there: CDF and concurrency lines, ratio dots.
     assert!(count("<polyline") >= 8, "{} polylines", count("<polyline"));
     assert!(count("<circle") >= 6);
+}
+
+/// What every page must be: no section without content, every chart with
+/// its title and axis labels drawn, and nothing fetched or run.
+fn check_page(html: &str) {
+    let body = &html[html.find("<body>").unwrap()..];
+    let sections: Vec<&str> = body.split("<h2").skip(1).collect();
+    for s in &sections {
+        let (heading, rest) = s.split_once("</h2>").unwrap();
+        let text: String = rest
+            .split('<')
+            .map(|part| part.split_once('>').map_or(part, |(_, t)| t))
+            .collect();
+        assert!(
+            !text.trim().is_empty() || rest.contains("<svg"),
+            "empty section {heading}"
+        );
+    }
+    assert!(!html.contains("<tbody>\n</tbody>"), "an empty table");
+    assert!(
+        !html.contains("<div class=\"charts\">\n</div>"),
+        "an empty chart group"
+    );
+    for fig in html.split("<figure class=\"chart\"").skip(1) {
+        for attr in ["data-title=\"", "data-x-label=\"", "data-y-label=\""] {
+            let at = fig.find(attr).unwrap_or_else(|| panic!("no {attr}")) + attr.len();
+            let want = &fig[at..at + fig[at..].find('"').unwrap()];
+            assert!(!want.is_empty(), "{attr} empty");
+            assert!(
+                fig.contains(&format!(">\n{want}\n</text>")),
+                "{want:?} not drawn"
+            );
+        }
+    }
     // Self-contained: no script, stylesheet, image or font fetched.
     for bad in ["<script", "<link", "<img", "src=", "@import", "url("] {
         assert!(!html.contains(bad), "found {bad}");
@@ -202,8 +252,106 @@ fn check_html(html: &str) {
     let outside = html
         .match_indices("http")
         .filter(|(i, _)| !html[*i..].starts_with("http://www.w3.org/"))
+        // The targets' addresses, as text in the targets table.
+        .filter(|(i, _)| !html[*i..].starts_with("http://127.0.0.1:"))
         .count();
-    assert_eq!(outside, 0, "only SVG namespaces may name a URL");
+    assert_eq!(
+        outside, 0,
+        "only SVG namespaces and target addresses may name a URL"
+    );
+    assert!(!html.contains("href=\"http") && !html.contains("xlink:href"));
+}
+
+#[test]
+fn a_page_with_scenarios_and_suites_and_one_with_suites_only() {
+    let dir = project(TWO_POINTS);
+    let root = dir.path();
+    common::copy_dir(&common::repo().join("datasets"), &root.join("datasets"));
+    std::fs::create_dir_all(root.join("suites")).unwrap();
+    // A noisy candidate: items flip, and hellaswag loses accuracy.
+    std::fs::write(
+        root.join("suites/q.toml"),
+        "tasks = [\"hellaswag\", \"arc_easy\"]\ndata = \"datasets\"\n\
+         [targets.candidate]\nsim = { ttft_ms = 5.0, tpot_ms = 1.0, logprob_noise = 8.0 }\n\
+         [gate]\nmax_drop = 0.5\n",
+    )
+    .unwrap();
+    let both = root.join("both.json");
+    servegate(
+        root,
+        &["run", "--save-detailed", "--output", both.to_str().unwrap()],
+        &[],
+    );
+    let suites = root.join("suites.json");
+    servegate(
+        root,
+        &["run", "suite::", "--output", suites.to_str().unwrap()],
+        &[],
+    );
+    let render = |file: &Path, name: &str| -> String {
+        let html = root.join(name);
+        ok(&servegate(
+            root,
+            &[
+                "report",
+                file.to_str().unwrap(),
+                "--html",
+                html.to_str().unwrap(),
+            ],
+            &[],
+        ));
+        std::fs::read_to_string(html).unwrap()
+    };
+
+    let html = render(&both, "both.html");
+    check_page(&html);
+    for section in [
+        "id=\"ratios\"",
+        "id=\"concurrency\"",
+        "id=\"quality\"",
+        "id=\"cases\"",
+    ] {
+        assert!(html.contains(section), "missing {section}");
+    }
+    let quality = html
+        .split("<figure")
+        .find(|f| f.contains("data-chart=\"quality\""))
+        .expect("a quality chart");
+    // One group per task, each metric under its bars, a legend, whiskers.
+    for label in [
+        "hellaswag",
+        "arc_easy",
+        "acc_norm",
+        "candidate",
+        "baseline",
+        "± one standard error",
+    ] {
+        assert!(
+            quality.contains(&format!(">\n{label}\n</text>")),
+            "missing {label}"
+        );
+    }
+    assert!(
+        quality.matches("<polyline").count() >= 8,
+        "standard-error whiskers"
+    );
+    // The items that flipped, with their text.
+    assert!(html.contains("answered differently</summary>"));
+    assert!(html.contains("<th>question (end)</th>"));
+    assert!(html.contains("data-chart=\"timeline\""));
+
+    let html = render(&suites, "suites.html");
+    check_page(&html);
+    assert!(html.contains("id=\"quality\"") && html.contains("data-chart=\"quality\""));
+    for absent in [
+        "id=\"summary\"",
+        "id=\"ratios\"",
+        "id=\"concurrency\"",
+        "id=\"cases\"",
+        "data-chart=\"cdf\"",
+    ] {
+        assert!(!html.contains(absent), "a suites-only page has no {absent}");
+    }
 }
 
 #[test]
@@ -244,6 +392,10 @@ fn history_compare_and_folders_of_runs() {
         assert!(stdout.contains(needle), "missing {needle:?}:\n{stdout}");
     }
     let page = std::fs::read_to_string(&html).unwrap();
+    check_page(&page);
+    // Run without --save-detailed: a sentence per case, no distribution.
+    assert_eq!(page.matches(servegate::report::html::NO_RECORDS).count(), 2);
+    assert!(!page.contains("data-chart=\"cdf\"") && !page.contains("data-chart=\"timeline\""));
     // One history chart per followed metric: 4 candidate metrics and the
     // 2 metrics with a ratio limit.
     assert_eq!(page.matches("data-chart=\"history\"").count(), 6);
