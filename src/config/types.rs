@@ -169,6 +169,28 @@ pub struct McTaskSpec {
     /// Put before every question (and before few-shot examples).
     #[serde(default)]
     pub description: String,
+    /// How few-shot examples are picked from `<name>_dev.jsonl`.
+    #[serde(default, skip_serializing_if = "FewshotSampler::is_default")]
+    pub fewshot_sampler: FewshotSampler,
+}
+
+/// lm-evaluation-harness's few-shot samplers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FewshotSampler {
+    /// lm-eval's `default`: `random.Random(1234).sample(pool, n)`, one draw
+    /// per evaluated record, in record order.
+    #[default]
+    #[serde(alias = "random")]
+    Default,
+    /// The first `n` records of the pool, the same for every question.
+    FirstN,
+}
+
+impl FewshotSampler {
+    fn is_default(&self) -> bool {
+        *self == FewshotSampler::Default
+    }
 }
 
 /// Where a generic task's choices come from.

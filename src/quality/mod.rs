@@ -10,6 +10,7 @@
 pub mod data;
 pub mod encode;
 pub mod loglik;
+pub mod pyrandom;
 pub mod score;
 pub mod sources;
 pub mod tasks;

@@ -13,11 +13,15 @@ use std::fmt::Display;
 
 use serde_json::Value;
 
+use super::pyrandom::{lm_eval_fewshot, PyRandom};
 use super::{Gold, McDoc};
-use crate::config::{ChoiceSource, McTaskSpec, BUILTIN_TASKS};
+use crate::config::{ChoiceSource, FewshotSampler, McTaskSpec, BUILTIN_TASKS};
 
 /// Put between the question and every choice (lm-eval's `target_delimiter`).
 pub const TARGET_DELIMITER: &str = " ";
+
+/// lm-eval's default `fewshot_random_seed`: its few-shot sampler's seed.
+pub const LM_EVAL_FEWSHOT_SEED: u64 = 1234;
 
 /// Put after every few-shot example (lm-eval's `fewshot_delimiter`).
 pub const FEWSHOT_DELIMITER: &str = "\n\n";
@@ -240,8 +244,8 @@ impl Task {
     /// `limit` keeps the first N records (for mmlu the first N of each
     /// subject). `num_fewshot` examples are prepended to every question; only
     /// mmlu (the first N `dev` records of the question's subject, lm-eval's
-    /// `first_n` sampler) and user tasks (the first N of `fewshot_records`)
-    /// support them.
+    /// `first_n` sampler) and user tasks (drawn from `fewshot_records` as
+    /// lm-eval's default sampler draws them, or its first N) support them.
     ///
     /// mmlu questions come grouped by subject, subjects in order of first
     /// appearance, and `McDoc::index` counts from 0 within each subject (as
@@ -803,17 +807,35 @@ fn generic_docs(
             fewshot_records.len()
         ));
     }
-    let mut examples = Vec::with_capacity(shots);
-    for (i, value) in fewshot_records[..shots].iter().enumerate() {
+    // The whole pool is read when examples are drawn from it at random.
+    let pool_size = match spec.fewshot_sampler {
+        _ if shots == 0 => 0,
+        FewshotSampler::FirstN => shots,
+        FewshotSampler::Default => fewshot_records.len(),
+    };
+    let mut pool = Vec::with_capacity(pool_size);
+    for (i, value) in fewshot_records[..pool_size].iter().enumerate() {
         let rec = Rec::new("few-shot record", i, value)?;
         let (text, choices, gold) = generic_question(&segments, spec, &rec)?;
-        examples.push((text, choices[gold].clone()));
+        pool.push((text, choices[gold].clone()));
     }
+    // lm-eval seeds the task's sampler with 1234 (its default
+    // `fewshot_random_seed`) and draws once per evaluated record, in order;
+    // the pool is another split than the one evaluated, so nothing is dropped.
+    let mut rng = PyRandom::new(LM_EVAL_FEWSHOT_SEED);
     let take = limit.unwrap_or(records.len()).min(records.len());
     let mut docs = Vec::with_capacity(take);
     for (index, value) in records[..take].iter().enumerate() {
         let rec = Rec::new("record", index, value)?;
         let (text, choices, gold) = generic_question(&segments, spec, &rec)?;
+        let examples: Vec<(String, String)> = match spec.fewshot_sampler {
+            FewshotSampler::FirstN => pool.clone(),
+            FewshotSampler::Default => lm_eval_fewshot(&mut rng, &pool, shots, None)
+                .map_err(|e| format!("{name}: {e}"))?
+                .into_iter()
+                .map(|i| pool[i].clone())
+                .collect(),
+        };
         docs.push(McDoc {
             index,
             context: with_examples(&spec.description, &examples, &spec.delimiter, &text),
@@ -846,6 +868,7 @@ mod tests {
             answer: "a".into(),
             delimiter: " ".into(),
             description: String::new(),
+            fewshot_sampler: FewshotSampler::Default,
         };
         let mut generic = BTreeMap::new();
         assert_eq!(Task::resolve("mmlu", &generic).unwrap(), Task::Mmlu);
@@ -1161,6 +1184,7 @@ mod tests {
             answer: answer.into(),
             delimiter: " ".into(),
             description: String::new(),
+            fewshot_sampler: FewshotSampler::Default,
         }
     }
 
@@ -1246,5 +1270,47 @@ mod tests {
             .docs(&[], None, 0, &[])
             .unwrap_err()
             .starts_with("t: template"));
+    }
+
+    /// lm-eval's default sampler: `random.Random(1234)`, one `sample(pool, 2)`
+    /// per record in order; Python gives [[3, 0], [0, 4], [4, 0]] for a pool
+    /// of 5. `first_n` gives the first two every time.
+    #[test]
+    fn generic_fewshot_examples_are_drawn_as_lm_eval_draws_them() {
+        let mut s = spec(
+            "{q}",
+            ChoiceSource::Fixed(vec!["x".into(), "y".into()]),
+            "a",
+        );
+        let rec = |q: &str| serde_json::json!({"q": q, "a": 0});
+        let pool: Vec<Value> = (0..5).map(|i| rec(&format!("shot{i}"))).collect();
+        let records: Vec<Value> = (0..3).map(|i| rec(&format!("question{i}"))).collect();
+        let task = Task::Generic {
+            name: "t".into(),
+            spec: s.clone(),
+        };
+        let docs = task.docs(&records, None, 2, &pool).unwrap();
+        let shots = |d: &McDoc| -> Vec<String> {
+            d.context
+                .split(FEWSHOT_DELIMITER)
+                .filter(|p| p.starts_with("shot"))
+                .map(|p| p.trim_end_matches(" x").to_string())
+                .collect()
+        };
+        let want = [[3, 0], [0, 4], [4, 0]];
+        for (d, w) in docs.iter().zip(want) {
+            assert_eq!(shots(d), [format!("shot{}", w[0]), format!("shot{}", w[1])]);
+            assert!(d.context.ends_with(&format!("question{}", d.index)));
+        }
+        s.fewshot_sampler = FewshotSampler::FirstN;
+        let task = Task::Generic {
+            name: "t".into(),
+            spec: s,
+        };
+        for d in task.docs(&records, None, 2, &pool).unwrap() {
+            assert_eq!(shots(&d), ["shot0", "shot1"]);
+        }
+        let err = task.docs(&records, None, 6, &pool).unwrap_err();
+        assert!(err.contains("num_fewshot = 6 but there are 5"), "{err}");
     }
 }
