@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Parity check: lm-evaluation-harness (`local-completions` with a Hugging Face
 # tokenizer) and servegate score the sample records in datasets/ against the
-# same embedded engine; every metric and standard error must be equal.
+# same embedded engine; every metric and standard error must be equal. Then
+# the same with FEWSHOT examples per question (hellaswag and ARC from their
+# *_train.jsonl, mmlu from mmlu_dev.jsonl; truthfulqa_mc2 stays 0-shot as in
+# lm-eval), each program against its own engine that logs every prompt it
+# receives: the two sets of prompts (token ids) must be equal, so every
+# few-shot context is lm-eval's, and so must the scores.
 #
-# usage: ci/lm-eval-parity.sh [LOGPROB_NOISE]
+# usage: ci/lm-eval-parity.sh [LOGPROB_NOISE] [FEWSHOT]
 #   LOGPROB_NOISE (default 0.5) perturbs the engine so scores are not at the ceiling.
+#   FEWSHOT (default 2) examples per question in the second comparison.
 #   LMEVAL_VENV   where lm-eval is installed (default target/lm-eval-venv; created
 #                 with pip from PyPI on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NOISE=${1:-0.5}
+SHOTS=${2:-2}
 VENV=${LMEVAL_VENV:-target/lm-eval-venv}
 if [ ! -x "$VENV/bin/lm_eval" ]; then
   python3 -m venv "$VENV"
@@ -19,23 +26,44 @@ cargo build -q
 BIN=$PWD/target/debug/servegate
 WORK=$(mktemp -d)
 SIM=
-cleanup() {
+stop_sim() {
   # The engine ends on SIGTERM; its status must not become the script's.
   if [ -n "$SIM" ]; then
     kill "$SIM" 2>/dev/null || true
     wait "$SIM" 2>/dev/null || true
+    SIM=
   fi
+}
+cleanup() {
+  stop_sim
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$BIN" sim --port "$PORT" --ttft-ms 1 --itl-ms 1 --logprob-noise "$NOISE" >"$WORK/sim.log" 2>&1 &
-SIM=$!
-for _ in $(seq 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null && break
-  sleep 0.1
-done
+# start_sim [PROMPT_LOG]: a fresh engine on a free port (PORT).
+start_sim() {
+  PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$BIN" sim --port "$PORT" --ttft-ms 1 --itl-ms 1 --logprob-noise "$NOISE" ${1:+--log-prompts "$1"} >>"$WORK/sim.log" 2>&1 &
+  SIM=$!
+  for _ in $(seq 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null && break
+    sleep 0.1
+  done
+}
+
+# servegate_project DIR SUITE_EXTRA: a project whose targets are the engine on PORT.
+servegate_project() {
+  mkdir -p "$1/suites"
+  cat >"$1/servegate.toml" <<TOML
+model = "servegate-sim"
+[targets.candidate]
+url = "http://127.0.0.1:$PORT"
+[targets.baseline]
+url = "http://127.0.0.1:$PORT"
+TOML
+}
+
+start_sim
 
 # The engine's tokenizer as a Hugging Face tokenizer folder.
 mkdir "$WORK/tok"
@@ -53,14 +81,7 @@ HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
 t1=$(date +%s.%N)
 
 # servegate: the standard suite against the same server, one request at a time like lm-eval.
-mkdir -p "$WORK/sg/suites"
-cat >"$WORK/sg/servegate.toml" <<TOML
-model = "servegate-sim"
-[targets.candidate]
-url = "http://127.0.0.1:$PORT"
-[targets.baseline]
-url = "http://127.0.0.1:$PORT"
-TOML
+servegate_project "$WORK/sg"
 sed "s|^data = .*|data = \"$PWD/datasets\"\ntokenizer = \"$PWD/src/sim/data/tokenizer.json\"\n[scoring]\nconcurrency = 1|" \
   suites/standard.toml >"$WORK/sg/suites/standard.toml"
 t2=$(date +%s.%N)
@@ -75,4 +96,43 @@ r = json.load(open(sys.argv[1]))["suites"][0]
 t0, t1, t2, t3 = map(float, sys.argv[2:])
 print(f"lm-eval: {t1 - t0:.1f} s wall (process); servegate run: {t3 - t2:.1f} s wall, "
       f"candidate scored in {r['candidate']['seconds']:.2f} s ({r['candidate']['requests']} requests)")
+PY
+
+# Few-shot: each program against its own engine, which logs the prompts.
+LMEVAL_FS_TASKS=$(echo "$TASKS" | tr ',' '\n' | grep -v '^sg_faq$' | paste -sd, -)
+stop_sim
+start_sim "$WORK/prompts-lm-eval.jsonl"
+t0=$(date +%s.%N)
+HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+  HF_HOME="$WORK/hf" HF_DATASETS_CACHE="$WORK/hf-datasets" TOKENIZERS_PARALLELISM=false \
+  "$VENV/bin/lm_eval" --model local-completions \
+  --model_args "model=servegate-sim,base_url=http://127.0.0.1:$PORT/v1/completions,tokenizer=$WORK/tok,tokenizer_backend=huggingface,num_concurrent=1,max_retries=3" \
+  --tasks "$LMEVAL_FS_TASKS" --num_fewshot "$SHOTS" --include_path "$WORK/tasks" \
+  --output_path "$WORK/lm-eval-fewshot" >"$WORK/lm-eval-fewshot.log" 2>&1 ||
+  { tail -40 "$WORK/lm-eval-fewshot.log"; exit 1; }
+t1=$(date +%s.%N)
+stop_sim
+start_sim "$WORK/prompts-servegate.jsonl"
+servegate_project "$WORK/sg-fewshot"
+cat >"$WORK/sg-fewshot/suites/fewshot.toml" <<TOML
+description = "every built-in task, $SHOTS-shot"
+tasks = ["hellaswag", "arc_easy", "arc_challenge", "truthfulqa_mc2", "mmlu"]
+data = "$PWD/datasets"
+tokenizer = "$PWD/src/sim/data/tokenizer.json"
+num_fewshot = $SHOTS
+[scoring]
+concurrency = 1
+TOML
+t2=$(date +%s.%N)
+"$BIN" --root "$WORK/sg-fewshot" run --output "$WORK/servegate-fewshot.json" >"$WORK/servegate-fewshot.log" 2>&1 ||
+  { tail -40 "$WORK/servegate-fewshot.log"; exit 1; }
+t3=$(date +%s.%N)
+stop_sim
+echo "few-shot ($SHOTS per question):"
+python3 ci/lm-eval-parity/compare.py "$WORK/servegate-fewshot.json" "$WORK"/lm-eval-fewshot/*/results_*.json
+python3 ci/lm-eval-parity/compare_prompts.py "$WORK/prompts-lm-eval.jsonl" "$WORK/prompts-servegate.jsonl"
+python3 - "$t0" "$t1" "$t2" "$t3" <<'PY'
+import sys
+t0, t1, t2, t3 = map(float, sys.argv[1:])
+print(f"few-shot: lm-eval {t1 - t0:.1f} s wall (process); servegate run {t3 - t2:.1f} s wall")
 PY

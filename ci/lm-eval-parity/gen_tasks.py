@@ -9,6 +9,8 @@ so prompts, choices, targets, process_docs/process_results and metrics are exact
   sg_hellaswag       <- hellaswag/hellaswag.yaml              (validation split)
   sg_arc_easy        <- arc/arc_easy.yaml                     (test split)
   sg_arc_challenge   <- arc/arc_challenge.yaml                (test split)
+                        hellaswag and ARC: <task>_train.jsonl next to it, if there, is the
+                        `train` split their built-in configs draw few-shot examples from
   sg_truthfulqa_mc2  <- truthfulqa/truthfulqa_mc2.yaml        (validation split)
   sg_mmlu (group)    <- mmlu/default/mmlu_<subject>.yaml per subject present in the data (test split,
                         0-shot, filtered on `subject`), grouped like mmlu/default/_mmlu*.yaml
@@ -70,6 +72,15 @@ def local(path, split, **extra):
     return cfg
 
 
+def with_train(cfg, path, name):
+    """The `train` split (few-shot pool) from <name>_train.jsonl beside `path`, when there."""
+    train = os.path.join(os.path.dirname(path), f"{name}_train.jsonl")
+    if os.path.isfile(train):
+        cfg["dataset_kwargs"]["data_files"]["train"] = os.path.abspath(train)
+        cfg["training_split"] = "train"
+    return cfg
+
+
 def main():
     data_dir, out_dir = sys.argv[1], sys.argv[2]
     os.makedirs(out_dir, exist_ok=True)
@@ -81,12 +92,14 @@ def main():
 
     if p := find(data_dir, "hellaswag"):
         dump(out_dir, "sg_hellaswag.yaml", {"include": f"{BUILTIN}/hellaswag/hellaswag.yaml",
-                                            "task": "sg_hellaswag", **local(p, "validation")})
+                                            "task": "sg_hellaswag",
+                                            **with_train(local(p, "validation"), p, "hellaswag")})
         tasks.append("sg_hellaswag")
     for name in ("arc_easy", "arc_challenge"):
         if p := find(data_dir, name):
             dump(out_dir, f"sg_{name}.yaml", {"include": f"{BUILTIN}/arc/{name}.yaml",
-                                               "task": f"sg_{name}", **local(p, "test")})
+                                               "task": f"sg_{name}",
+                                               **with_train(local(p, "test"), p, name)})
             tasks.append(f"sg_{name}")
     if p := find(data_dir, "truthfulqa_mc2"):
         dump(out_dir, "sg_truthfulqa_mc2.yaml", {"include": f"{BUILTIN}/truthfulqa/truthfulqa_mc2.yaml",

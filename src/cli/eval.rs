@@ -26,7 +26,7 @@ pub(super) struct EvalArgs {
     /// First N documents of each task (per subject for mmlu).
     #[arg(long)]
     limit: Option<usize>,
-    /// Few-shot examples (mmlu only).
+    /// Few-shot examples per question, drawn as lm-eval draws them (truthfulqa_mc2 stays 0-shot).
     #[arg(long)]
     num_fewshot: Option<u32>,
     /// The reference server; without it the scores are only reported.

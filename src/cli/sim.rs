@@ -56,6 +56,10 @@ pub(super) struct SimArgs {
     /// Seed of the engine's randomness (faults, noise).
     #[arg(long)]
     seed: Option<u64>,
+    /// Append every prompt of every completion request to this file, as a
+    /// JSON line of token ids (for comparing what two clients sent).
+    #[arg(long, value_name = "FILE")]
+    log_prompts: Option<PathBuf>,
 }
 
 pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError> {
@@ -85,10 +89,24 @@ pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError>
         })?;
     // `servegate sim &` in a script starts with SIGINT ignored: handle it.
     servegate::server::process::default_sigint();
-    let server = SimServer::start_with(params, &args.model, (args.host, args.port).into(), true)
-        .map_err(|e| {
-            CliError::Failed(format!("cannot listen on {}:{}: {e}", args.host, args.port))
-        })?;
+    let prompt_log = match &args.log_prompts {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| CliError::Failed(format!("--log-prompts {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let server = SimServer::start_logging(
+        params,
+        &args.model,
+        (args.host, args.port).into(),
+        true,
+        prompt_log,
+    )
+    .map_err(|e| CliError::Failed(format!("cannot listen on {}:{}: {e}", args.host, args.port)))?;
     eprintln!(
         "servegate sim: serving `{}` on {}",
         args.model,

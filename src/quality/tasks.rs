@@ -225,27 +225,35 @@ impl Task {
         })
     }
 
-    /// Where few-shot examples come from: mmlu's `dev` split; `None` for
-    /// tasks that support no few-shot examples (and for user tasks, whose
-    /// examples the caller supplies).
-    pub fn fewshot_hub_source(&self) -> Option<HubSource> {
+    /// The split few-shot examples are drawn from, as lm-eval 0.4 takes
+    /// them (`<task>_<split>.jsonl` here): `train` for hellaswag and ARC,
+    /// `dev` for mmlu and user tasks; `None` for truthfulqa_mc2, which
+    /// lm-eval always runs 0-shot.
+    pub fn fewshot_split(&self) -> Option<&'static str> {
         match self {
-            Task::Mmlu => Some(HubSource {
-                repo: "cais/mmlu",
-                config: Some("all"),
-                split: "dev",
-            }),
-            _ => None,
+            Task::Hellaswag | Task::ArcEasy | Task::ArcChallenge => Some("train"),
+            Task::Mmlu | Task::Generic { .. } => Some("dev"),
+            Task::TruthfulqaMc2 => None,
         }
+    }
+
+    /// Where few-shot examples live on the Hub (`None` for user tasks and
+    /// for truthfulqa_mc2).
+    pub fn fewshot_hub_source(&self) -> Option<HubSource> {
+        let split = self.fewshot_split()?;
+        let hub = self.hub_source()?;
+        Some(HubSource { split, ..hub })
     }
 
     /// Turns records into questions.
     ///
     /// `limit` keeps the first N records (for mmlu the first N of each
-    /// subject). `num_fewshot` examples are prepended to every question; only
-    /// mmlu (the first N `dev` records of the question's subject, lm-eval's
-    /// `first_n` sampler) and user tasks (drawn from `fewshot_records` as
-    /// lm-eval's default sampler draws them, or its first N) support them.
+    /// subject). `num_fewshot` examples are prepended to every question:
+    /// for mmlu the first N `dev` records of the question's subject
+    /// (lm-eval's `first_n` sampler); for the other tasks drawn as lm-eval's
+    /// default sampler draws them (`random.Random(1234)`, one draw per
+    /// question in order) from `fewshot_records`, or the first N for a user
+    /// task that asks for `first_n`; truthfulqa_mc2 stays 0-shot, as in lm-eval.
     ///
     /// mmlu questions come grouped by subject, subjects in order of first
     /// appearance, and `McDoc::index` counts from 0 within each subject (as
@@ -266,22 +274,63 @@ impl Task {
             }
             _ => {}
         }
+        let question = |rec: &Rec| match self {
+            Task::Hellaswag => hellaswag_question(rec),
+            Task::ArcEasy | Task::ArcChallenge => arc_question(rec),
+            Task::TruthfulqaMc2 => truthfulqa_question(rec),
+            Task::Mmlu | Task::Generic { .. } => unreachable!("handled above"),
+        };
+        // truthfulqa_mc2 is 0-shot whatever is asked, as in lm-eval (its
+        // config fixes `num_fewshot: 0` and lm-eval ignores the option): its
+        // prompt carries six question-answer examples of its own.
+        let shots = if *self == Task::TruthfulqaMc2 {
+            0
+        } else {
+            shots
+        };
+        let mut pool = Vec::new();
         if shots > 0 {
-            return Err(format!(
-                "{}: few-shot examples are supported only for mmlu and [mc_tasks] tasks \
-                 (num_fewshot = {shots})",
-                self.name()
-            ));
+            if fewshot_records.len() < shots {
+                return Err(format!(
+                    "{}: num_fewshot = {shots} but there are {} few-shot records",
+                    self.name(),
+                    fewshot_records.len()
+                ));
+            }
+            for (i, value) in fewshot_records.iter().enumerate() {
+                let rec = Rec::new("few-shot record", i, value)?;
+                let (text, choices, gold) = question(&rec)?;
+                // The example's answer is lm-eval's `doc_to_target`: the gold choice.
+                let answer = match gold {
+                    Gold::Index(g) => choices[g].clone(),
+                    Gold::TrueFirst(_) => unreachable!("truthfulqa_mc2 takes no examples"),
+                };
+                pool.push((text, answer));
+            }
         }
+        // lm-eval passes the evaluated document to its sampler when the
+        // few-shot split equals the task's `test_split`, draws one more and
+        // drops the document: hellaswag has neither (None == None), so its
+        // draws take one more; ARC has a test split.
+        let drops_doc = *self == Task::Hellaswag;
+        let mut rng = PyRandom::new(LM_EVAL_FEWSHOT_SEED);
         let take = limit.unwrap_or(records.len()).min(records.len());
         let mut docs = Vec::with_capacity(take);
         for (index, value) in records[..take].iter().enumerate() {
             let rec = Rec::new("record", index, value)?;
-            let (context, choices, gold) = match self {
-                Task::Hellaswag => hellaswag_question(&rec)?,
-                Task::ArcEasy | Task::ArcChallenge => arc_question(&rec)?,
-                Task::TruthfulqaMc2 => truthfulqa_question(&rec)?,
-                Task::Mmlu | Task::Generic { .. } => unreachable!("handled above"),
+            let (text, choices, gold) = question(&rec)?;
+            let context = if shots == 0 {
+                text
+            } else {
+                let picks = if drops_doc {
+                    lm_eval_fewshot(&mut rng, fewshot_records, shots, Some(value))
+                } else {
+                    lm_eval_fewshot(&mut rng, fewshot_records, shots, None)
+                }
+                .map_err(|e| format!("{}: few-shot examples: {e}", self.name()))?;
+                let examples: Vec<(String, String)> =
+                    picks.into_iter().map(|i| pool[i].clone()).collect();
+                with_examples("", &examples, TARGET_DELIMITER, &text)
             };
             docs.push(McDoc {
                 index,
@@ -831,7 +880,7 @@ fn generic_docs(
         let examples: Vec<(String, String)> = match spec.fewshot_sampler {
             FewshotSampler::FirstN => pool.clone(),
             FewshotSampler::Default => lm_eval_fewshot(&mut rng, &pool, shots, None)
-                .map_err(|e| format!("{name}: {e}"))?
+                .map_err(|e| format!("{name}: few-shot examples: {e}"))?
                 .into_iter()
                 .map(|i| pool[i].clone())
                 .collect(),
@@ -901,7 +950,8 @@ mod tests {
         );
         assert_eq!(Task::ArcEasy.hub_source().unwrap().config, Some("ARC-Easy"));
         assert_eq!(Task::Mmlu.fewshot_hub_source().unwrap().split, "dev");
-        assert_eq!(Task::Hellaswag.fewshot_hub_source(), None);
+        assert_eq!(Task::Hellaswag.fewshot_hub_source().unwrap().split, "train");
+        assert_eq!(Task::TruthfulqaMc2.fewshot_hub_source(), None);
         assert_eq!(MMLU_SUBJECTS.len(), 57);
         for cat in MMLU_CATEGORIES {
             assert!(MMLU_SUBJECTS.iter().any(|(_, c)| *c == cat));
@@ -1312,5 +1362,59 @@ mod tests {
         }
         let err = task.docs(&records, None, 6, &pool).unwrap_err();
         assert!(err.contains("num_fewshot = 6 but there are 5"), "{err}");
+    }
+
+    /// hellaswag draws one example more than asked and drops the question
+    /// itself (lm-eval: no test split, no few-shot split); ARC draws as
+    /// asked. Python's `random.Random(1234)` over a pool of 8, 2 shots:
+    /// hellaswag `sample(range(8), 3)[:2]` → [7, 0], [1, 6], [0, 5]; ARC
+    /// `sample(range(8), 2)` → [7, 0], [0, 7], [0, 5]. truthfulqa_mc2 stays 0-shot.
+    #[test]
+    fn builtin_fewshot_examples_follow_lm_evals_draws() {
+        let hs = |i: usize| {
+            json!({"activity_label": format!("act{i}"), "ctx_a": "a", "ctx_b": "b",
+                   "endings": [format!("end{i}"), "other"], "label": 0})
+        };
+        let arc = |i: usize| {
+            json!({"question": format!("q{i}"),
+                   "choices": {"text": [format!("right{i}"), "wrong"], "label": ["A", "B"]},
+                   "answerKey": "A"})
+        };
+        let shots = |context: &str, key: &str| -> Vec<usize> {
+            context
+                .split(FEWSHOT_DELIMITER)
+                .filter_map(|p| {
+                    p.split(key)
+                        .nth(1)?
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        };
+        let pool: Vec<Value> = (0..8).map(hs).collect();
+        let records: Vec<Value> = (100..103).map(hs).collect();
+        let docs = Task::Hellaswag.docs(&records, None, 2, &pool).unwrap();
+        let got: Vec<Vec<usize>> = docs.iter().map(|d| shots(&d.context, "end")).collect();
+        assert_eq!(got, [[7, 0], [1, 6], [0, 5]]);
+        assert!(
+            docs[0].context.ends_with("act100: a B"),
+            "{}",
+            docs[0].context
+        );
+
+        let pool: Vec<Value> = (0..8).map(arc).collect();
+        let records: Vec<Value> = (100..103).map(arc).collect();
+        let docs = Task::ArcEasy.docs(&records, None, 2, &pool).unwrap();
+        let got: Vec<Vec<usize>> = docs.iter().map(|d| shots(&d.context, "right")).collect();
+        assert_eq!(got, [[7, 0], [0, 7], [0, 5]]);
+        assert!(docs[0]
+            .context
+            .starts_with("Question: q7\nAnswer: right7\n\nQuestion: q0"));
+
+        let tq = json!({"question": "q", "mc2_targets": {"choices": ["t", "f"], "labels": [1, 0]}});
+        let docs = Task::TruthfulqaMc2.docs(&[tq], None, 3, &[]).unwrap();
+        assert!(docs[0].context.starts_with(TRUTHFULQA_PREAMBLE));
     }
 }

@@ -50,6 +50,20 @@ impl SimServer {
         addr: SocketAddr,
         standalone: bool,
     ) -> std::io::Result<Self> {
+        Self::start_logging(params, model, addr, standalone, None)
+    }
+
+    /// As [`SimServer::start_with`], and with `prompt_log` every prompt of a
+    /// completion request is appended to it as a JSON line of token ids
+    /// (`{"prompt_ids": [...]}`), the wire-level record a parity check
+    /// compares between two clients.
+    pub fn start_logging(
+        params: SimParams,
+        model: &str,
+        addr: SocketAddr,
+        standalone: bool,
+        prompt_log: Option<std::fs::File>,
+    ) -> std::io::Result<Self> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -67,7 +81,7 @@ impl SimServer {
                     .expect("sim runtime");
                 runtime.block_on(async move {
                     tokio::spawn(clock.clone().drive());
-                    let state = server::State::new(&model, params, clock, standalone);
+                    let state = server::State::new(&model, params, clock, standalone, prompt_log);
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                     // Stopping drops the runtime, which aborts in-flight streams
                     // instead of waiting for them to finish.

@@ -37,6 +37,8 @@ struct Inner {
     token_text: Vec<String>,
     /// `servegate sim` runs standalone: `crash_after` may end the process.
     standalone: bool,
+    /// `servegate sim --log-prompts`: every prompt's token ids, a line each.
+    prompt_log: Option<std::sync::Mutex<std::fs::File>>,
 }
 
 impl State {
@@ -45,6 +47,7 @@ impl State {
         params: SimParams,
         clock: PreciseClock,
         standalone: bool,
+        prompt_log: Option<std::fs::File>,
     ) -> Self {
         let lm = Model::shared();
         let token_text = (0..lm.vocab_size() as u32)
@@ -59,6 +62,7 @@ impl State {
             started: Instant::now(),
             token_text,
             standalone,
+            prompt_log: prompt_log.map(std::sync::Mutex::new),
         }))
     }
 }
@@ -774,6 +778,17 @@ fn check_lengths(prompts: &[Vec<u32>], max_tokens: usize) -> Result<(), String> 
     Ok(())
 }
 
+/// Appends each prompt as a line; one write per line, so a server killed
+/// mid-run leaves whole lines. A failed write loses only the log.
+fn log_prompts(log: &std::sync::Mutex<std::fs::File>, prompts: &[Vec<u32>]) {
+    use std::io::Write;
+    let mut file = log.lock().unwrap_or_else(|e| e.into_inner());
+    for p in prompts {
+        let line = format!("{}\n", serde_json::json!({ "prompt_ids": p }));
+        let _ = file.write_all(line.as_bytes());
+    }
+}
+
 /// One generation per prompt, each submitted to the engine with the
 /// request's arrival time.
 fn start_generations(
@@ -785,6 +800,9 @@ fn start_generations(
 ) -> Vec<Generation> {
     let inner = &state.0;
     let max_tokens = options.max_tokens;
+    if let Some(log) = &inner.prompt_log {
+        log_prompts(log, &options.prompts);
+    }
     // Faults strike halfway through the output.
     let stall_at = (!inner.params.stall.is_zero()).then_some(max_tokens / 2);
     options

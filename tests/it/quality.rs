@@ -165,6 +165,34 @@ fn every_task_format_runs_on_the_shipped_data() {
     }
 }
 
+/// Two examples per question from the shipped `*_train.jsonl` and
+/// `mmlu_dev.jsonl`: the suite runs and passes on identical engines; without
+/// hellaswag's train file the suite is listed as ignored, saying which file.
+#[test]
+fn few_shot_suites_run_and_name_a_missing_few_shot_file() {
+    let suite =
+        "tasks = [\"hellaswag\", \"arc_easy\", \"arc_challenge\", \"truthfulqa_mc2\", \"mmlu\"]\n\
+                 data = \"datasets\"\nnum_fewshot = 2\n[gate]\nmax_drop = 0.02\n";
+    let dir = project_with("{ ttft_ms = 1.0, tpot_ms = 1.0 }", suite);
+    let r = run_suite(dir.path()).unwrap();
+    assert!(r.passed, "{}", servegate::report::quality::suite_text(&r));
+    assert_eq!(r.candidate.tasks.len(), 5);
+
+    std::fs::remove_file(dir.path().join("datasets/hellaswag_train.jsonl")).unwrap();
+    let out = Command::new(BIN)
+        .args(["--root"])
+        .arg(dir.path())
+        .args(["list", "--reasons"])
+        .env_remove("SERVEGATE_DATA_DIR")
+        .env("HF_HUB_CACHE", dir.path().join("no-cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("ignored"), "{text}");
+    assert!(text.contains("few-shot examples"), "{text}");
+    assert!(text.contains("hellaswag_train"), "{text}");
+}
+
 #[test]
 fn retries_ride_out_a_flaky_server() {
     let clean = project_with("{ ttft_ms = 1.0, tpot_ms = 1.0 }", HELLASWAG_ARC);
