@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::distributions::distributions;
 use super::verdict_html;
 use crate::config::{CaseConfig, TargetSpec};
-use crate::report::console::{case_verdict, message_lines, num, ratio_text, unmeasured_note};
+use crate::report::console::{case_verdict, message_lines, num, unmeasured_note, GateCells};
 use crate::report::markdown::html_escape as esc;
 use crate::results::{CaseReport, TargetReport};
 use crate::stats::Distribution;
@@ -188,18 +188,18 @@ fn gate_html(c: &CaseReport) -> String {
     let mut html = String::from(
         "<table class=\"gate\"><thead><tr><th>gate metric</th><th>candidate</th><th>baseline</th><th>ratio</th><th>interval</th><th>limit</th><th>verdict</th></tr></thead><tbody>\n",
     );
+    // The same cell texts as the console and Markdown tables.
     for r in &c.gate {
+        let cells = GateCells::of(r);
         let _ = writeln!(
             html,
-            "<tr><td><code>{}</code></td><td>{} {}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.metric),
-            num(r.candidate),
-            esc(&r.unit),
-            num(r.baseline),
-            esc(&r.unit),
-            ratio_text(r.ratio),
-            r.interval_text(),
-            esc(&r.limit_with_confidence()),
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&cells.metric),
+            esc(&cells.candidate),
+            esc(&cells.baseline),
+            esc(&cells.ratio),
+            esc(&cells.interval),
+            esc(&cells.limit),
             verdict_html(r.verdict)
         );
     }
