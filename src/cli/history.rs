@@ -46,6 +46,9 @@ pub(super) struct HistoryArgs {
     /// Which series to follow per gated metric (gated: the ratio where the gate has a ratio limit, else the candidate's value).
     #[arg(long, value_enum, default_value = "gated")]
     series: SeriesArg,
+    /// Read the results as committed at this git ref (a branch that collects nightly results, say), not from the working tree: each RESULTS is a folder or file path in that tree.
+    #[arg(long, value_name = "REF")]
+    git_ref: Option<String>,
     /// Benchmark: write RUNSxCASES synthetic runs to a temporary folder, read and analyse them, print the times.
     #[arg(long, hide = true, value_name = "RUNSxCASES")]
     bench_synthetic: Option<String>,
@@ -109,8 +112,20 @@ pub(super) fn history(args: &HistoryArgs) -> Result<(), CliError> {
     if let Some(shape) = &args.bench_synthetic {
         return bench(shape, &params);
     }
-    let files = run_files(&args.results).map_err(CliError::Usage)?;
-    let (runs, skipped) = load(&files).map_err(CliError::Usage)?;
+    let (runs, skipped) = match &args.git_ref {
+        None => {
+            let files = run_files(&args.results).map_err(CliError::Usage)?;
+            let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            load(&names, &|name| {
+                std::fs::read(name).map_err(|e| format!("cannot read {name}: {e}"))
+            })
+        }
+        Some(git_ref) => {
+            let names = git::run_files(git_ref, &args.results).map_err(CliError::Usage)?;
+            load(&names, &|name| git::read(git_ref, name))
+        }
+    }
+    .map_err(CliError::Usage)?;
     let report = analyse(runs, skipped, &params, &args.results)?;
     print!("{}", regressions::console_text(&report));
     let write = |path: &Option<PathBuf>, what: &str, text: &dyn Fn() -> String| {
@@ -208,18 +223,28 @@ fn run_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 /// Runs read, each with its file, and the notes on runs skipped.
 type Loaded = (Vec<(String, RunResults)>, Vec<String>);
 
-/// Reads the runs, several files at a time; incomplete runs are skipped
-/// with a note. A file that is not a run's results is an error.
-fn load(files: &[PathBuf]) -> Result<Loaded, String> {
+/// Reads the runs named (through `read`: from disk or from git), several
+/// at a time; incomplete runs are skipped with a note. A file that is not
+/// a run's results is an error.
+fn load(
+    names: &[String],
+    read: &(dyn Fn(&str) -> Result<Vec<u8>, String> + Sync),
+) -> Result<Loaded, String> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 8);
-    let chunk = files.len().div_ceil(threads).max(1);
-    let read: Vec<Result<RunResults, String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = files
+    let chunk = names.len().div_ceil(threads).max(1);
+    let parsed: Vec<Result<RunResults, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = names
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|f| read_run(f)).collect::<Vec<_>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|name| read_run(name, &read(name)?))
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
         handles
             .into_iter()
@@ -227,43 +252,106 @@ fn load(files: &[PathBuf]) -> Result<Loaded, String> {
             .collect()
     });
     let (mut runs, mut skipped) = (Vec::new(), Vec::new());
-    for (file, r) in files.iter().zip(read) {
+    for (name, r) in names.iter().zip(parsed) {
         let r = r?;
-        let name = file.display().to_string();
         if !r.complete {
             skipped.push(format!(
                 "{name}: incomplete (the run was interrupted; {} case(s) finished)",
                 r.cases.len()
             ));
         } else {
-            runs.push((name, r));
+            runs.push((name.clone(), r));
         }
     }
     Ok((runs, skipped))
 }
 
-/// One run's results file, with a start time.
-fn read_run(path: &Path) -> Result<RunResults, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let run = match serde_json::from_slice::<RunResults>(&bytes) {
+/// One run's results, with a start time.
+fn read_run(name: &str, bytes: &[u8]) -> Result<RunResults, String> {
+    let run = match serde_json::from_slice::<RunResults>(bytes) {
         Ok(run) => run,
-        // Not a run: let the reader of every kind say what it is.
-        Err(_) => servegate::results::read(path).map_err(|e| format!("{e:#}"))?,
+        // Not a run: on disk, let the reader of every kind say what it is.
+        Err(e) if !Path::new(name).is_file() => {
+            return Err(format!("{name}: not the results of `servegate run` ({e})"))
+        }
+        Err(_) => servegate::results::read(Path::new(name)).map_err(|e| format!("{e:#}"))?,
     };
     if run.is_single_case() {
         return Err(format!(
-            "{}: one case's report, not a run (history reads the run-*.json files of `servegate run`)",
-            path.display()
+            "{name}: one case's report, not a run (history reads the run-*.json files of `servegate run`)"
         ));
     }
     if chrono::DateTime::parse_from_rfc3339(&run.started_at).is_err() {
         return Err(format!(
-            "{}: no start time (`started_at` is {:?}), so it cannot be placed in the history",
-            path.display(),
+            "{name}: no start time (`started_at` is {:?}), so it cannot be placed in the history",
             run.started_at
         ));
     }
     Ok(run)
+}
+
+/// Results committed to a git ref, read with the `git` command (what every
+/// CI runner has; a git library would add a C build for two plumbing calls).
+mod git {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    fn git(args: &[&str]) -> Result<Vec<u8>, String> {
+        let out = Command::new("git")
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(out.stdout)
+    }
+
+    /// The `run-*.json` files under each folder at `git_ref`, or the file
+    /// itself; paths relative to the working folder, as `git ls-tree` takes them.
+    pub(super) fn run_files(git_ref: &str, paths: &[PathBuf]) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for p in paths {
+            let p = p.to_string_lossy();
+            let listed = git(&[
+                "ls-tree",
+                "-r",
+                "--name-only",
+                "--full-name",
+                git_ref,
+                "--",
+                &p,
+            ])?;
+            let listed = String::from_utf8_lossy(&listed);
+            let mut found: Vec<String> = listed
+                .lines()
+                .filter(|f| {
+                    let name = f.rsplit('/').next().unwrap_or(f);
+                    let whole_file = f.ends_with(p.trim_start_matches("./"));
+                    whole_file || (name.starts_with("run-") && name.ends_with(".json"))
+                })
+                .map(str::to_string)
+                .collect();
+            if found.is_empty() {
+                return Err(format!(
+                    "{p}: nothing at {git_ref} (no such file, or a folder without run-*.json)"
+                ));
+            }
+            found.sort();
+            out.extend(found);
+        }
+        out.dedup();
+        Ok(out)
+    }
+
+    /// A file's bytes at `git_ref` (`name` as `run_files` gave it: from the repository's root).
+    pub(super) fn read(git_ref: &str, name: &str) -> Result<Vec<u8>, String> {
+        git(&["show", &format!("{git_ref}:{name}")])
+    }
 }
 
 /// `--bench-synthetic 500x20`: writes that many synthetic runs (four gated
@@ -287,7 +375,11 @@ fn bench(shape: &str, params: &Params) -> Result<(), CliError> {
     let written = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let files = run_files(&[dir.path().to_path_buf()]).map_err(CliError::Usage)?;
-    let (loaded, skipped) = load(&files).map_err(CliError::Usage)?;
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let (loaded, skipped) = load(&names, &|name| {
+        std::fs::read(name).map_err(|e| format!("cannot read {name}: {e}"))
+    })
+    .map_err(CliError::Usage)?;
     let read = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let report = analyse(loaded, skipped, params, &[dir.path().to_path_buf()])?;

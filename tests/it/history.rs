@@ -159,6 +159,50 @@ fn a_slowdown_from_run_5_is_named_as_a_regression_since_run_5() {
         assert!(shown.contains(&format!("commits {short}..")), "{shown}");
     }
 
+    // The same runs committed to a branch that collects results, read with
+    // --git-ref after they are gone from the working tree.
+    if has_git {
+        assert!(git(root, &["checkout", "-q", "-b", "nightly-results"]));
+        assert!(git(root, &["add", "results"]));
+        assert!(git(root, &["commit", "-q", "-m", "ten nights"]));
+        assert!(git(root, &["checkout", "-q", "-"]));
+        assert!(git(root, &["clean", "-qfdx", "results"]));
+        assert!(!root.join("results").exists());
+        let out = servegate(
+            root,
+            &[
+                "history",
+                "results",
+                "--git-ref",
+                "nightly-results",
+                "--fail-on-regression",
+            ],
+            &[],
+        );
+        let from_git = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{from_git}");
+        assert!(from_git.contains("History: 10 runs"), "{from_git}");
+        assert!(
+            from_git.contains("scenario::tiny latency_p50 (ratio): threshold since run 5"),
+            "{from_git}"
+        );
+        let out = servegate(
+            root,
+            &["history", "nowhere", "--git-ref", "nightly-results"],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(
+            text(&out).contains("nowhere: nothing at nightly-results"),
+            "{}",
+            text(&out)
+        );
+        assert!(git(
+            root,
+            &["checkout", "-q", "nightly-results", "--", "results"]
+        ));
+    }
+
     // Four runs before and six after: the change point test needs a looser
     // significance than the default to place the split (the smallest
     // p-value four runs allow is 2 / C(10, 4) ≈ 0.01), and places it at run 5.
