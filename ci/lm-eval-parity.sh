@@ -11,13 +11,14 @@
 # usage: ci/lm-eval-parity.sh [LOGPROB_NOISE] [FEWSHOT]
 #   LOGPROB_NOISE (default 0.5) perturbs the engine so scores are not at the ceiling.
 #   FEWSHOT (default 2) examples per question in the second comparison.
-#   LMEVAL_VENV   where lm-eval is installed (default target/lm-eval-venv; created
+#   LMEVAL_VENV   where lm-eval is installed (default: a folder of the user's cache,
+#                 outside the checkout, so clean clones reuse it; created
 #                 with pip from PyPI on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NOISE=${1:-0.5}
 SHOTS=${2:-2}
-VENV=${LMEVAL_VENV:-target/lm-eval-venv}
+VENV=${LMEVAL_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/servegate/lm-eval-0.4.13-venv}
 if [ ! -x "$VENV/bin/lm_eval" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "lm-eval[api]==0.4.13" "transformers==5.24.0"
