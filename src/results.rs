@@ -112,7 +112,34 @@ pub struct SuiteReport {
     /// Items that flipped between candidate and baseline, per task.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paired: Vec<PairedReport>,
+    /// Every item of both sides, a JSON line each (see [`SampleLine`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<PathBuf>,
     pub passed: bool,
+}
+
+impl SuiteReport {
+    /// Both sides' items as the lines of a samples file.
+    pub fn sample_lines(&self) -> String {
+        let mut out = String::new();
+        let sides = [
+            ("candidate", Some(&self.candidate)),
+            ("baseline", self.baseline.as_ref()),
+        ];
+        for (side, report) in sides {
+            let Some(report) = report else { continue };
+            for item in &report.samples {
+                let line = SampleLine {
+                    side: side.to_string(),
+                    target: report.target.clone(),
+                    item: item.clone(),
+                };
+                out.push_str(&serde_json::to_string(&line).expect("a sample serialises"));
+                out.push('\n');
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +161,42 @@ pub struct SideReport {
     pub seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<PathBuf>,
+    /// Every item as scored; written to the suite's samples file, not to
+    /// the results (which stay small).
+    #[serde(skip)]
+    pub samples: Vec<ItemSample>,
+}
+
+/// One scored item, lm-eval's `--log_samples` for a multiple-choice task:
+/// the context every choice continues (few-shot examples included), the
+/// continuations, their log-likelihoods, the right choices and the picks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ItemSample {
+    pub task: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The item's position in the task's records (per subject for mmlu), as lm-eval's `doc_id`.
+    pub doc_id: usize,
+    pub context: String,
+    /// The text scored after the context, one per choice.
+    pub continuations: Vec<String>,
+    pub loglikelihoods: Vec<f64>,
+    /// The right choices (several for truthfulqa_mc2's true answers).
+    pub gold: Vec<usize>,
+    pub pred: usize,
+    pub pred_norm: usize,
+    pub acc: f64,
+    pub acc_norm: f64,
+}
+
+/// A line of a suite's samples file: an item on one side.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SampleLine {
+    /// `candidate` or `baseline`.
+    pub side: String,
+    pub target: String,
+    #[serde(flatten)]
+    pub item: ItemSample,
 }
 
 impl SideReport {

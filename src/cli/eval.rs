@@ -132,7 +132,7 @@ pub(super) fn eval(args: &EvalArgs, root: Option<PathBuf>) -> Result<(), CliErro
         api_key,
         timeout_s: args.timeout,
     };
-    let report = runtime()
+    let mut report = runtime()
         .block_on(servegate::run::suite::adhoc(&spec))
         .map_err(CliError::Failed)?;
     print!("{}", report::quality::suite_text(&report));
@@ -150,6 +150,13 @@ pub(super) fn eval(args: &EvalArgs, root: Option<PathBuf>) -> Result<(), CliErro
         }
     }
     if let Some(path) = &args.output {
+        // The items go beside the results: out.json → out.samples.jsonl.
+        let samples = path.with_extension("samples.jsonl");
+        files::write_atomic(&samples, report.sample_lines().as_bytes()).map_err(|e| {
+            CliError::Failed(format!("could not write {}: {e:#}", samples.display()))
+        })?;
+        report.samples = Some(samples.clone());
+        println!("samples: {}", samples.display());
         files::write_json_atomic(path, &report)
             .map_err(|e| CliError::Failed(format!("could not write {}: {e:#}", path.display())))?;
         println!("results: {}", path.display());

@@ -18,7 +18,8 @@ use crate::quality::sources::{fewshot_records, locate};
 use crate::quality::tasks::Task;
 use crate::quality::{data, Gold, McDoc};
 pub use crate::results::{
-    FlippedItem, PairedReport, SideReport, SubtaskResult, SuiteReport, TaskResult, TaskSource,
+    FlippedItem, ItemSample, PairedReport, SideReport, SubtaskResult, SuiteReport, TaskResult,
+    TaskSource,
 };
 use crate::server::pool::{Pool, TargetKey};
 use crate::server::TargetEnv;
@@ -169,16 +170,15 @@ pub async fn score_side(
     let seconds = began.elapsed().as_secs_f64();
     let mut results = Vec::new();
     let mut scores = Vec::new();
+    let mut samples = Vec::new();
     for (t, index) in tasks.iter().zip(&requests.index) {
-        let outcomes: Vec<DocOutcome> = t
-            .docs
-            .iter()
-            .zip(index)
-            .map(|(doc, at)| {
-                let doc_lls: Vec<f64> = at.iter().map(|&i| lls[i].ll).collect();
-                score::score_doc(doc, &doc_lls)
-            })
-            .collect();
+        let mut outcomes: Vec<DocOutcome> = Vec::with_capacity(t.docs.len());
+        for (doc, at) in t.docs.iter().zip(index) {
+            let doc_lls: Vec<f64> = at.iter().map(|&i| lls[i].ll).collect();
+            let outcome = score::score_doc(doc, &doc_lls);
+            samples.push(item_sample(t.task.name(), doc, doc_lls, &outcome));
+            outcomes.push(outcome);
+        }
         let m = score::task_metrics(&t.task, &t.docs, &outcomes);
         scores.push(task_scores(&t.task, &t.docs, &outcomes, &m.metrics));
         results.push(TaskResult {
@@ -205,9 +205,45 @@ pub async fn score_side(
             requests: requests.unique.len(),
             seconds,
             log: side.log.clone(),
+            samples,
         },
         scores,
     ))
+}
+
+/// One item as scored, for the samples file.
+fn item_sample(task: &str, doc: &McDoc, lls: Vec<f64>, outcome: &DocOutcome) -> ItemSample {
+    ItemSample {
+        task: task.to_string(),
+        subject: doc.subject.clone(),
+        doc_id: doc.index,
+        context: doc.context.clone(),
+        continuations: (0..doc.choices.len())
+            .map(|k| doc.continuation(k))
+            .collect(),
+        loglikelihoods: lls,
+        gold: match doc.gold {
+            Gold::Index(g) => vec![g],
+            Gold::TrueFirst(n) => (0..n).collect(),
+        },
+        pred: outcome.pred,
+        pred_norm: outcome.pred_norm,
+        acc: outcome.acc,
+        acc_norm: outcome.acc_norm,
+    }
+}
+
+/// Writes the suite's samples file (`<results_dir>/samples/<case>.jsonl`,
+/// atomically) and names it in the report. A failed write is a warning:
+/// the verdict does not depend on it.
+pub fn write_samples(report: &mut SuiteReport, results_dir: &std::path::Path) {
+    let path = results_dir
+        .join("samples")
+        .join(format!("{}.jsonl", crate::files::file_stem(&report.name)));
+    match crate::files::write_atomic(&path, report.sample_lines().as_bytes()) {
+        Ok(()) => report.samples = Some(path),
+        Err(e) => eprintln!("warning: cannot write {}: {e}", path.display()),
+    }
 }
 
 /// Whether the choice picked by `metric` is right.
@@ -407,6 +443,7 @@ pub fn conclude(
         passed: qgate::all_pass(&rows),
         rows,
         paired,
+        samples: None,
     }
 }
 
@@ -548,7 +585,9 @@ async fn run_one(
     let encoder = encoder.expect("the candidate was scored");
     let mut scored = scored.into_iter();
     let cand = scored.next().expect("the candidate was scored");
-    Ok(conclude(&inputs, &encoder, cand, scored.next()))
+    let mut report = conclude(&inputs, &encoder, cand, scored.next());
+    write_samples(&mut report, &env.results_dir);
+    Ok(report)
 }
 
 /// The task lists of the old evaluation script, for an ad-hoc evaluation

@@ -177,6 +177,28 @@ fn few_shot_suites_run_and_name_a_missing_few_shot_file() {
     let r = run_suite(dir.path()).unwrap();
     assert!(r.passed, "{}", servegate::report::quality::suite_text(&r));
     assert_eq!(r.candidate.tasks.len(), 5);
+    // Every item of both sides is on record, with its few-shot context.
+    let samples = r.samples.as_ref().expect("a samples file");
+    let lines: Vec<servegate::results::SampleLine> = std::fs::read_to_string(samples)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let items: usize = r.tasks.iter().map(|t| t.items).sum();
+    assert_eq!(lines.len(), 2 * items, "{}", samples.display());
+    assert_eq!(lines.iter().filter(|l| l.side == "baseline").count(), items);
+    let first = lines.iter().find(|l| l.item.task == "arc_easy").unwrap();
+    assert_eq!(first.item.doc_id, 0);
+    assert_eq!(
+        first.item.context.matches("Question: ").count(),
+        3,
+        "{first:?}"
+    );
+    assert_eq!(
+        first.item.loglikelihoods.len(),
+        first.item.continuations.len()
+    );
+    assert!(first.item.acc == 1.0 || first.item.acc == 0.0);
 
     std::fs::remove_file(dir.path().join("datasets/hellaswag_train.jsonl")).unwrap();
     let out = Command::new(BIN)
@@ -308,6 +330,12 @@ fn eval_command_gates_a_candidate_against_a_baseline() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
     assert_eq!(saved["tasks"][0]["items"], 20);
+    // The items beside the results: 40 per side.
+    let samples = out_dir.path().join("eval.samples.jsonl");
+    assert_eq!(saved["samples"], samples.to_str().unwrap());
+    let lines = std::fs::read_to_string(&samples).unwrap();
+    assert_eq!(lines.lines().count(), 80, "{lines}");
+    assert!(text.contains("samples: "), "{text}");
     let (code, text) = eval_cli(&[
         "--url",
         &noisy.url,
