@@ -23,6 +23,7 @@ pub mod lag;
 pub mod loadgen;
 pub mod metrics;
 pub mod open_files;
+pub mod probe;
 pub mod quality;
 pub mod report;
 pub mod results;

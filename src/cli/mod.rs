@@ -34,6 +34,7 @@ macro_rules! print {
 mod bench;
 mod eval;
 mod history;
+mod probe;
 mod report;
 mod run;
 mod servers;
@@ -227,6 +228,11 @@ enum Command {
     /// Ad-hoc quality evaluation of one server, or of a candidate against a
     /// baseline (lm-evaluation-harness's scoring, done natively).
     Eval(eval::EvalArgs),
+    /// What a server supports, found with a few tiny requests: models,
+    /// completions and chat (streamed and not), usage in streams, echoed
+    /// prompt log-probabilities, token-id and list prompts, tokenize, BOS,
+    /// /metrics, SSE comments.
+    Probe(probe::ProbeArgs),
 }
 
 /// Why a command did not succeed; `main` maps it to the exit status.
@@ -324,6 +330,7 @@ impl Cli {
             ),
             Command::Bench(args) => bench::bench(&args, root, open_files),
             Command::Eval(args) => eval::eval(&args, root),
+            Command::Probe(args) => probe::probe(&args),
             Command::Sim(args) => sim::sim(&args, root),
             Command::Calibrate {
                 levels,

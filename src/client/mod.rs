@@ -470,6 +470,46 @@ impl Client {
         })
     }
 
+    /// Sends a request (a JSON body, or a GET without one) and returns the
+    /// status and the body as text, whatever the status: what `servegate
+    /// probe` needs to tell "not supported" from "failed". The body is
+    /// bounded by the client's limits, the exchange by `timeout`; an error
+    /// answer's text is its message.
+    pub async fn ask(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<(u16, String), String> {
+        let request = match body {
+            Some(b) => self.http.post(self.url(path)).json(b),
+            None => self.http.get(self.url(path)),
+        };
+        let request = self.authorize(request).timeout(timeout);
+        let exchange = async {
+            let response = request.send().await.map_err(|e| error_chain(&e))?;
+            let status = response.status();
+            if !status.is_success() {
+                let text = read_prefix(response, ERROR_BODY_BYTES).await;
+                return Ok((status.as_u16(), error_text(&self.redact(&text))));
+            }
+            let body = read_limited(response, self.limits.max_response_bytes)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((
+                status.as_u16(),
+                self.redact(&String::from_utf8_lossy(&body)),
+            ))
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(outcome) => outcome.map_err(|e: String| self.redact(&e)),
+            Err(_) => Err(format!(
+                "no complete answer within {:.1} s",
+                timeout.as_secs_f64()
+            )),
+        }
+    }
+
     /// Sends one request and times it. The whole exchange, body included,
     /// ends within the request's timeout.
     pub async fn complete(&self, req: &CompletionRequest) -> Result<Completion, Failure> {

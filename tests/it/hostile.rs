@@ -26,6 +26,7 @@ use crate::common::BIN;
 struct Request {
     path: String,
     head: String,
+    body: String,
     /// 0 for the first request this server received.
     number: usize,
 }
@@ -103,7 +104,7 @@ fn serve(mut sock: TcpStream, number: usize, handler: &Handler, stop: &AtomicBoo
     let _ = sock.set_write_timeout(Some(Duration::from_millis(200)));
     let mut seen = Vec::new();
     let mut buf = [0u8; 8192];
-    let head = loop {
+    let (head, body) = loop {
         if stop.load(Ordering::Relaxed) {
             return;
         }
@@ -124,12 +125,21 @@ fn serve(mut sock: TcpStream, number: usize, handler: &Handler, stop: &AtomicBoo
                 })
                 .unwrap_or(0);
             if seen.len() >= end + 4 + length {
-                break text[..end].to_string();
+                break (text[..end].to_string(), text[end + 4..].to_string());
             }
         }
     };
     let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-    handler(&Request { path, head, number }, &mut sock, stop);
+    handler(
+        &Request {
+            path,
+            head,
+            body,
+            number,
+        },
+        &mut sock,
+        stop,
+    );
 }
 
 /// Writes all of `bytes` unless the client went away or the test is over.
@@ -906,4 +916,131 @@ fn engine_faults_fail_the_gate_with_their_counts() {
         assert!(wall < secs(30.0), "{name}: {wall:?}");
         assert!(rss < 200.0, "{name}: {rss} MB");
     }
+}
+
+/// A server shaped like llama.cpp's: text prompts only (token ids and lists
+/// answer HTTP 500), `echo` ignored (only the generated token's
+/// log-probability comes back), streams with `: ping` comments and no
+/// usage, `/tokenize` taking `content`, no `/metrics`. The probe says so
+/// feature by feature (a server error on a variant of a completion that
+/// worked is a refusal), and still exits 0: the server can generate.
+#[test]
+fn probe_tells_what_a_llama_cpp_like_server_supports() {
+    let server = Hostile::start(|req, sock, stop| {
+        let body: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+        let json = |sock: &mut TcpStream, v: Value| {
+            respond(
+                sock,
+                stop,
+                "200 OK",
+                "application/json",
+                v.to_string().as_bytes(),
+            )
+        };
+        match req.path.as_str() {
+            "/v1/models" => models(sock, stop),
+            "/tokenize" if body["content"].is_string() => {
+                json(sock, serde_json::json!({"tokens": [1, 15, 16]}))
+            }
+            "/tokenize" => respond(
+                sock,
+                stop,
+                "400 Bad Request",
+                "application/json",
+                br#"{"error":{"message":"\"content\" must be provided"}}"#,
+            ),
+            "/v1/completions" | "/v1/chat/completions"
+                if !body["prompt"].is_string() && body["messages"].is_null() =>
+            {
+                respond(
+                    sock,
+                    stop,
+                    "500 Internal Server Error",
+                    "application/json",
+                    br#"{"error":{"message":"prompt must be a string"}}"#,
+                )
+            }
+            "/v1/completions" | "/v1/chat/completions" if body["stream"] == true => {
+                let chat = req.path.contains("chat");
+                let event = if chat {
+                    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}\n\n"
+                } else {
+                    EVENT
+                };
+                let stream = format!("{}: ping\n\n{event}{event}data: [DONE]\n\n", sse_head());
+                let _ = send(sock, stream.as_bytes(), stop);
+            }
+            "/v1/completions" => json(
+                sock,
+                serde_json::json!({"choices": [{"index": 0, "text": "x",
+                "logprobs": {"token_logprobs": [-0.5], "tokens": ["x"]}}]}),
+            ),
+            "/v1/chat/completions" => json(
+                sock,
+                serde_json::json!({"choices": [{"index": 0,
+                "message": {"role": "assistant", "content": "x"}}]}),
+            ),
+            _ => respond(sock, stop, "404 Not Found", "text/plain", b"File Not Found"),
+        }
+    });
+    let out = std::process::Command::new(BIN)
+        .args(["probe", &server.url(), "--json", "--timeout", "5"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let support = |feature: &str| -> String {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["feature"].as_str().unwrap().starts_with(feature))
+            .unwrap_or_else(|| panic!("{feature}: {text}"))["support"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(report["model"], "m");
+    for (feature, want) in [
+        ("/v1/completions", "yes"),
+        ("/v1/completions, streamed", "yes"),
+        ("/v1/chat/completions, streamed", "yes"),
+        ("usage chunk", "no"),
+        ("usage on every event", "no"),
+        ("SSE comment lines", "yes"),
+        ("prompt log-probabilities", "no"),
+        ("token-id prompts", "no"),
+        ("several prompts", "no"),
+        ("tokenize endpoint", "yes"),
+        ("Prometheus /metrics", "no"),
+    ] {
+        let got = support(feature);
+        let want = if want == "?" { "unknown" } else { want };
+        assert_eq!(got, want, "{feature}: {text}");
+    }
+    assert!(text.contains("llama.cpp /tokenize"), "{text}");
+    assert!(text.contains("prompt must be a string"), "{text}");
+    assert!(text.contains("not echoed"), "{text}");
+
+    // Nothing listening: one line saying so, exit 1, no table of question marks.
+    let port = crate::common::free_port();
+    let out = std::process::Command::new(BIN)
+        .args([
+            "probe",
+            &format!("http://127.0.0.1:{port}"),
+            "--timeout",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot ask"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
 }

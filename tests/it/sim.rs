@@ -672,3 +672,41 @@ fn crash_after_ends_a_standalone_engine() {
     };
     assert!(!status.success());
 }
+
+/// `servegate probe` against the embedded engine: everything servegate
+/// relies on is there; it sends no SSE comments and its tokenizer adds no BOS.
+/// With `--log-prompts`, the engine records the prompts it was sent.
+#[test]
+fn probe_finds_everything_the_embedded_engine_supports() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("prompts.jsonl");
+    let engine = crate::common::Sim::start(&["--log-prompts", log.to_str().unwrap()]);
+    let out = std::process::Command::new(BIN)
+        .args(["probe", &engine.url, "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    for f in report["findings"].as_array().unwrap() {
+        let feature = f["feature"].as_str().unwrap();
+        let want = if feature.starts_with("SSE comment") || feature.starts_with("tokenize prepends")
+        {
+            "no"
+        } else {
+            "yes"
+        };
+        assert_eq!(f["support"], want, "{feature}: {f}");
+    }
+    // Every completion prompt the probe sent is in the engine's log, as token ids.
+    let lines: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["prompt_ids"] == json!([1, 2, 3])),
+        "{lines:?}"
+    );
+    assert!(lines.len() >= 8, "{} prompts logged", lines.len());
+}
