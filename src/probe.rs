@@ -52,6 +52,10 @@ pub struct ProbeReport {
     pub model: Option<String>,
     pub models: Vec<String>,
     pub findings: Vec<Finding>,
+    /// The model named is not among those listed: failures below may be
+    /// the model's, not the feature's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl ProbeReport {
@@ -220,6 +224,7 @@ pub async fn probe(client: &Client, model: Option<&str>, timeout: Duration) -> P
     if let Some(m) = &model {
         generation(&mut p, m).await;
         scoring(&mut p, m).await;
+        unknown_without_a_base(&mut p.findings);
     } else {
         for feature in [COMPLETIONS, CHAT] {
             p.note(feature, Support::Unknown, "no model to name: pass --model");
@@ -227,11 +232,43 @@ pub async fn probe(client: &Client, model: Option<&str>, timeout: Duration) -> P
     }
     tokenize(&mut p, model.as_deref()).await;
     metrics(&mut p).await;
+    let warning = model
+        .as_ref()
+        .filter(|m| !models.is_empty() && !models.contains(m))
+        .map(|m| {
+            format!(
+                "model `{m}` is not among those listed ({})",
+                models.join(", ")
+            )
+        });
     ProbeReport {
         url: client.base_url().to_string(),
         model,
         models,
         findings: p.findings,
+        warning,
+    }
+}
+
+/// A variant says nothing when the plain request it varies failed too (an
+/// unknown model fails every request alike): it is `?`, not `no`.
+fn unknown_without_a_base(findings: &mut [Finding]) {
+    let works = |feature: &str| {
+        findings
+            .iter()
+            .any(|f| f.feature == feature && f.support == Support::Yes)
+    };
+    let (completions, chat) = (works(COMPLETIONS), works(CHAT));
+    for f in findings.iter_mut() {
+        let base_works = match f.feature {
+            COMPLETIONS_STREAM | USAGE_CHUNK | CONTINUOUS_USAGE | ECHO_LOGPROBS | TOKEN_PROMPTS
+            | PROMPT_LISTS => completions,
+            CHAT_STREAM => chat,
+            _ => true,
+        };
+        if !base_works && f.support == Support::No {
+            f.support = Support::Unknown;
+        }
     }
 }
 
@@ -582,6 +619,26 @@ mod tests {
             .unwrap_err()
             .contains("not echoed"));
         assert!(prompt_logprobs(&json!({"choices": [{}]})).is_err());
+    }
+
+    #[test]
+    fn variants_of_a_failed_request_are_unknown() {
+        let finding = |feature, support| Finding {
+            feature,
+            support,
+            detail: String::new(),
+        };
+        let mut findings = vec![
+            finding(COMPLETIONS, Support::No),
+            finding(COMPLETIONS_STREAM, Support::No),
+            finding(ECHO_LOGPROBS, Support::No),
+            finding(CHAT, Support::Yes),
+            finding(CHAT_STREAM, Support::No),
+        ];
+        unknown_without_a_base(&mut findings);
+        let supports: Vec<Support> = findings.iter().map(|f| f.support).collect();
+        use Support::*;
+        assert_eq!(supports, [No, Unknown, Unknown, Yes, No]);
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub(super) fn probe(args: &ProbeArgs) -> Result<(), CliError> {
         }
         println!("{t}");
     }
+    if let Some(w) = &report.warning {
+        eprintln!("warning: {w}");
+    }
     if report.can_generate() {
         Ok(())
     } else {
