@@ -72,13 +72,20 @@ cp src/sim/data/tokenizer.json ci/lm-eval-parity/tok/*.json "$WORK/tok/"
 
 TASKS=$("$VENV/bin/python" ci/lm-eval-parity/gen_tasks.py datasets "$WORK/tasks")
 echo "lm-eval tasks: $TASKS"
+# run_lm_eval NAME TASKS [ARGS…]: lm-eval against the engine on PORT,
+# offline, results under $WORK/NAME, its log in $WORK/NAME.log.
+run_lm_eval() {
+  local name=$1 tasks=$2
+  shift 2
+  HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
+    HF_HOME="$WORK/hf" HF_DATASETS_CACHE="$WORK/hf-datasets" TOKENIZERS_PARALLELISM=false \
+    "$VENV/bin/lm_eval" --model local-completions \
+    --model_args "model=servegate-sim,base_url=http://127.0.0.1:$PORT/v1/completions,tokenizer=$WORK/tok,tokenizer_backend=huggingface,num_concurrent=1,max_retries=3" \
+    --tasks "$tasks" --include_path "$WORK/tasks" --output_path "$WORK/$name" "$@" >"$WORK/$name.log" 2>&1 ||
+    { tail -40 "$WORK/$name.log"; exit 1; }
+}
 t0=$(date +%s.%N)
-HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-  HF_HOME="$WORK/hf" HF_DATASETS_CACHE="$WORK/hf-datasets" TOKENIZERS_PARALLELISM=false \
-  "$VENV/bin/lm_eval" --model local-completions \
-  --model_args "model=servegate-sim,base_url=http://127.0.0.1:$PORT/v1/completions,tokenizer=$WORK/tok,tokenizer_backend=huggingface,num_concurrent=1,max_retries=3" \
-  --tasks "$TASKS" --include_path "$WORK/tasks" --output_path "$WORK/lm-eval" >"$WORK/lm-eval.log" 2>&1 ||
-  { tail -40 "$WORK/lm-eval.log"; exit 1; }
+run_lm_eval lm-eval "$TASKS"
 t1=$(date +%s.%N)
 
 # servegate: the standard suite against the same server, one request at a time like lm-eval.
@@ -104,13 +111,7 @@ LMEVAL_FS_TASKS=$(echo "$TASKS" | tr ',' '\n' | grep -v '^sg_faq$' | paste -sd, 
 stop_sim
 start_sim "$WORK/prompts-lm-eval.jsonl"
 t0=$(date +%s.%N)
-HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
-  HF_HOME="$WORK/hf" HF_DATASETS_CACHE="$WORK/hf-datasets" TOKENIZERS_PARALLELISM=false \
-  "$VENV/bin/lm_eval" --model local-completions \
-  --model_args "model=servegate-sim,base_url=http://127.0.0.1:$PORT/v1/completions,tokenizer=$WORK/tok,tokenizer_backend=huggingface,num_concurrent=1,max_retries=3" \
-  --tasks "$LMEVAL_FS_TASKS" --num_fewshot "$SHOTS" --include_path "$WORK/tasks" \
-  --output_path "$WORK/lm-eval-fewshot" >"$WORK/lm-eval-fewshot.log" 2>&1 ||
-  { tail -40 "$WORK/lm-eval-fewshot.log"; exit 1; }
+run_lm_eval lm-eval-fewshot "$LMEVAL_FS_TASKS" --num_fewshot "$SHOTS"
 t1=$(date +%s.%N)
 stop_sim
 start_sim "$WORK/prompts-servegate.jsonl"
