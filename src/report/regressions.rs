@@ -572,7 +572,7 @@ fn start_text(runs: &[RunInfo], run: usize) -> Option<String> {
 }
 
 /// `5 (2025-01-05 03:00:00)`: a run's number and start.
-pub(crate) fn run_label(runs: &[RunInfo], run: usize) -> String {
+fn run_label(runs: &[RunInfo], run: usize) -> String {
     match start_text(runs, run) {
         Some(t) => format!("{run} ({t})"),
         None => run.to_string(),
@@ -580,7 +580,7 @@ pub(crate) fn run_label(runs: &[RunInfo], run: usize) -> String {
 }
 
 /// `0123456789..abcdef0123`: the last commit before and the first after.
-pub(crate) fn commits(before: &Option<String>, after: &Option<String>) -> String {
+fn commits(before: &Option<String>, after: &Option<String>) -> String {
     let short = |c: &Option<String>| match c {
         Some(c) => c.chars().take(10).collect::<String>(),
         None => "?".into(),
@@ -592,7 +592,7 @@ pub(crate) fn commits(before: &Option<String>, after: &Option<String>) -> String
     }
 }
 
-pub(crate) fn percent(x: f64) -> String {
+fn percent(x: f64) -> String {
     if x.is_finite() {
         format!("{:+.1}%", x * 100.0)
     } else {
@@ -600,7 +600,7 @@ pub(crate) fn percent(x: f64) -> String {
     }
 }
 
-pub(crate) fn interval(i: &[f64; 2]) -> String {
+fn interval(i: &[f64; 2]) -> String {
     if i[0].is_finite() && i[1].is_finite() {
         format!("[{}, {}]", percent(i[0]), percent(i[1]))
     } else {
@@ -608,7 +608,7 @@ pub(crate) fn interval(i: &[f64; 2]) -> String {
     }
 }
 
-pub(crate) fn value(v: f64, kind: SeriesKind, unit: &str) -> String {
+fn value(v: f64, kind: SeriesKind, unit: &str) -> String {
     match kind {
         SeriesKind::Ratio if v.is_finite() => format!("{v:.3}"),
         _ if unit.is_empty() || !v.is_finite() => num(v),
@@ -616,14 +616,14 @@ pub(crate) fn value(v: f64, kind: SeriesKind, unit: &str) -> String {
     }
 }
 
-pub(crate) fn direction(d: Direction) -> &'static str {
+fn direction(d: Direction) -> &'static str {
     match d {
         Direction::Regression => "regression",
         Direction::Improvement => "improvement",
     }
 }
 
-pub(crate) fn runs_text(first: usize, last: usize) -> String {
+fn runs_text(first: usize, last: usize) -> String {
     if first == last {
         first.to_string()
     } else {
@@ -645,7 +645,7 @@ impl HistoryReport {
         }
     }
 
-    fn changepoint_title(&self) -> String {
+    pub(crate) fn changepoint_title(&self) -> String {
         let p = &self.parameters;
         format!(
             "Change points (E-divisive means; significance {}, {} permutations, at least {} runs on each side)",
@@ -653,7 +653,7 @@ impl HistoryReport {
         )
     }
 
-    fn threshold_title(&self) -> String {
+    pub(crate) fn threshold_title(&self) -> String {
         let p = &self.parameters;
         format!(
             "Threshold flags (worse than the median of up to {} runs before by more than {}% for {} consecutive runs)",
@@ -663,11 +663,11 @@ impl HistoryReport {
         )
     }
 
-    fn none_changed(&self) -> String {
+    pub(crate) fn none_changed(&self) -> String {
         format!("No change point in {} series.", self.series_analysed)
     }
 
-    fn none_flagged(&self) -> String {
+    pub(crate) fn none_flagged(&self) -> String {
         let p = &self.parameters;
         format!(
             "No series was worse than its baseline by more than {}% for {} consecutive runs.",
@@ -707,7 +707,7 @@ impl HistoryReport {
         ))
     }
 
-    fn regression_lines(&self) -> Vec<String> {
+    pub(crate) fn regression_lines(&self) -> Vec<String> {
         self.regressions
             .iter()
             .map(|r| {
@@ -726,6 +726,48 @@ impl HistoryReport {
                 )
             })
             .collect()
+    }
+}
+
+impl HistoryReport {
+    /// A change point's cells, as every output shows them: case, metric,
+    /// series, from run, commits, direction, before, after, change,
+    /// interval, p, lasts to.
+    pub(crate) fn change_row(&self, c: &ChangeReport) -> Vec<String> {
+        vec![
+            c.case.clone(),
+            c.metric.clone(),
+            c.series.as_str().to_string(),
+            run_label(&self.runs, c.run),
+            commits(&c.commit_before, &c.commit_after),
+            direction(c.direction).to_string(),
+            value(c.mean_before, c.series, &c.unit),
+            value(c.mean_after, c.series, &c.unit),
+            percent(c.change),
+            interval(&c.interval),
+            format!("{:.3}", c.p_value),
+            if c.reaches_latest {
+                "latest".to_string()
+            } else {
+                format!("run {}", c.last_run)
+            },
+        ]
+    }
+
+    /// A threshold flag's cells: case, metric, series, bad runs, flagged
+    /// at, commits, baseline, worst, change.
+    pub(crate) fn flag_row(&self, f: &FlagReport) -> Vec<String> {
+        vec![
+            f.case.clone(),
+            f.metric.clone(),
+            f.series.as_str().to_string(),
+            runs_text(f.first_run, f.last_run),
+            run_label(&self.runs, f.flagged_run),
+            commits(&f.commit_before, &f.commit_after),
+            value(f.baseline, f.series, &f.unit),
+            value(f.worst, f.series, &f.unit),
+            percent(f.worst_change),
+        ]
     }
 }
 
@@ -780,25 +822,9 @@ pub fn console_text(r: &HistoryReport) -> String {
             6,
         );
         for c in &r.change_points {
-            t.add_row(vec![
-                c.case.clone(),
-                c.metric.clone(),
-                c.series.as_str().to_string(),
-                run_label(&r.runs, c.run),
-                commits(&c.commit_before, &c.commit_after),
-                direction(c.direction).to_string(),
-                value(c.mean_before, c.series, &c.unit),
-                value(c.mean_after, c.series, &c.unit),
-                percent(c.change),
-                interval(&c.interval),
-                format!("{:.3}", c.p_value),
-                if c.reaches_latest {
-                    "latest".to_string()
-                } else {
-                    format!("run {}", c.last_run)
-                },
-                if c.fails { "FAIL" } else { "" }.to_string(),
-            ]);
+            let mut row = r.change_row(c);
+            row.push(if c.fails { "FAIL" } else { "" }.to_string());
+            t.add_row(row);
         }
         let _ = writeln!(out, "{t}");
     }
@@ -822,18 +848,9 @@ pub fn console_text(r: &HistoryReport) -> String {
             6,
         );
         for f in &r.threshold_flags {
-            t.add_row(vec![
-                f.case.clone(),
-                f.metric.clone(),
-                f.series.as_str().to_string(),
-                runs_text(f.first_run, f.last_run),
-                run_label(&r.runs, f.flagged_run),
-                commits(&f.commit_before, &f.commit_after),
-                value(f.baseline, f.series, &f.unit),
-                value(f.worst, f.series, &f.unit),
-                percent(f.worst_change),
-                if f.reaches_latest { "FAIL" } else { "" }.to_string(),
-            ]);
+            let mut row = r.flag_row(f);
+            row.push(if f.reaches_latest { "FAIL" } else { "" }.to_string());
+            t.add_row(row);
         }
         let _ = writeln!(out, "{t}");
     }
@@ -860,6 +877,22 @@ fn series_words(name: &str) -> &'static str {
     .find(|c| c.name() == name)
     .unwrap_or(SeriesChoice::Gated)
     .describe()
+}
+
+/// A row's cells for a Markdown table: escaped, the columns `code` (case,
+/// metric, commits) as code.
+fn markdown_row(cells: Vec<String>, code: &[usize]) -> Vec<String> {
+    cells
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if code.contains(&i) {
+                format!("`{}`", cell(&c))
+            } else {
+                cell(&c)
+            }
+        })
+        .collect()
 }
 
 /// Escapes text for a Markdown table cell.
@@ -913,30 +946,11 @@ pub fn markdown(r: &HistoryReport) -> String {
         );
         out.push_str("|---|---|---|---|---|---|--:|--:|--:|--:|--:|---|\n");
         for c in &r.change_points {
-            let _ = writeln!(
-                out,
-                "| `{}` | `{}` | {} | {} | `{}` | {} | {} | {} | {} | {} | {:.3} | {} |",
-                cell(&c.case),
-                cell(&c.metric),
-                c.series.as_str(),
-                run_label(&r.runs, c.run),
-                commits(&c.commit_before, &c.commit_after),
-                if c.fails {
-                    "❌ **regression**"
-                } else {
-                    direction(c.direction)
-                },
-                value(c.mean_before, c.series, &c.unit),
-                value(c.mean_after, c.series, &c.unit),
-                percent(c.change),
-                interval(&c.interval),
-                c.p_value,
-                if c.reaches_latest {
-                    "latest".to_string()
-                } else {
-                    format!("run {}", c.last_run)
-                }
-            );
+            let mut row = markdown_row(r.change_row(c), &[0, 1, 4]);
+            if c.fails {
+                row[5] = "❌ **regression**".into();
+            }
+            let _ = writeln!(out, "| {} |", row.join(" | "));
         }
         out.push('\n');
     }
@@ -947,20 +961,9 @@ pub fn markdown(r: &HistoryReport) -> String {
         out.push_str("| case | metric | series | bad runs | flagged at | commits | baseline | worst | change | gate |\n");
         out.push_str("|---|---|---|---|---|---|--:|--:|--:|---|\n");
         for f in &r.threshold_flags {
-            let _ = writeln!(
-                out,
-                "| `{}` | `{}` | {} | {} | {} | `{}` | {} | {} | {} | {} |",
-                cell(&f.case),
-                cell(&f.metric),
-                f.series.as_str(),
-                runs_text(f.first_run, f.last_run),
-                run_label(&r.runs, f.flagged_run),
-                commits(&f.commit_before, &f.commit_after),
-                value(f.baseline, f.series, &f.unit),
-                value(f.worst, f.series, &f.unit),
-                percent(f.worst_change),
-                if f.reaches_latest { "❌ **FAIL**" } else { "" }
-            );
+            let mut row = markdown_row(r.flag_row(f), &[0, 1, 5]);
+            row.push(if f.reaches_latest { "❌ **FAIL**" } else { "" }.into());
+            let _ = writeln!(out, "| {} |", row.join(" | "));
         }
         out.push('\n');
     }

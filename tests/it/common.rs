@@ -107,3 +107,13 @@ impl Drop for Sim {
         let _ = self.child.wait();
     }
 }
+
+/// A finished command's status and both outputs, for assertion messages.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{add_prompts_and_scenarios, BIN};
+use crate::common::{add_prompts_and_scenarios, text, BIN};
 
 fn servegate(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -16,15 +16,6 @@ fn servegate(dir: &Path, args: &[&str]) -> Output {
         .env("SERVEGATE_NO_PROGRESS", "1")
         .output()
         .expect("servegate runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Three quick scenarios on two embedded engines; `slow` fails its gate.

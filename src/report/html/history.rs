@@ -144,9 +144,7 @@ fn draw_trend(chart: &mut HistoryChart, color: RGBColor, t: &Trend) -> DrawResul
 /// needed.
 pub fn regressions_html(runs: &[RunResults]) -> String {
     use crate::report::markdown::html_escape as esc;
-    use crate::report::regressions::{
-        self as reg, commits, direction, interval, percent, run_label, runs_text, value, Params,
-    };
+    use crate::report::regressions::{self as reg, Params};
     use std::fmt::Write;
 
     let params = Params::default();
@@ -163,83 +161,83 @@ pub fn regressions_html(runs: &[RunResults]) -> String {
     let report = reg::analyse(&named, Vec::new(), &params);
     let _ = writeln!(
         html,
-        "<p class=\"note\">As <code>servegate history</code> finds them with its defaults: change points by E-divisive means \
-         (significance {}, {} permutations, at least {} runs on each side) and runs worse than the median of up to {} runs \
-         before by more than {}% for {} runs in a row; {} series analysed (ratios for gates with a ratio limit, \
-         the candidate's value for absolute limits).</p>",
-        params.changepoint.significance,
-        params.changepoint.permutations,
-        params.changepoint.min_size,
-        params.threshold.window,
-        params.threshold.tolerance * 100.0,
-        params.threshold.consecutive,
+        "<p class=\"note\">As <code>servegate history</code> finds them with its defaults; {} series analysed.</p>",
         report.series_analysed
     );
     if report.regressions.is_empty() {
         html.push_str("<p class=\"pass\">No regression in the latest runs.</p>\n");
     } else {
         html.push_str("<p class=\"fail\">Regressions in the latest runs:</p>\n<ul>\n");
-        for r in &report.regressions {
-            let _ = writeln!(
-                html,
-                "<li>{} {} ({}): {} since run {}, {}, commits {}</li>",
-                esc(&r.case),
-                esc(&r.metric),
-                r.series.as_str(),
-                esc(&r.method),
-                esc(&run_label(&report.runs, r.since_run)),
-                percent(r.change),
-                esc(&commits(&r.commit_before, &r.commit_after))
-            );
+        for line in report.regression_lines() {
+            let _ = writeln!(html, "<li>{}</li>", esc(&line));
         }
         html.push_str("</ul>\n");
     }
-    if report.change_points.is_empty() {
-        let _ = writeln!(
-            html,
-            "<p>No change point in {} series.</p>",
-            report.series_analysed
-        );
-    } else {
-        html.push_str("<table class=\"text\"><thead><tr><th>case</th><th>metric</th><th>series</th><th>from run</th><th>commits</th><th>before</th><th>after</th><th>change</th><th>interval</th><th>p</th><th>kind</th></tr></thead><tbody>\n");
-        for c in &report.change_points {
-            let _ = writeln!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td class=\"{}\">{}</td></tr>",
-                esc(&c.case),
-                esc(&c.metric),
-                c.series.as_str(),
-                esc(&run_label(&report.runs, c.run)),
-                esc(&commits(&c.commit_before, &c.commit_after)),
-                esc(&value(c.mean_before, c.series, &c.unit)),
-                esc(&value(c.mean_after, c.series, &c.unit)),
-                percent(c.change),
-                interval(&c.interval),
-                c.p_value,
-                if c.fails { "fail" } else { "text" },
-                direction(c.direction)
-            );
+    // `marked`: the column drawn red on a row that fails.
+    let table = |title: String,
+                 header: &[&str],
+                 marked: usize,
+                 rows: Vec<(Vec<String>, bool)>,
+                 none: String| {
+        let mut out = format!("<p>{}</p>\n", esc(&title));
+        if rows.is_empty() {
+            let _ = writeln!(out, "<p>{}</p>", esc(&none));
+            return out;
         }
-        html.push_str("</tbody></table>\n");
-    }
-    if !report.threshold_flags.is_empty() {
-        html.push_str("<table class=\"text\"><thead><tr><th>case</th><th>metric</th><th>series</th><th>bad runs</th><th>flagged at</th><th>commits</th><th>baseline</th><th>worst</th><th>change</th></tr></thead><tbody>\n");
-        for f in &report.threshold_flags {
-            let _ = writeln!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&f.case),
-                esc(&f.metric),
-                f.series.as_str(),
-                runs_text(f.first_run, f.last_run),
-                esc(&run_label(&report.runs, f.flagged_run)),
-                esc(&commits(&f.commit_before, &f.commit_after)),
-                esc(&value(f.baseline, f.series, &f.unit)),
-                esc(&value(f.worst, f.series, &f.unit)),
-                percent(f.worst_change)
-            );
+        out.push_str("<table class=\"text\"><thead><tr>");
+        for h in header {
+            let _ = write!(out, "<th>{}</th>", esc(h));
         }
-        html.push_str("</tbody></table>\n");
-    }
+        out.push_str("</tr></thead><tbody>\n");
+        for (cells, fails) in rows {
+            out.push_str("<tr>");
+            for (i, c) in cells.iter().enumerate() {
+                let class = if fails && i == marked {
+                    " class=\"fail\""
+                } else {
+                    ""
+                };
+                let _ = write!(out, "<td{class}>{}</td>", esc(c));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody></table>\n");
+        out
+    };
+    html.push_str(&table(
+        report.changepoint_title(),
+        &[
+            "case", "metric", "series", "from run", "commits", "kind", "before", "after", "change",
+            "interval", "p", "lasts to",
+        ],
+        5,
+        report
+            .change_points
+            .iter()
+            .map(|c| (report.change_row(c), c.fails))
+            .collect(),
+        report.none_changed(),
+    ));
+    html.push_str(&table(
+        report.threshold_title(),
+        &[
+            "case",
+            "metric",
+            "series",
+            "bad runs",
+            "flagged at",
+            "commits",
+            "baseline",
+            "worst",
+            "change",
+        ],
+        8,
+        report
+            .threshold_flags
+            .iter()
+            .map(|f| (report.flag_row(f), f.reaches_latest))
+            .collect(),
+        report.none_flagged(),
+    ));
     html
 }

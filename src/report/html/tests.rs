@@ -324,7 +324,7 @@ fn history_section_names_the_regressions_servegate_history_finds() {
         "{section}"
     );
     assert!(
-        section.contains("scenario::a throughput_total (ratio): change point since run 7 (2025-01-07 03:00:00), -20."),
+        section.contains("scenario::a throughput_total (ratio): change point since run 7 (2025-01-07 03:00:00), commits 0123456789 (same), -20."),
         "{section}"
     );
     assert!(
