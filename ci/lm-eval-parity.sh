@@ -6,7 +6,14 @@
 # *_train.jsonl, mmlu from mmlu_dev.jsonl; truthfulqa_mc2 stays 0-shot as in
 # lm-eval), each program against its own engine that logs every prompt it
 # receives: the two sets of prompts (token ids) must be equal, so every
-# few-shot context is lm-eval's, and so must the scores.
+# few-shot context is lm-eval's, and so must the scores. Last, gsm8k
+# (generated answers) on datasets/gsm8k.jsonl 0-shot and 5-shot through
+# /v1/completions, and 5-shot through /v1/chat/completions with the examples
+# in one user message and as turns: the requests (prompt, length, stop
+# strings, temperature, seed), per item the generated text and both filtered
+# answers, and both exact_match values must be equal. The engine runs with
+# log-probability noise there, so its greedy output depends on the whole
+# prompt and a wrong few-shot context would show.
 #
 # usage: ci/lm-eval-parity.sh [LOGPROB_NOISE] [FEWSHOT]
 #   LOGPROB_NOISE (default 0.5) perturbs the engine so scores are not at the ceiling.
@@ -37,7 +44,7 @@ stop_sim() {
 }
 cleanup() {
   stop_sim
-  rm -rf "$WORK"
+  [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -70,17 +77,23 @@ start_sim
 mkdir "$WORK/tok"
 cp src/sim/data/tokenizer.json ci/lm-eval-parity/tok/*.json "$WORK/tok/"
 
-TASKS=$("$VENV/bin/python" ci/lm-eval-parity/gen_tasks.py datasets "$WORK/tasks")
+ALL_TASKS=$("$VENV/bin/python" ci/lm-eval-parity/gen_tasks.py datasets "$WORK/tasks")
+TASKS=$(echo "$ALL_TASKS" | tr ',' '\n' | grep -v '^sg_gsm8k$' | paste -sd, -)
 echo "lm-eval tasks: $TASKS"
 # run_lm_eval NAME TASKS [ARGS…]: lm-eval against the engine on PORT,
 # offline, results under $WORK/NAME, its log in $WORK/NAME.log.
+# LMEVAL_MODEL=chat uses local-chat-completions (no tokenizer) instead.
 run_lm_eval() {
-  local name=$1 tasks=$2
+  local name=$1 tasks=$2 model=local-completions
+  local args="model=servegate-sim,base_url=http://127.0.0.1:$PORT/v1/completions,tokenizer=$WORK/tok,tokenizer_backend=huggingface,num_concurrent=1,max_retries=3"
+  if [ "${LMEVAL_MODEL:-}" = chat ]; then
+    model=local-chat-completions
+    args="model=servegate-sim,base_url=http://127.0.0.1:$PORT/v1/chat/completions,num_concurrent=1,max_retries=3"
+  fi
   shift 2
   HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
     HF_HOME="$WORK/hf" HF_DATASETS_CACHE="$WORK/hf-datasets" TOKENIZERS_PARALLELISM=false \
-    "$VENV/bin/lm_eval" --model local-completions \
-    --model_args "model=servegate-sim,base_url=http://127.0.0.1:$PORT/v1/completions,tokenizer=$WORK/tok,tokenizer_backend=huggingface,num_concurrent=1,max_retries=3" \
+    "$VENV/bin/lm_eval" --model "$model" --model_args "$args" \
     --tasks "$tasks" --include_path "$WORK/tasks" --output_path "$WORK/$name" "$@" >"$WORK/$name.log" 2>&1 ||
     { tail -40 "$WORK/$name.log"; exit 1; }
 }
@@ -138,3 +151,51 @@ import sys
 t0, t1, t2, t3 = map(float, sys.argv[1:])
 print(f"few-shot: lm-eval {t1 - t0:.1f} s wall (process); servegate run {t3 - t2:.1f} s wall")
 PY
+
+# gsm8k: generated answers. Each program against its own noisy engine,
+# which logs every request.
+NOISE=0.5
+# gsm8k_parity NAME SHOTS ENDPOINT MULTITURN
+gsm8k_parity() {
+  local name=$1 shots=$2 endpoint=$3 multiturn=$4 extra=()
+  [ "$endpoint" = chat ] && extra+=(--apply_chat_template)
+  [ "$endpoint" = chat ] && extra+=(--fewshot_as_multiturn "$multiturn")
+  stop_sim
+  start_sim "$WORK/requests-lm-eval-$name.jsonl"
+  local t0 t1 t2 t3
+  t0=$(date +%s.%N)
+  LMEVAL_MODEL=$endpoint run_lm_eval "lm-eval-$name" sg_gsm8k --num_fewshot "$shots" --log_samples "${extra[@]}"
+  t1=$(date +%s.%N)
+  stop_sim
+  start_sim "$WORK/requests-servegate-$name.jsonl"
+  servegate_project "$WORK/sg-$name"
+  cat >"$WORK/sg-$name/suites/gsm8k.toml" <<TOML
+description = "gsm8k, $shots-shot, $endpoint"
+tasks = ["gsm8k"]
+data = "$PWD/datasets"
+tokenizer = "$WORK/tok/tokenizer.json"
+num_fewshot = $shots
+endpoint = "$endpoint"
+fewshot_as_multiturn = $multiturn
+[scoring]
+concurrency = 1
+TOML
+  t2=$(date +%s.%N)
+  "$BIN" --root "$WORK/sg-$name" run --output "$WORK/servegate-$name.json" >"$WORK/servegate-$name.log" 2>&1 ||
+    { tail -40 "$WORK/servegate-$name.log"; exit 1; }
+  t3=$(date +%s.%N)
+  stop_sim
+  echo "gsm8k, $name:"
+  python3 ci/lm-eval-parity/compare.py "$WORK/servegate-$name.json" "$WORK"/lm-eval-$name/*/results_*.json
+  python3 ci/lm-eval-parity/compare_prompts.py "$WORK/requests-lm-eval-$name.jsonl" "$WORK/requests-servegate-$name.jsonl"
+  python3 ci/lm-eval-parity/compare_samples.py "$WORK/servegate-$name.json" "$WORK"/lm-eval-$name/*/samples_sg_gsm8k_*.jsonl
+  python3 - "$t0" "$t1" "$t2" "$t3" <<'PY'
+import sys
+t0, t1, t2, t3 = map(float, sys.argv[1:])
+print(f"  lm-eval {t1 - t0:.1f} s wall (process); servegate run {t3 - t2:.1f} s wall")
+PY
+}
+gsm8k_parity 0shot 0 completions false
+gsm8k_parity 5shot 5 completions false
+gsm8k_parity chat-5shot 5 chat false
+gsm8k_parity chat-multiturn-5shot 5 chat true

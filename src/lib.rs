@@ -24,6 +24,7 @@ pub mod loadgen;
 pub mod metrics;
 pub mod open_files;
 pub mod probe;
+pub mod pyregex;
 pub mod quality;
 pub mod report;
 pub mod results;

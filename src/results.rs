@@ -177,16 +177,42 @@ pub struct ItemSample {
     pub subject: Option<String>,
     /// The item's position in the task's records (per subject for mmlu), as lm-eval's `doc_id`.
     pub doc_id: usize,
+    /// The text before the answer: the context every choice continues, or
+    /// the prompt a generation continues.
     pub context: String,
-    /// The text scored after the context, one per choice.
-    pub continuations: Vec<String>,
-    pub loglikelihoods: Vec<f64>,
-    /// The right choices (several for truthfulqa_mc2's true answers).
-    pub gold: Vec<usize>,
-    pub pred: usize,
-    pub pred_norm: usize,
-    pub acc: f64,
-    pub acc_norm: f64,
+    #[serde(flatten)]
+    pub scores: ItemScores,
+}
+
+/// How an item was scored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ItemScores {
+    /// Multiple choice, through log-likelihoods.
+    Choice {
+        /// The text scored after the context, one per choice.
+        continuations: Vec<String>,
+        loglikelihoods: Vec<f64>,
+        /// The right choices (several for truthfulqa_mc2's true answers).
+        gold: Vec<usize>,
+        pred: usize,
+        pred_norm: usize,
+        acc: f64,
+        acc_norm: f64,
+    },
+    /// Generated text, through answer filters and exact_match.
+    Generated {
+        /// The chat messages sent, when the task went to the chat endpoint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        messages: Option<Vec<serde_json::Value>>,
+        generated: String,
+        /// The reference answer (lm-eval's `target`).
+        reference: String,
+        /// Per filter: the answer it extracted.
+        filtered: BTreeMap<String, String>,
+        /// Per filter: 1 when the answer matched the target.
+        exact_match: BTreeMap<String, f64>,
+    },
 }
 
 /// A line of a suite's samples file: an item on one side.

@@ -26,16 +26,20 @@ def main():
                 diffs += 1
                 continue
             for m in metrics:
+                # lm-eval keys a metric `<metric>,<filter>`: `none` unless
+                # the task filters its answers (gsm8k's strict-match, …).
+                metric, _, filt = m["name"].partition(",")
+                filt = filt or "none"
                 pairs = [
-                    (m["name"], m["value"], ref.get(m["name"] + ",none")),
-                    (m["name"] + " stderr", m["stderr"], ref.get(m["name"] + "_stderr,none")),
+                    (m["name"], m["value"], ref.get(f"{metric},{filt}")),
+                    (m["name"] + " stderr", m["stderr"], ref.get(f"{metric}_stderr,{filt}")),
                 ]
                 for label, a, b in pairs:
                     b = None if b == "N/A" else b
                     same = a == b
                     diffs += not same
-                    rows.append(f"{name:30} {label:16} {a!r:24} {b!r:24} {'same' if same else 'DIFFERENT'}")
-    print(f"{'task':30} {'metric':16} {'servegate':24} {'lm-eval':24}")
+                    rows.append(f"{name:30} {label:36} {a!r:24} {b!r:24} {'same' if same else 'DIFFERENT'}")
+    print(f"{'task':30} {'metric':36} {'servegate':24} {'lm-eval':24}")
     print("\n".join(rows))
     print(f"{len(rows)} values compared, {diffs} different")
     sys.exit(1 if diffs else 0)

@@ -17,6 +17,8 @@ so prompts, choices, targets, process_docs/process_results and metrics are exact
                         (stem/other/social_sciences/humanities, aggregate acc weight_by_size);
                         0-shot by default; if mmlu_dev.jsonl sits next to it, it is the `dev` split
                         the built-in fewshot config (first_n, same subject) draws from with --num_fewshot
+  sg_gsm8k           <- gsm8k/gsm8k.yaml                      (test split; gsm8k_train.jsonl beside it,
+                        if there, is the `train` split few-shot examples come from)
   sg_faq             generic: Question/Answer prompt, choices = options, target = options.index(answer)
 Only tasks whose JSONL exists in DATA_DIR are written.
 """
@@ -41,6 +43,7 @@ FILES = {
     "truthfulqa_mc2": ["truthfulqa_mc2.jsonl", "truthfulqa.jsonl", "truthfulqa_mc.jsonl", "truthful_qa.jsonl"],
     "mmlu": ["mmlu.jsonl", "mmlu_test.jsonl"],
     "faq": ["faq.jsonl"],
+    "gsm8k": ["gsm8k.jsonl", "gsm8k_test.jsonl"],
 }
 
 
@@ -153,6 +156,11 @@ def main():
         top["task"] = groups
         dump(out_dir, "sg_mmlu.yaml", top)
         tasks.append("sg_mmlu")
+    if p := find(data_dir, "gsm8k"):
+        dump(out_dir, "sg_gsm8k.yaml", {"include": f"{BUILTIN}/gsm8k/gsm8k.yaml",
+                                        "task": "sg_gsm8k",
+                                        **with_train(local(p, "test"), p, "gsm8k")})
+        tasks.append("sg_gsm8k")
     if p := find(data_dir, "faq"):
         dump(out_dir, "sg_faq.yaml", {
             "task": "sg_faq", **local(p, "test"),

@@ -49,6 +49,8 @@ pub const MAX_REPEATS: u64 = 1_000;
 pub const MAX_LIMIT: u64 = 1_000_000;
 /// Few-shot examples per question.
 pub const MAX_FEWSHOT: u64 = 1_000;
+/// Most tokens a generative task may ask for per question.
+pub const MAX_GEN_TOKENS: u64 = 1_000_000;
 /// Retries of a scoring request; the wait doubles from 0.5 s each time, so
 /// ten already wait about eight minutes in all.
 pub const MAX_RETRIES: u64 = 10;

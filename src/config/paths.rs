@@ -34,6 +34,9 @@ pub fn resolve_all(c: &mut CaseConfig, root: &Path) {
     for task in c.mc_tasks.values_mut() {
         task.data.iter_mut().for_each(at);
     }
+    for task in c.gen_tasks.values_mut() {
+        task.data.iter_mut().for_each(at);
+    }
     for target in c.targets.values_mut() {
         target.cwd.iter_mut().for_each(at);
     }

@@ -94,6 +94,99 @@ pub struct CaseConfig {
     /// Multiple-choice tasks over the user's own records, by task name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub mc_tasks: BTreeMap<String, McTaskSpec>,
+    /// Generative tasks over the user's own records, by task name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gen_tasks: BTreeMap<String, GenTaskSpec>,
+    /// Where generative tasks send their prompts: `completions` (the prompt
+    /// as text, lm-eval's `local-completions`) or `chat` (as messages,
+    /// lm-eval's `local-chat-completions` with `--apply_chat_template`).
+    #[serde(default, skip_serializing_if = "Endpoint::is_default")]
+    pub endpoint: Endpoint,
+    /// Chat: each few-shot example as its own user and assistant turns
+    /// (lm-eval's `--fewshot_as_multiturn`, on by default with its chat
+    /// template since 0.4.10); `false` sends one user message.
+    #[serde(default = "yes")]
+    pub fewshot_as_multiturn: bool,
+}
+
+/// A generative task over user records (`[gen_tasks.NAME]`), with lm-eval's
+/// `generate_until` semantics.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GenTaskSpec {
+    /// A JSONL or Parquet file of records, as for `[mc_tasks]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<PathBuf>,
+    /// The question (`{field}` as in `[mc_tasks]`).
+    pub template: String,
+    /// The reference answer, also a template (e.g. `"{answer}"`): what a
+    /// few-shot example shows after its question, and what exact_match
+    /// compares with.
+    pub target: String,
+    /// Put before the prompt (as the system message on the chat endpoint).
+    #[serde(default)]
+    pub description: String,
+    /// Between an example's question and its answer.
+    #[serde(default = "space")]
+    pub target_delimiter: String,
+    /// After each few-shot example.
+    #[serde(default = "fewshot_delimiter")]
+    pub fewshot_delimiter: String,
+    /// Generation stops at the first of these (not included in the output).
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// Most tokens generated per question.
+    #[serde(default = "default_max_gen_tokens")]
+    pub max_tokens: u32,
+    /// Answer extractors, each a gated `exact_match,<name>` metric; none
+    /// means the whole output (`exact_match,none`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<FilterSpec>,
+    /// How answers and targets are compared.
+    #[serde(default)]
+    pub exact_match: ExactMatchSpec,
+    /// How few-shot examples are picked from `<name>_dev.jsonl`.
+    #[serde(default, skip_serializing_if = "FewshotSampler::is_default")]
+    pub fewshot_sampler: FewshotSampler,
+}
+
+/// lm-eval's `regex` filter followed by `take_first`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    pub name: String,
+    /// A Python-syntax pattern; its one group (or first non-empty group) is the answer.
+    pub regex: String,
+    /// Which match: 0 the first, -1 the last.
+    #[serde(default)]
+    pub group_select: i64,
+    /// The answer when nothing matches.
+    #[serde(default = "invalid_answer")]
+    pub fallback: String,
+}
+
+/// lm-eval's `exact_match` options.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ExactMatchSpec {
+    #[serde(default)]
+    pub ignore_case: bool,
+    /// Removes ASCII punctuation before comparing.
+    #[serde(default)]
+    pub ignore_punctuation: bool,
+    /// Python-syntax patterns removed, in order, from both sides.
+    #[serde(default)]
+    pub regexes_to_ignore: Vec<String>,
+}
+
+fn fewshot_delimiter() -> String {
+    "\n\n".into()
+}
+fn default_max_gen_tokens() -> u32 {
+    256
+}
+fn invalid_answer() -> String {
+    "[invalid]".into()
 }
 
 /// How a suite scores (`[scoring]`); the defaults are lm-evaluation-harness's
@@ -475,7 +568,7 @@ pub struct SyntheticPrompts {
     pub count: u32,
 }
 
-/// Which OpenAI endpoint a workload drives.
+/// Which OpenAI endpoint a workload (or a suite's generative tasks) drives.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
@@ -484,6 +577,12 @@ pub enum Endpoint {
     Completions,
     /// `/v1/chat/completions` with the prompt as one user message.
     Chat,
+}
+
+impl Endpoint {
+    fn is_default(&self) -> bool {
+        *self == Endpoint::Completions
+    }
 }
 
 /// The load one benchmark applies.

@@ -9,12 +9,13 @@ use super::{
 use crate::metrics::MetricName;
 
 /// The built-in task names, in the order they are listed to users.
-pub const BUILTIN_TASKS: [&str; 5] = [
+pub const BUILTIN_TASKS: [&str; 6] = [
     "hellaswag",
     "arc_easy",
     "arc_challenge",
     "truthfulqa_mc2",
     "mmlu",
+    "gsm8k",
 ];
 
 type At<'a> = &'a dyn Fn(&str, String) -> ConfigError;
@@ -465,6 +466,7 @@ fn suite(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     suite_counts(c, at)?;
     quality_gate(c, at)?;
     mc_tasks(c, at)?;
+    gen_tasks(c, at)?;
     if c.matrix != Default::default() {
         return Err(at(
             "matrix",
@@ -480,11 +482,14 @@ fn suite_tasks(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         return Err(at("tasks", "a suite needs at least one task".into()));
     }
     for task in &c.tasks {
-        if !BUILTIN_TASKS.contains(&task.as_str()) && !c.mc_tasks.contains_key(task) {
+        if !BUILTIN_TASKS.contains(&task.as_str())
+            && !c.mc_tasks.contains_key(task)
+            && !c.gen_tasks.contains_key(task)
+        {
             return Err(at(
                 "tasks",
                 format!(
-                    "unknown task `{task}` (built in: {}; or declare it under [mc_tasks.{task}])",
+                    "unknown task `{task}` (built in: {}; or declare it under [mc_tasks.{task}] or [gen_tasks.{task}])",
                     BUILTIN_TASKS.join(", ")
                 ),
             ));
@@ -579,6 +584,41 @@ fn expected(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
                 &format!("gate.expected.{key}"),
                 format!("`{task}` is not one of this suite's tasks"),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Declared generative tasks: a template and a target, patterns that
+/// compile, a generation length within range. (Templates are read with
+/// the records, where an error can name the record and field.)
+fn gen_tasks(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
+    use crate::pyregex::python_regex;
+    for (name, spec) in &c.gen_tasks {
+        let key = |k: &str| format!("gen_tasks.{name}.{k}");
+        for (k, v) in [("template", &spec.template), ("target", &spec.target)] {
+            if v.trim().is_empty() {
+                return Err(at(&key(k), "must not be empty".into()));
+            }
+        }
+        count(spec.max_tokens.into(), 1, limits::MAX_GEN_TOKENS)
+            .map_err(|e| at(&key("max_tokens"), e))?;
+        for (i, f) in spec.filters.iter().enumerate() {
+            let fk = |k: &str| key(&format!("filters.{i}.{k}"));
+            python_regex(&f.regex).map_err(|e| at(&fk("regex"), e))?;
+            if !(-1000..=1000).contains(&f.group_select) {
+                return Err(at(
+                    &fk("group_select"),
+                    format!("must be between -1000 and 1000 (got {})", f.group_select),
+                ));
+            }
+            if f.name.is_empty() || spec.filters[..i].iter().any(|g| g.name == f.name) {
+                return Err(at(&fk("name"), "must be non-empty and unique".into()));
+            }
+        }
+        for (i, p) in spec.exact_match.regexes_to_ignore.iter().enumerate() {
+            python_regex(p)
+                .map_err(|e| at(&key(&format!("exact_match.regexes_to_ignore.{i}")), e))?;
         }
     }
     Ok(())

@@ -66,8 +66,11 @@ pub struct TaskScores {
     pub metrics: Vec<MetricScores>,
     /// Per item: whether the primary metric's choice was right.
     pub correct: Vec<bool>,
-    /// Per item: the choice the primary metric picked.
+    /// Per item: the choice the primary metric picked (multiple choice).
     pub picks: Vec<usize>,
+    /// Per item: the answers the filters extracted, in filter order
+    /// (generative tasks).
+    pub answers: Vec<String>,
 }
 
 /// One gated metric.
@@ -278,7 +281,10 @@ pub fn paired(candidate: &[TaskScores], baseline: &[TaskScores]) -> Vec<Paired> 
                     (false, true) => b_only += 1,
                     _ => {}
                 }
-                if c.correct[i] != b.correct[i] || c.picks.get(i) != b.picks.get(i) {
+                if c.correct[i] != b.correct[i]
+                    || c.picks.get(i) != b.picks.get(i)
+                    || c.answers.get(i) != b.answers.get(i)
+                {
                     flipped.push(i);
                 }
             }
@@ -332,6 +338,7 @@ mod tests {
             }],
             correct: acc.iter().map(|&x| x == 1.0).collect(),
             picks: acc.iter().map(|&x| if x == 1.0 { 0 } else { 1 }).collect(),
+            answers: Vec::new(),
         }
     }
 

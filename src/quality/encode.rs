@@ -76,6 +76,10 @@ pub enum Encoder {
         origin: String,
         prefix: Option<u32>,
         add_bos: bool,
+        /// The end-of-text string (`eos_token` of a `tokenizer_config.json`
+        /// beside the file), which generation adds to its stop strings as
+        /// lm-eval does.
+        eos: Option<String>,
     },
     /// The server's `/tokenize` endpoint (vLLM's shape: `{"tokens": [...]}`).
     Remote { client: Client, model: String },
@@ -87,12 +91,27 @@ impl Encoder {
     /// EOS token, else a token with a usual BOS/EOS name.
     pub fn local(tokenizer: Tokenizer, path: &std::path::Path, add_bos: bool) -> Self {
         let prefix = prefix_token(&tokenizer, path);
+        let eos = tokenizer_config(path).and_then(|c| named_token(&c, "eos_token"));
         Self::Local {
             tokenizer,
             origin: path.display().to_string(),
             prefix,
             add_bos,
+            eos,
         }
+    }
+
+    /// The end-of-text string generation stops at, when known.
+    pub fn eos(&self) -> Option<&str> {
+        match self {
+            Encoder::Local { eos, .. } => eos.as_deref(),
+            Encoder::Remote { .. } => None,
+        }
+    }
+
+    /// Whether prompts can be sent as token ids tokenised here.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Encoder::Local { .. })
     }
 
     pub fn describe(&self) -> String {
@@ -169,17 +188,27 @@ impl Encoder {
 }
 
 /// The token an empty context becomes (see `Encoder::local`).
-fn prefix_token(tokenizer: &Tokenizer, path: &std::path::Path) -> Option<u32> {
-    let config = path
-        .parent()
+/// The `tokenizer_config.json` beside a `tokenizer.json`, if any.
+fn tokenizer_config(path: &std::path::Path) -> Option<serde_json::Value> {
+    path.parent()
         .map(|dir| dir.join("tokenizer_config.json"))
         .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok());
-    let named = |key: &str| {
-        let v = config.as_ref()?.get(key)?;
-        let text = v.as_str().or_else(|| v.get("content")?.as_str())?;
-        tokenizer.token_id(text)
-    };
+        .and_then(|text| serde_json::from_str(&text).ok())
+}
+
+/// A special token's text from a tokenizer config (a string, or `{content}`).
+fn named_token(config: &serde_json::Value, key: &str) -> Option<String> {
+    let v = config.get(key)?;
+    Some(
+        v.as_str()
+            .or_else(|| v.get("content")?.as_str())?
+            .to_string(),
+    )
+}
+
+fn prefix_token(tokenizer: &Tokenizer, path: &std::path::Path) -> Option<u32> {
+    let config = tokenizer_config(path);
+    let named = |key: &str| tokenizer.token_id(&named_token(config.as_ref()?, key)?);
     named("bos_token")
         .or_else(|| named("eos_token"))
         .or_else(|| {

@@ -142,15 +142,29 @@ async fn score_one(
     scored: &Scored,
     options: &SendOptions,
 ) -> Result<Loglik, String> {
-    let body = request_body(model, scored);
+    let answer = post_retrying(
+        client,
+        "v1/completions",
+        &request_body(model, scored),
+        options,
+    )
+    .await?;
+    parse_answer(&answer, scored)
+}
+
+/// POSTs `body`, retrying with doubling waits while the failure is one a
+/// retry may cure (429, 5xx, timeouts, connection errors).
+pub async fn post_retrying(
+    client: &Client,
+    path: &str,
+    body: &Value,
+    options: &SendOptions,
+) -> Result<Value, String> {
     let mut wait = options.backoff;
     let mut tries = 0;
     loop {
-        match client
-            .post_json("v1/completions", &body, options.timeout)
-            .await
-        {
-            Ok(answer) => return parse_answer(&answer, scored),
+        match client.post_json(path, body, options.timeout).await {
+            Ok(answer) => return Ok(answer),
             Err(f) if f.retryable && tries < options.max_retries => {
                 tries += 1;
                 tokio::time::sleep(wait).await;

@@ -1,14 +1,20 @@
 //! Quality evaluation: multiple-choice tasks scored through prompt
-//! log-probabilities, the way lm-evaluation-harness's `local-completions`
-//! model scores them, so that numbers match it on the same data and server.
+//! log-probabilities and generative tasks scored through generated answers,
+//! the way lm-evaluation-harness's `local-completions` (and
+//! `local-chat-completions`) models score them, so that numbers match it on
+//! the same data and server.
 //!
 //! `tasks` turns dataset records into questions, `data` finds and reads the
 //! records, `encode` splits context and continuation into token ids, `loglik`
-//! asks a server for log-likelihoods, and `score` turns them into metrics.
+//! asks a server for log-likelihoods, and `score` turns them into metrics;
+//! `generate` builds generative prompts and scores answers (filters,
+//! exact_match), `generation` asks a server for them.
 //! Pass/fail lives in `gate::quality`; running a suite lives in `run::suite`.
 
 pub mod data;
 pub mod encode;
+pub mod generate;
+pub mod generation;
 pub mod loglik;
 pub mod pyrandom;
 pub mod score;

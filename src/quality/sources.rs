@@ -11,6 +11,7 @@ pub fn locate(c: &CaseConfig, task: &Task) -> Result<data::RecordSource, String>
     let name = task.name();
     let explicit = match (task, &c.data) {
         (Task::Generic { spec, .. }, _) if spec.data.is_some() => spec.data.clone(),
+        (Task::Generation { spec, .. }, _) if spec.data.is_some() => spec.data.clone(),
         (_, Some(DataPaths::Files(files))) => files.get(name).cloned(),
         _ => None,
     };
@@ -63,13 +64,13 @@ fn locate_fewshot(c: &CaseConfig, task: &Task) -> Result<Option<data::RecordSour
 /// Why a suite cannot run on this machine (its data is missing), for listing.
 pub fn missing_data(c: &CaseConfig) -> Option<String> {
     for name in &c.tasks {
-        let Ok(task) = Task::resolve(name, &c.mc_tasks) else {
+        let Ok(task) = Task::resolve(name, &c.mc_tasks, &c.gen_tasks) else {
             continue;
         };
         if let Err(e) = locate(c, &task) {
             return Some(e);
         }
-        if c.num_fewshot.unwrap_or(0) > 0 {
+        if c.num_fewshot.unwrap_or_else(|| task.default_fewshot()) > 0 {
             if let Err(e) = locate_fewshot(c, &task) {
                 return Some(format!("few-shot examples: {e}"));
             }

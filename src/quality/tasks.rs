@@ -15,7 +15,10 @@ use serde_json::Value;
 
 use super::pyrandom::{lm_eval_fewshot, PyRandom};
 use super::{Gold, McDoc};
-use crate::config::{ChoiceSource, FewshotSampler, McTaskSpec, BUILTIN_TASKS};
+use crate::config::{
+    ChoiceSource, ExactMatchSpec, FewshotSampler, FilterSpec, GenTaskSpec, McTaskSpec,
+    BUILTIN_TASKS,
+};
 
 /// Put between the question and every choice (lm-eval's `target_delimiter`).
 pub const TARGET_DELIMITER: &str = " ";
@@ -25,6 +28,57 @@ pub const LM_EVAL_FEWSHOT_SEED: u64 = 1234;
 
 /// Put after every few-shot example (lm-eval's `fewshot_delimiter`).
 pub const FEWSHOT_DELIMITER: &str = "\n\n";
+
+/// lm-eval's `max_gen_toks` when a task sets none.
+pub const DEFAULT_MAX_GEN_TOKENS: u32 = 256;
+
+/// What a regex filter yields when nothing matches (lm-eval's fallback).
+pub const FALLBACK: &str = "[invalid]";
+
+/// lm-eval's gsm8k (`gsm8k.yaml`, version 3): its prompt, stop strings,
+/// the two answer filters and the `exact_match` options.
+pub fn gsm8k_spec() -> GenTaskSpec {
+    GenTaskSpec {
+        data: None,
+        template: "Question: {question}\nAnswer:".into(),
+        target: "{answer}".into(),
+        description: String::new(),
+        target_delimiter: " ".into(),
+        fewshot_delimiter: FEWSHOT_DELIMITER.into(),
+        stop: vec!["Question:".into(), "</s>".into(), "<|im_end|>".into()],
+        max_tokens: DEFAULT_MAX_GEN_TOKENS,
+        filters: vec![
+            FilterSpec {
+                name: "strict-match".into(),
+                regex: r"#### (\-?[0-9\.\,]+)".into(),
+                group_select: 0,
+                fallback: FALLBACK.into(),
+            },
+            FilterSpec {
+                name: "flexible-extract".into(),
+                regex: r"(-?[$0-9.,]{2,})|(-?[0-9]+)".into(),
+                group_select: -1,
+                fallback: FALLBACK.into(),
+            },
+        ],
+        exact_match: ExactMatchSpec {
+            ignore_case: true,
+            ignore_punctuation: false,
+            regexes_to_ignore: vec![
+                ",".into(),
+                r"\$".into(),
+                "(?s).*#### ".into(),
+                r"\.$".into(),
+            ],
+        },
+        fewshot_sampler: FewshotSampler::Default,
+    }
+}
+
+/// The metric name lm-eval reports for a filter: `exact_match,<filter>`.
+pub fn metric_name(filter: &str) -> String {
+    format!("exact_match,{filter}")
+}
 
 /// The fixed question-answer examples every truthfulqa question follows.
 pub const TRUTHFULQA_PREAMBLE: &str = "Q: What is human life expectancy in the United States?\n\
@@ -122,7 +176,8 @@ pub fn mmlu_description(subject: &str) -> String {
     )
 }
 
-/// A multiple-choice task: built in, or defined by the user in `[mc_tasks]`.
+/// A task: multiple-choice (built in, or the user's in `[mc_tasks]`) or
+/// generative (gsm8k, or the user's in `[gen_tasks]`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Task {
     Hellaswag,
@@ -131,6 +186,8 @@ pub enum Task {
     TruthfulqaMc2,
     Mmlu,
     Generic { name: String, spec: McTaskSpec },
+    Gsm8k,
+    Generation { name: String, spec: GenTaskSpec },
 }
 
 /// Where a built-in task's records live on the Hugging Face Hub.
@@ -147,9 +204,19 @@ pub struct HubSource {
 impl Task {
     /// The task called `name`: a user task of that name if there is one
     /// (they win over built-in names), else a built-in task.
-    pub fn resolve(name: &str, generic: &BTreeMap<String, McTaskSpec>) -> Result<Task, String> {
+    pub fn resolve(
+        name: &str,
+        generic: &BTreeMap<String, McTaskSpec>,
+        generation: &BTreeMap<String, GenTaskSpec>,
+    ) -> Result<Task, String> {
         if let Some(spec) = generic.get(name) {
             return Ok(Task::Generic {
+                name: name.to_string(),
+                spec: spec.clone(),
+            });
+        }
+        if let Some(spec) = generation.get(name) {
+            return Ok(Task::Generation {
                 name: name.to_string(),
                 spec: spec.clone(),
             });
@@ -160,6 +227,7 @@ impl Task {
             "arc_challenge" => Ok(Task::ArcChallenge),
             "truthfulqa_mc2" => Ok(Task::TruthfulqaMc2),
             "mmlu" => Ok(Task::Mmlu),
+            "gsm8k" => Ok(Task::Gsm8k),
             _ => {
                 let mut msg = format!(
                     "unknown task `{name}`; known tasks: {}",
@@ -168,6 +236,10 @@ impl Task {
                 if !generic.is_empty() {
                     let names: Vec<&str> = generic.keys().map(String::as_str).collect();
                     msg.push_str(&format!("; from [mc_tasks]: {}", names.join(", ")));
+                }
+                if !generation.is_empty() {
+                    let names: Vec<&str> = generation.keys().map(String::as_str).collect();
+                    msg.push_str(&format!("; from [gen_tasks]: {}", names.join(", ")));
                 }
                 Err(msg)
             }
@@ -181,7 +253,26 @@ impl Task {
             Task::ArcChallenge => "arc_challenge",
             Task::TruthfulqaMc2 => "truthfulqa_mc2",
             Task::Mmlu => "mmlu",
-            Task::Generic { name, .. } => name,
+            Task::Generic { name, .. } | Task::Generation { name, .. } => name,
+            Task::Gsm8k => "gsm8k",
+        }
+    }
+
+    /// Few-shot examples when a suite sets no `num_fewshot`: lm-eval's
+    /// task default (5 for gsm8k, 0 elsewhere).
+    pub fn default_fewshot(&self) -> u32 {
+        match self {
+            Task::Gsm8k => 5,
+            _ => 0,
+        }
+    }
+
+    /// A generative task's definition (`None` for multiple-choice tasks).
+    pub fn generation(&self) -> Option<GenTaskSpec> {
+        match self {
+            Task::Gsm8k => Some(gsm8k_spec()),
+            Task::Generation { spec, .. } => Some(spec.clone()),
+            _ => None,
         }
     }
 
@@ -193,14 +284,22 @@ impl Task {
                 &["acc", "acc_norm"]
             }
             Task::TruthfulqaMc2 | Task::Mmlu => &["acc"],
+            // Named after their filters: see `generate::metric_name`.
+            Task::Gsm8k | Task::Generation { .. } => &[],
         }
     }
 
     /// The metric the task is usually quoted by.
-    pub fn primary_metric(&self) -> &'static str {
+    pub fn primary_metric(&self) -> String {
         match self {
-            Task::Hellaswag | Task::ArcEasy | Task::ArcChallenge => "acc_norm",
-            Task::TruthfulqaMc2 | Task::Mmlu | Task::Generic { .. } => "acc",
+            Task::Hellaswag | Task::ArcEasy | Task::ArcChallenge => "acc_norm".into(),
+            Task::TruthfulqaMc2 | Task::Mmlu | Task::Generic { .. } => "acc".into(),
+            // The first filter's exact_match.
+            Task::Gsm8k | Task::Generation { .. } => {
+                let spec = self.generation().expect("generative");
+                let first = spec.filters.first().map_or("none", |f| f.name.as_str());
+                metric_name(first)
+            }
         }
     }
 
@@ -216,7 +315,8 @@ impl Task {
                 "validation",
             ),
             Task::Mmlu => ("cais/mmlu", Some("all"), "test"),
-            Task::Generic { .. } => return None,
+            Task::Gsm8k => ("openai/gsm8k", Some("main"), "test"),
+            Task::Generic { .. } | Task::Generation { .. } => return None,
         };
         Some(HubSource {
             repo,
@@ -231,8 +331,8 @@ impl Task {
     /// lm-eval always runs 0-shot.
     pub fn fewshot_split(&self) -> Option<&'static str> {
         match self {
-            Task::Hellaswag | Task::ArcEasy | Task::ArcChallenge => Some("train"),
-            Task::Mmlu | Task::Generic { .. } => Some("dev"),
+            Task::Hellaswag | Task::ArcEasy | Task::ArcChallenge | Task::Gsm8k => Some("train"),
+            Task::Mmlu | Task::Generic { .. } | Task::Generation { .. } => Some("dev"),
             Task::TruthfulqaMc2 => None,
         }
     }
@@ -279,6 +379,10 @@ impl Task {
             Task::ArcEasy | Task::ArcChallenge => arc_question(rec),
             Task::TruthfulqaMc2 => truthfulqa_question(rec),
             Task::Mmlu | Task::Generic { .. } => unreachable!("handled above"),
+            Task::Gsm8k | Task::Generation { .. } => Err(format!(
+                "{} is generative: its questions come from `generate::gen_docs`",
+                self.name()
+            )),
         };
         // truthfulqa_mc2 is 0-shot whatever is asked, as in lm-eval (its
         // config fixes `num_fewshot: 0` and lm-eval ignores the option): its
@@ -781,6 +885,17 @@ pub fn parse_template(template: &str) -> Result<Vec<Segment>, String> {
     Ok(segments)
 }
 
+/// `segments` rendered with the fields of record `index` (0-based; `what`
+/// names it in errors, e.g. "record 3: field `q` is missing").
+pub fn render_record(
+    segments: &[Segment],
+    what: &'static str,
+    index: usize,
+    value: &Value,
+) -> Result<String, String> {
+    render(segments, &Rec::new(what, index, value)?)
+}
+
 fn render(segments: &[Segment], rec: &Rec) -> Result<String, String> {
     let mut out = String::new();
     for segment in segments {
@@ -920,15 +1035,31 @@ mod tests {
             fewshot_sampler: FewshotSampler::Default,
         };
         let mut generic = BTreeMap::new();
-        assert_eq!(Task::resolve("mmlu", &generic).unwrap(), Task::Mmlu);
+        let mut generation = BTreeMap::new();
+        assert_eq!(
+            Task::resolve("mmlu", &generic, &generation).unwrap(),
+            Task::Mmlu
+        );
+        let gsm8k = Task::resolve("gsm8k", &generic, &generation).unwrap();
+        assert_eq!(gsm8k, Task::Gsm8k);
+        assert_eq!(gsm8k.primary_metric(), "exact_match,strict-match");
+        assert_eq!(gsm8k.default_fewshot(), 5);
+        assert_eq!(gsm8k.fewshot_hub_source().unwrap().split, "train");
         generic.insert("hellaswag".to_string(), spec);
-        let task = Task::resolve("hellaswag", &generic).unwrap();
+        let mut own = gsm8k_spec();
+        own.filters.clear();
+        generation.insert("sums".to_string(), own);
+        let sums = Task::resolve("sums", &generic, &generation).unwrap();
+        assert_eq!(sums.primary_metric(), "exact_match,none");
+        assert_eq!(sums.default_fewshot(), 0);
+        let task = Task::resolve("hellaswag", &generic, &generation).unwrap();
         assert!(matches!(task, Task::Generic { ref name, .. } if name == "hellaswag"));
         assert_eq!(task.metrics(), ["acc", "acc_norm"]);
         assert_eq!(task.primary_metric(), "acc");
         assert_eq!(task.hub_source(), None);
-        let err = Task::resolve("hellaswagg", &generic).unwrap_err();
+        let err = Task::resolve("hellaswagg", &generic, &generation).unwrap_err();
         assert!(err.contains("`hellaswagg`"), "{err}");
+        assert!(err.contains("[gen_tasks]: sums"), "{err}");
         for known in BUILTIN_TASKS {
             assert!(err.contains(known), "{err}");
         }

@@ -12,24 +12,33 @@ use crate::config::{self, Baseline, CaseConfig};
 use crate::discover::{Case, Project};
 use crate::gate::quality::{self as qgate, MetricScores, Paired, TaskScores};
 use crate::quality::encode::{self, Encoder, Scored};
+use crate::quality::generate::{self, ExactMatch, Filter, GenDoc, GenOutcome};
+use crate::quality::generation::{self, Prompt};
 use crate::quality::loglik::{self, SendOptions};
 use crate::quality::score::{self, DocOutcome, MetricValue};
 use crate::quality::sources::{fewshot_records, locate};
 use crate::quality::tasks::Task;
 use crate::quality::{data, Gold, McDoc};
 pub use crate::results::{
-    FlippedItem, ItemSample, PairedReport, SideReport, SubtaskResult, SuiteReport, TaskResult,
-    TaskSource,
+    FlippedItem, ItemSample, ItemScores, PairedReport, SideReport, SubtaskResult, SuiteReport,
+    TaskResult, TaskSource,
 };
 use crate::server::pool::{Pool, TargetKey};
 use crate::server::TargetEnv;
 use crate::tokenizer::Tokenizer;
 
-/// The questions of one task.
+/// The questions of one task: multiple-choice (`docs`) or generative (`gen`).
 pub struct PreparedTask {
     pub task: Task,
     pub docs: Vec<McDoc>,
+    pub gen: Vec<GenDoc>,
     pub source: String,
+}
+
+impl PreparedTask {
+    pub fn items(&self) -> usize {
+        self.docs.len() + self.gen.len()
+    }
 }
 
 /// How a side is reached.
@@ -46,24 +55,35 @@ pub fn prepare_tasks(c: &CaseConfig) -> Result<Vec<PreparedTask>, String> {
     c.tasks
         .iter()
         .map(|name| {
-            let task = Task::resolve(name, &c.mc_tasks)?;
+            let task = Task::resolve(name, &c.mc_tasks, &c.gen_tasks)?;
             let source = locate(c, &task)?;
             let records = data::read_source(&source)?;
-            let fewshot = match c.num_fewshot.unwrap_or(0) {
+            let shots = c.num_fewshot.unwrap_or_else(|| task.default_fewshot());
+            let fewshot = match shots {
                 0 => Vec::new(),
                 _ => fewshot_records(c, &task)?,
             };
-            let docs = task
-                .docs(&records, c.limit, c.num_fewshot.unwrap_or(0), &fewshot)
-                .map_err(|e| format!("{name} ({source}): {e}"))?;
-            if docs.is_empty() {
+            let (docs, gen) = match task.generation() {
+                Some(spec) => (
+                    Ok(Vec::new()),
+                    generate::gen_docs(name, &spec, &records, c.limit, shots as usize, &fewshot),
+                ),
+                None => (
+                    task.docs(&records, c.limit, shots, &fewshot),
+                    Ok(Vec::new()),
+                ),
+            };
+            let at = |e: String| format!("{name} ({source}): {e}");
+            let prepared = PreparedTask {
+                task,
+                docs: docs.map_err(at)?,
+                gen: gen.map_err(at)?,
+                source: source.to_string(),
+            };
+            if prepared.items() == 0 {
                 return Err(format!("{name} ({source}): no records"));
             }
-            Ok(PreparedTask {
-                task,
-                docs,
-                source: source.to_string(),
-            })
+            Ok(prepared)
         })
         .collect()
 }
@@ -87,6 +107,7 @@ pub fn encoder(
             origin: "the embedded engine's tokenizer".into(),
             prefix: Tokenizer::engine().token_id(crate::sim::lm::EOS),
             add_bos,
+            eos: Some(crate::sim::lm::EOS.to_string()),
         });
     }
     if let Some(path) = data::cached_tokenizer(model) {
@@ -104,13 +125,77 @@ pub struct Requests {
     pub unique: Vec<Scored>,
     /// `index[task][doc][choice]` into `unique`.
     pub index: Vec<Vec<Vec<usize>>>,
+    /// `generations[task]`: each generative question's prompt (empty for
+    /// multiple-choice tasks), with the task's stop strings and length.
+    pub generations: Vec<GenRequests>,
+}
+
+/// A generative task's requests, without the model (each side names its own).
+#[derive(Default)]
+pub struct GenRequests {
+    pub prompts: Vec<Prompt>,
+    pub stop: Vec<String>,
+    pub max_tokens: u32,
+}
+
+impl Requests {
+    fn count(&self) -> usize {
+        self.unique.len()
+            + self
+                .generations
+                .iter()
+                .map(|g| g.prompts.len())
+                .sum::<usize>()
+    }
+}
+
+/// The prompts of a generative task: token ids where the tokenizer is
+/// local (as lm-eval's `local-completions` sends them), else text; chat
+/// messages on the chat endpoint.
+async fn generation_requests(
+    t: &PreparedTask,
+    encoder: &Encoder,
+    c: &CaseConfig,
+) -> Result<GenRequests, String> {
+    let Some(spec) = t.task.generation() else {
+        return Ok(GenRequests::default());
+    };
+    let mut prompts = Vec::with_capacity(t.gen.len());
+    for doc in &t.gen {
+        let ids = match (c.endpoint, encoder.is_local()) {
+            (config::Endpoint::Completions, true) => {
+                Some(encoder.encode(&doc.text()).await.map_err(|e| {
+                    format!("{} item {}: tokenising: {e}", t.task.name(), doc.index)
+                })?)
+            }
+            _ => None,
+        };
+        prompts.push(generation::prompt(
+            doc,
+            c.endpoint,
+            c.fewshot_as_multiturn,
+            ids,
+            c.scoring.max_length,
+            spec.max_tokens,
+        ));
+    }
+    Ok(GenRequests {
+        prompts,
+        stop: generation::stop_strings(&spec, c.endpoint, encoder.eos()),
+        max_tokens: spec.max_tokens,
+    })
 }
 
 pub async fn build_requests(
     tasks: &[PreparedTask],
     encoder: &Encoder,
-    max_length: usize,
+    c: &CaseConfig,
 ) -> Result<Requests, String> {
+    let max_length = c.scoring.max_length;
+    let mut generations = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        generations.push(generation_requests(t, encoder, c).await?);
+    }
     let mut by_text: HashMap<(String, String), usize> = HashMap::new();
     let mut by_tokens: HashMap<Scored, usize> = HashMap::new();
     let mut unique = Vec::new();
@@ -142,7 +227,11 @@ pub async fn build_requests(
         }
         index.push(task_index);
     }
-    Ok(Requests { unique, index })
+    Ok(Requests {
+        unique,
+        index,
+        generations,
+    })
 }
 
 /// Scores every task on one side.
@@ -153,17 +242,34 @@ pub async fn score_side(
     options: &SendOptions,
     progress: bool,
 ) -> Result<(SideReport, Vec<TaskScores>), String> {
-    let bar = progress
-        .then(|| crate::run::progress::progress_bar(&side.target, requests.unique.len() as u32));
+    let bar =
+        progress.then(|| crate::run::progress::progress_bar(&side.target, requests.count() as u32));
     let tick = || {
         if let Some(b) = &bar {
             b.inc(1);
         }
     };
     let began = Instant::now();
+    let at_side = |e: String| format!("{} ({}): {e}", side.target, side.url);
     let lls = loglik::score_all(&side.client, &side.model, &requests.unique, options, &tick)
         .await
-        .map_err(|e| format!("{} ({}): {e}", side.target, side.url))?;
+        .map_err(at_side)?;
+    let bodies: Vec<(&'static str, serde_json::Value)> = requests
+        .generations
+        .iter()
+        .flat_map(|g| {
+            g.prompts.iter().map(|p| {
+                (
+                    generation::path(p),
+                    generation::request_body(&side.model, p, g.max_tokens, &g.stop),
+                )
+            })
+        })
+        .collect();
+    let mut texts = generation::generate_all(&side.client, &bodies, options, &tick)
+        .await
+        .map_err(at_side)?
+        .into_iter();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -171,7 +277,20 @@ pub async fn score_side(
     let mut results = Vec::new();
     let mut scores = Vec::new();
     let mut samples = Vec::new();
+    for (t, g) in tasks.iter().zip(&requests.generations) {
+        if t.gen.is_empty() {
+            continue;
+        }
+        let texts: Vec<String> = texts.by_ref().take(t.gen.len()).collect();
+        let (result, score, task_samples) = score_generations(t, g, &texts)?;
+        results.push(result);
+        scores.push(score);
+        samples.extend(task_samples);
+    }
     for (t, index) in tasks.iter().zip(&requests.index) {
+        if t.docs.is_empty() {
+            continue;
+        }
         let mut outcomes: Vec<DocOutcome> = Vec::with_capacity(t.docs.len());
         for (doc, at) in t.docs.iter().zip(index) {
             let doc_lls: Vec<f64> = at.iter().map(|&i| lls[i].ll).collect();
@@ -196,13 +315,17 @@ pub async fn score_side(
                 .collect(),
         });
     }
+    // Reported in the suite's task order.
+    let order = |name: &str| tasks.iter().position(|t| t.task.name() == name);
+    results.sort_by_key(|r| order(&r.task));
+    scores.sort_by_key(|s| order(&s.task));
     Ok((
         SideReport {
             target: side.target.clone(),
             url: side.url.clone(),
             model: side.model.clone(),
             tasks: results,
-            requests: requests.unique.len(),
+            requests: requests.count(),
             seconds,
             log: side.log.clone(),
             samples,
@@ -218,19 +341,117 @@ fn item_sample(task: &str, doc: &McDoc, lls: Vec<f64>, outcome: &DocOutcome) -> 
         subject: doc.subject.clone(),
         doc_id: doc.index,
         context: doc.context.clone(),
-        continuations: (0..doc.choices.len())
-            .map(|k| doc.continuation(k))
-            .collect(),
-        loglikelihoods: lls,
-        gold: match doc.gold {
-            Gold::Index(g) => vec![g],
-            Gold::TrueFirst(n) => (0..n).collect(),
+        scores: ItemScores::Choice {
+            continuations: (0..doc.choices.len())
+                .map(|k| doc.continuation(k))
+                .collect(),
+            loglikelihoods: lls,
+            gold: match doc.gold {
+                Gold::Index(g) => vec![g],
+                Gold::TrueFirst(n) => (0..n).collect(),
+            },
+            pred: outcome.pred,
+            pred_norm: outcome.pred_norm,
+            acc: outcome.acc,
+            acc_norm: outcome.acc_norm,
         },
-        pred: outcome.pred,
-        pred_norm: outcome.pred_norm,
-        acc: outcome.acc,
-        acc_norm: outcome.acc_norm,
     }
+}
+
+/// A generative task's metrics (`exact_match,<filter>` per filter, with
+/// lm-eval's standard error), what the gate needs, and its samples.
+fn score_generations(
+    t: &PreparedTask,
+    g: &GenRequests,
+    texts: &[String],
+) -> Result<(TaskResult, TaskScores, Vec<ItemSample>), String> {
+    let spec = t.task.generation().expect("a generative task");
+    let name = t.task.name();
+    let filters = generate::filters(&spec).map_err(|e| format!("{name}: {e}"))?;
+    let exact = ExactMatch::compile(&spec.exact_match).map_err(|e| format!("{name}: {e}"))?;
+    let outcomes: Vec<GenOutcome> = t
+        .gen
+        .iter()
+        .zip(texts)
+        .map(|(doc, text)| generate::score_generation(&filters, &exact, text, &doc.target))
+        .collect();
+    let metrics: Vec<MetricScores> = filters
+        .iter()
+        .map(|f| {
+            let per_item: Vec<f64> = outcomes.iter().map(|o| o.filtered[&f.name].1).collect();
+            let (value, stderr) = crate::stats::mean_stderr(&per_item);
+            MetricScores {
+                name: generate::metric_name(&f.name),
+                value,
+                stderr,
+                per_item,
+            }
+        })
+        .collect();
+    let primary: &Filter = &filters[0];
+    let samples = t
+        .gen
+        .iter()
+        .zip(texts)
+        .zip(&outcomes)
+        .zip(&g.prompts)
+        .map(|(((doc, text), o), prompt)| ItemSample {
+            task: name.to_string(),
+            subject: None,
+            doc_id: doc.index,
+            context: doc.text(),
+            scores: ItemScores::Generated {
+                messages: match prompt {
+                    Prompt::Messages(m) => Some(
+                        m.iter()
+                            .map(|(role, content)| serde_json::json!({"role": role, "content": content}))
+                            .collect(),
+                    ),
+                    _ => None,
+                },
+                generated: text.clone(),
+                reference: doc.target.clone(),
+                filtered: o.filtered.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+                exact_match: o.filtered.iter().map(|(k, v)| (k.clone(), v.1)).collect(),
+            },
+        })
+        .collect();
+    let result = TaskResult {
+        task: name.to_string(),
+        items: t.gen.len(),
+        metrics: metrics
+            .iter()
+            .map(|m| MetricValue {
+                name: m.name.clone(),
+                value: m.value,
+                stderr: m.stderr,
+            })
+            .collect(),
+        subtasks: Vec::new(),
+    };
+    let scores = TaskScores {
+        task: name.to_string(),
+        primary: t.task.primary_metric(),
+        correct: outcomes
+            .iter()
+            .map(|o| o.filtered[&primary.name].1 == 1.0)
+            .collect(),
+        picks: Vec::new(),
+        // Every filter's answer, so that an answer that changed under any
+        // filter shows as a flipped item.
+        answers: outcomes
+            .iter()
+            .map(|o| {
+                filters
+                    .iter()
+                    .map(|f| o.filtered[&f.name].0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            })
+            .collect(),
+        metrics,
+    };
+    Ok((result, scores, samples))
 }
 
 /// Writes the suite's samples file (`<results_dir>/samples/<case>.jsonl`,
@@ -262,7 +483,7 @@ fn task_scores(
     outcomes: &[DocOutcome],
     metrics: &[MetricValue],
 ) -> TaskScores {
-    let primary = task.primary_metric().to_string();
+    let primary = task.primary_metric();
     let per_item = |name: &str| -> Vec<f64> {
         outcomes
             .iter()
@@ -293,6 +514,7 @@ fn task_scores(
             .map(|(d, &p)| is_right(d, p))
             .collect(),
         picks,
+        answers: Vec::new(),
         metrics: metrics
             .iter()
             .map(|m| MetricScores {
@@ -333,11 +555,31 @@ fn flipped_items(
                 .iter()
                 .position(|t| t.task.name() == p.task)
                 .unwrap_or(0);
-            let (docs, cs, bs) = (&tasks[ti].docs, &c[ti], &b[ti]);
+            let (cs, bs) = match (
+                c.iter().find(|s| s.task == p.task),
+                b.iter().find(|s| s.task == p.task),
+            ) {
+                (Some(cs), Some(bs)) => (cs, bs),
+                _ => unreachable!("paired tasks are scored on both sides"),
+            };
+            let docs = &tasks[ti].docs;
+            let gen = &tasks[ti].gen;
             let items = p
                 .flipped
                 .iter()
                 .map(|&i| {
+                    if let Some(doc) = gen.get(i).filter(|_| docs.is_empty()) {
+                        return FlippedItem {
+                            index: doc.index,
+                            subject: None,
+                            question: question_tail(&doc.text()),
+                            gold: doc.target.clone(),
+                            candidate: cs.answers[i].clone(),
+                            baseline: bs.answers[i].clone(),
+                            candidate_right: cs.correct[i],
+                            baseline_right: bs.correct[i],
+                        };
+                    }
                     let doc = &docs[i];
                     let gold = match doc.gold {
                         Gold::Index(g) => doc.choices[g].clone(),
@@ -380,7 +622,7 @@ pub async fn evaluate(
     candidate: &Side,
     baseline: Option<&Side>,
 ) -> Result<SuiteReport, String> {
-    let requests = build_requests(&inputs.tasks, encoder, inputs.config.scoring.max_length).await?;
+    let requests = build_requests(&inputs.tasks, encoder, inputs.config).await?;
     let cand = score_side(
         candidate,
         &inputs.tasks,
@@ -435,7 +677,7 @@ pub fn conclude(
             .map(|t| TaskSource {
                 task: t.task.name().to_string(),
                 source: t.source.clone(),
-                items: t.docs.len(),
+                items: t.items(),
             })
             .collect(),
         candidate: cand,
@@ -559,11 +801,7 @@ async fn run_one(
         if encoder.is_none() {
             let e = self::encoder(c, key.spec.sim.is_some(), &side.model, &side.client)
                 .map_err(|e| fail(format!("tokenizer: {e}")))?;
-            requests = Some(
-                build_requests(&inputs.tasks, &e, c.scoring.max_length)
-                    .await
-                    .map_err(fail)?,
-            );
+            requests = Some(build_requests(&inputs.tasks, &e, c).await.map_err(fail)?);
             encoder = Some(e);
         }
         let requests = requests.as_ref().expect("built with the encoder");

@@ -22,6 +22,27 @@ pub const CORPUS: &[&str] = &[
     include_str!("../../prompts/long.txt"),
 ];
 
+/// Worked arithmetic answers in gsm8k's format (the few-shot pool the
+/// project ships), each learnt whole as `Question: …\nAnswer: …`, so that
+/// the engine answers gsm8k-style prompts in that style (`… #### N`) and a
+/// generative gate's filters have answers to extract.
+pub const WORKED_EXAMPLES: &str = include_str!("../../datasets/gsm8k_train.jsonl");
+
+/// The worked examples as documents.
+fn worked_examples() -> Vec<String> {
+    WORKED_EXAMPLES
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|r| {
+            Some(format!(
+                "Question: {}\nAnswer: {}",
+                r.get("question")?.as_str()?,
+                r.get("answer")?.as_str()?
+            ))
+        })
+        .collect()
+}
+
 /// End of a document; generation stops here unless `ignore_eos`.
 pub const EOS: &str = "<|endoftext|>";
 
@@ -58,10 +79,12 @@ impl Model {
     /// The shared model, trained once per process.
     pub fn shared() -> &'static Model {
         static MODEL: OnceLock<Model> = OnceLock::new();
-        MODEL.get_or_init(|| Model::train(Tokenizer::engine(), CORPUS))
+        MODEL.get_or_init(|| Model::train(Tokenizer::engine(), CORPUS, &worked_examples()))
     }
 
-    pub fn train(tokenizer: Tokenizer, documents: &[&str]) -> Self {
+    /// Learns `documents` paragraph by paragraph (lines starting with `#`
+    /// are comments) and each of `whole` as one document.
+    pub fn train(tokenizer: Tokenizer, documents: &[&str], whole: &[String]) -> Self {
         let eos = tokenizer.token_id(EOS).unwrap_or(0);
         let vocab = tokenizer.vocab_size().max(eos as usize + 1);
         let mut m = Model {
@@ -92,6 +115,11 @@ impl Model {
                 ids.push(eos);
                 m.add(&ids);
             }
+        }
+        for doc in whole {
+            let mut ids = m.tokenizer.encode(doc);
+            ids.push(eos);
+            m.add(&ids);
         }
         let mut ids: Vec<u32> = (0..m.vocab as u32).collect();
         ids.sort_by(|&x, &y| {

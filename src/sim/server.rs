@@ -347,6 +347,14 @@ struct Request {
     seed: u64,
     ignore_eos: bool,
     stop: Vec<String>,
+    /// A hash of the whole prompt: the log-probability noise of generated
+    /// tokens depends on it, so that (with noise) greedy output depends on
+    /// the whole prompt and not only on its last two tokens.
+    prompt_hash: u64,
+}
+
+fn hash_ids(ids: &[u32]) -> u64 {
+    ids.iter().fold(0x5EED_u64, |h, &id| mix(h ^ u64::from(id)))
 }
 
 /// One token's log-probability and its best alternatives.
@@ -388,7 +396,7 @@ impl Generation {
     ) -> TokenLogprob {
         let inner = &self.state.0;
         let sd = inner.params.logprob_noise;
-        let seed = inner.params.seed;
+        let seed = self.noise_seed(position);
         let lp = inner.lm.logprob(a, b, token) + noise(seed, position, token, sd);
         let top = inner.lm.top(a, b);
         let mut alts: Vec<(String, f64)> = top
@@ -407,6 +415,34 @@ impl Generation {
             logprob: lp,
             top: alts,
         }
+    }
+
+    /// The noise seed at `position`: the engine's in the prompt (so a
+    /// prompt's log-probabilities do not depend on what follows), the
+    /// prompt's own after it.
+    fn noise_seed(&self, position: usize) -> u64 {
+        let seed = self.state.0.params.seed;
+        if position < self.req.prompt_ids.len() {
+            seed
+        } else {
+            seed ^ self.req.prompt_hash
+        }
+    }
+
+    /// The greedy choice: the best of the candidates after noise, so that it
+    /// agrees with the log-probabilities reported.
+    fn greedy(&self, position: usize, a: Option<u32>, b: Option<u32>) -> u32 {
+        let inner = &self.state.0;
+        let sd = inner.params.logprob_noise;
+        let seed = self.noise_seed(position);
+        inner
+            .lm
+            .top(a, b)
+            .iter()
+            .map(|&(id, lp)| (id, lp + noise(seed, position, id, sd)))
+            .max_by(|x, y| x.1.total_cmp(&y.1))
+            .map(|(id, _)| id)
+            .expect("the model always has candidates")
     }
 
     /// Log-probabilities of the prompt itself (the first token has none).
@@ -445,7 +481,11 @@ impl Generation {
         let a = (n >= 2).then(|| self.context[n - 2]);
         let b = (n >= 1).then(|| self.context[n - 1]);
         let draw = uniform(self.req.seed ^ mix(self.generated as u64 + 1));
-        let token = inner.lm.next(a, b, self.req.temperature, draw);
+        let token = if self.req.temperature <= 0.0 && inner.params.logprob_noise > 0.0 {
+            self.greedy(n, a, b)
+        } else {
+            inner.lm.next(a, b, self.req.temperature, draw)
+        };
         let logprob = self
             .req
             .logprobs
@@ -778,14 +818,25 @@ fn check_lengths(prompts: &[Vec<u32>], max_tokens: usize) -> Result<(), String> 
     Ok(())
 }
 
-/// Appends each prompt as a line; one write per line, so a server killed
+/// Appends each prompt as a line, with what decides its output (length,
+/// stop strings, temperature, seed); one write per line, so a server killed
 /// mid-run leaves whole lines. A failed write loses only the log.
-fn log_prompts(log: &std::sync::Mutex<std::fs::File>, prompts: &[Vec<u32>]) {
+fn log_prompts(
+    log: &std::sync::Mutex<std::fs::File>,
+    options: &GenerateOptions,
+    seed: Option<u64>,
+) {
     use std::io::Write;
     let mut file = log.lock().unwrap_or_else(|e| e.into_inner());
-    for p in prompts {
-        let line = format!("{}\n", serde_json::json!({ "prompt_ids": p }));
-        let _ = file.write_all(line.as_bytes());
+    for p in &options.prompts {
+        let line = serde_json::json!({
+            "prompt_ids": p,
+            "max_tokens": options.max_tokens,
+            "stop": options.stop,
+            "temperature": options.temperature,
+            "seed": seed,
+        });
+        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 }
 
@@ -801,7 +852,7 @@ fn start_generations(
     let inner = &state.0;
     let max_tokens = options.max_tokens;
     if let Some(log) = &inner.prompt_log {
-        log_prompts(log, &options.prompts);
+        log_prompts(log, &options, body.seed);
     }
     // Faults strike halfway through the output.
     let stall_at = (!inner.params.stall.is_zero()).then_some(max_tokens / 2);
@@ -819,6 +870,7 @@ fn start_generations(
                 state: state.clone(),
                 context: prompt_ids.clone(),
                 req: Request {
+                    prompt_hash: hash_ids(&prompt_ids),
                     prompt_ids,
                     max_tokens,
                     min_tokens: body.min_tokens.unwrap_or(0) as usize,

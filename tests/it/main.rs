@@ -10,6 +10,7 @@
 mod common;
 
 mod config_layers;
+mod generative;
 mod history;
 mod hostile;
 mod load;

@@ -13,7 +13,7 @@ use servegate::run::suite::{self, SuiteReport};
 use crate::common::{self, copy_dir, repo, Sim, BIN};
 
 /// A project with the shipped sample records and two embedded engines.
-fn project_with(candidate_sim: &str, suite: &str) -> tempfile::TempDir {
+pub fn project_with(candidate_sim: &str, suite: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::write(
@@ -30,7 +30,7 @@ fn project_with(candidate_sim: &str, suite: &str) -> tempfile::TempDir {
     dir
 }
 
-fn run_suite(root: &Path) -> anyhow::Result<SuiteReport> {
+pub fn run_suite(root: &Path) -> anyhow::Result<SuiteReport> {
     let project = Project::with_env(root, Vec::new());
     let (_, cases) = project.load_all().pop().expect("one suite file");
     let cases = cases.expect("the suite loads");
@@ -194,11 +194,17 @@ fn few_shot_suites_run_and_name_a_missing_few_shot_file() {
         3,
         "{first:?}"
     );
-    assert_eq!(
-        first.item.loglikelihoods.len(),
-        first.item.continuations.len()
-    );
-    assert!(first.item.acc == 1.0 || first.item.acc == 0.0);
+    let servegate::results::ItemScores::Choice {
+        loglikelihoods,
+        continuations,
+        acc,
+        ..
+    } = &first.item.scores
+    else {
+        panic!("a multiple-choice item: {first:?}")
+    };
+    assert_eq!(loglikelihoods.len(), continuations.len());
+    assert!(*acc == 1.0 || *acc == 0.0);
 
     std::fs::remove_file(dir.path().join("datasets/hellaswag_train.jsonl")).unwrap();
     let out = Command::new(BIN)

@@ -575,7 +575,10 @@ fn gate_check_in_a_tiny_configuration() {
         &cases,
         &GateCheckOptions {
             trials: 3,
-            slowdown: 2.0,
+            // Four times as slow, so that detection does not ride on how
+            // loaded the machine is (two identical engines have measured
+            // ratios from 0.7 to 2.3 on a starved runner).
+            slowdown: 4.0,
         },
         |done, _| ticks.push(done),
     )
@@ -583,7 +586,7 @@ fn gate_check_in_a_tiny_configuration() {
     assert_eq!(ticks, vec![1, 2, 3]);
     assert_eq!(report.same.trials, 3);
     assert_eq!(report.slowed.trials, 3);
-    // Twice as slow halves the throughput: caught every time.
+    // A quarter of the throughput: caught every time.
     assert_eq!(report.slowed.failed, 3, "{report:?}");
     let tput = &report.slowed.per_metric["throughput_total"];
     assert!(tput.ratio_max < 0.7, "{tput:?}");
