@@ -25,11 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NOISE=${1:-0.5}
 SHOTS=${2:-2}
-VENV=${LMEVAL_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/servegate/lm-eval-0.4.13-venv}
-if [ ! -x "$VENV/bin/lm_eval" ]; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q "lm-eval[api]==0.4.13" "transformers==5.24.0"
-fi
+VENV=$(ci/lm-eval-env.sh)
 cargo build -q
 BIN=$PWD/target/debug/servegate
 WORK=$(mktemp -d)

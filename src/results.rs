@@ -159,6 +159,9 @@ pub struct SideReport {
     /// Requests sent (identical requests are sent once).
     pub requests: usize,
     pub seconds: f64,
+    /// How prompts were sent (token ids or text) and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_format: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<PathBuf>,
     /// Every item as scored; written to the suite's samples file, not to

@@ -21,7 +21,7 @@ def main():
     with open(results["samples"]) as f:
         for line in f:
             s = json.loads(line)
-            if s["side"] == "candidate":
+            if s["side"] == "candidate" and "generated" in s:
                 ours[s["doc_id"]] = s
     theirs = {}
     with open(sys.argv[2]) as f:

@@ -59,6 +59,23 @@ pub struct Client {
 pub struct PostFailure {
     pub retryable: bool,
     pub message: String,
+    /// How long the server asked to wait before trying again (`Retry-After`
+    /// in seconds, on 429 and 503).
+    pub retry_after: Option<Duration>,
+}
+
+/// A `Retry-After` header in delay-seconds form (the HTTP-date form is
+/// rare from inference servers and is ignored: the usual backoff applies).
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    // Bounded, so a hostile header cannot park a run for a day.
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(120.0)))
 }
 
 /// What one request asks for.
@@ -425,11 +442,14 @@ impl Client {
             let response = request.send().await.map_err(|e| PostFailure {
                 retryable: true,
                 message: format!("POST {path}: {e}"),
+                retry_after: None,
             })?;
             let status = response.status();
             if !status.is_success() {
+                let wait = retry_after(response.headers());
                 let text = read_prefix(response, ERROR_BODY_BYTES).await;
                 return Err(PostFailure {
+                    retry_after: wait,
                     retryable: status.as_u16() == 429 || status.is_server_error(),
                     message: format!(
                         "POST {path}: HTTP {}: {}",
@@ -443,8 +463,10 @@ impl Client {
                 .map_err(|e| PostFailure {
                     retryable: !matches!(e, BodyError::TooLarge(_)),
                     message: format!("POST {path}: reading the answer: {e}"),
+                    retry_after: None,
                 })?;
             serde_json::from_slice(&text).map_err(|e| PostFailure {
+                retry_after: None,
                 retryable: false,
                 message: format!(
                     "POST {path}: the answer is not JSON ({e}): {}",
@@ -458,6 +480,7 @@ impl Client {
             Ok(outcome) => outcome,
             Err(_) => Err(PostFailure {
                 retryable: true,
+                retry_after: None,
                 message: format!(
                     "POST {path}: no complete answer within {:.1} s",
                     timeout.as_secs_f64()
@@ -923,6 +946,22 @@ fn quote(text: &str, secret: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_bounds_them() {
+        use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(with("2"), Some(Duration::from_secs(2)));
+        assert_eq!(with(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(with("86400"), Some(Duration::from_secs(120)));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(with("-1"), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
 
     #[test]
     fn a_base_url_with_v1_is_the_same_server() {

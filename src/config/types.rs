@@ -107,6 +107,29 @@ pub struct CaseConfig {
     /// template since 0.4.10); `false` sends one user message.
     #[serde(default = "yes")]
     pub fewshot_as_multiturn: bool,
+    /// How prompts go to `/v1/completions`: `tokens` (token ids, as
+    /// lm-eval sends them by default), `text` (tokenised here to know where
+    /// each continuation starts, sent as text, as lm-eval's
+    /// `tokenized_requests=False`), or `auto`: text for a server that the
+    /// probe finds refusing token-id prompts (llama.cpp), else tokens.
+    #[serde(default, skip_serializing_if = "PromptFormat::is_auto")]
+    pub prompt_format: PromptFormat,
+}
+
+/// How a suite's prompts are sent (see `CaseConfig::prompt_format`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptFormat {
+    #[default]
+    Auto,
+    Tokens,
+    Text,
+}
+
+impl PromptFormat {
+    fn is_auto(&self) -> bool {
+        *self == PromptFormat::Auto
+    }
 }
 
 /// A generative task over user records (`[gen_tasks.NAME]`), with lm-eval's

@@ -109,6 +109,22 @@ impl Encoder {
         }
     }
 
+    /// Token ids back to the text a server is sent when it takes no token
+    /// ids (special tokens kept, as lm-eval's `decode_batch` keeps them),
+    /// and each token's own text, to compare with what the server echoes.
+    pub fn decode(&self, ids: &[u32]) -> Result<(String, Vec<String>), String> {
+        match self {
+            Encoder::Local { tokenizer, .. } => Ok((
+                tokenizer.decode_raw(ids),
+                ids.iter().map(|&id| tokenizer.decode_raw(&[id])).collect(),
+            )),
+            Encoder::Remote { .. } => Err(
+                "text prompts need a local tokenizer to find where each continuation starts: set the suite's `tokenizer` (a tokenizer.json)"
+                    .into(),
+            ),
+        }
+    }
+
     /// Whether prompts can be sent as token ids tokenised here.
     pub fn is_local(&self) -> bool {
         matches!(self, Encoder::Local { .. })

@@ -108,10 +108,14 @@ pub fn sides_lines(r: &SuiteReport) -> Vec<String> {
         out.push(format!("{}: {} items from {}", t.task, t.items, t.source));
     }
     for s in std::iter::once(&r.candidate).chain(r.baseline.as_ref()) {
-        out.push(format!(
+        let mut line = format!(
             "{} ({}): {} requests in {:.1} s",
             s.target, s.url, s.requests, s.seconds
-        ));
+        );
+        if let Some(format) = &s.prompt_format {
+            line.push_str(&format!("; prompts as {format}"));
+        }
+        out.push(line);
     }
     out
 }

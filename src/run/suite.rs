@@ -48,6 +48,53 @@ pub struct Side {
     pub model: String,
     pub client: Client,
     pub log: Option<PathBuf>,
+    /// How prompts go to `/v1/completions` (tokens or text; never auto),
+    /// and why, for the results.
+    pub format: (config::PromptFormat, String),
+}
+
+/// How prompts go to a side: as the suite says, or for `auto`, as the
+/// probe finds the server takes them (text when it refuses token ids).
+pub async fn prompt_format(
+    c: &CaseConfig,
+    client: &Client,
+    model: &str,
+) -> (config::PromptFormat, String) {
+    use config::PromptFormat;
+    match c.prompt_format {
+        PromptFormat::Tokens => (PromptFormat::Tokens, "token ids (prompt_format)".into()),
+        PromptFormat::Text => (PromptFormat::Text, "text (prompt_format)".into()),
+        PromptFormat::Auto => {
+            let timeout = Duration::from_secs_f64(c.scoring.timeout_s.min(60.0));
+            let report = crate::probe::probe(client, Some(model), timeout).await;
+            match report
+                .findings
+                .iter()
+                .find(|f| f.feature == crate::probe::TOKEN_PROMPTS)
+            {
+                Some(f) if f.support == crate::probe::Support::No => {
+                    let why: String = f.detail.chars().take(60).collect();
+                    let more = if why.len() < f.detail.len() {
+                        "…"
+                    } else {
+                        ""
+                    };
+                    (
+                        PromptFormat::Text,
+                        format!("text: the probe found token-id prompts refused ({why}{more})"),
+                    )
+                }
+                Some(f) if f.support == crate::probe::Support::Yes => (
+                    PromptFormat::Tokens,
+                    "token ids: the probe found them taken".into(),
+                ),
+                _ => (
+                    PromptFormat::Tokens,
+                    "token ids: the probe could not tell whether they are taken".into(),
+                ),
+            }
+        }
+    }
 }
 
 /// Reads every task's records and builds its questions.
@@ -128,12 +175,17 @@ pub struct Requests {
     /// `generations[task]`: each generative question's prompt (empty for
     /// multiple-choice tasks), with the task's stop strings and length.
     pub generations: Vec<GenRequests>,
+    /// `unique` decoded to text, for servers that take no token ids; the
+    /// reason why not where the tokenizer cannot decode.
+    pub texts: Result<Vec<loglik::TextPrompt>, String>,
 }
 
 /// A generative task's requests, without the model (each side names its own).
 #[derive(Default)]
 pub struct GenRequests {
     pub prompts: Vec<Prompt>,
+    /// Each prompt as text, sent instead of token ids to a server that takes none.
+    pub texts: Vec<String>,
     pub stop: Vec<String>,
     pub max_tokens: u32,
 }
@@ -181,6 +233,7 @@ async fn generation_requests(
     }
     Ok(GenRequests {
         prompts,
+        texts: t.gen.iter().map(GenDoc::text).collect(),
         stop: generation::stop_strings(&spec, c.endpoint, encoder.eos()),
         max_tokens: spec.max_tokens,
     })
@@ -227,10 +280,19 @@ pub async fn build_requests(
         }
         index.push(task_index);
     }
+    let texts = unique
+        .iter()
+        .map(|s: &Scored| {
+            encoder
+                .decode(&s.tokens)
+                .map(|(text, pieces)| loglik::TextPrompt { text, pieces })
+        })
+        .collect();
     Ok(Requests {
         unique,
         index,
         generations,
+        texts,
     })
 }
 
@@ -251,17 +313,34 @@ pub async fn score_side(
     };
     let began = Instant::now();
     let at_side = |e: String| format!("{} ({}): {e}", side.target, side.url);
-    let lls = loglik::score_all(&side.client, &side.model, &requests.unique, options, &tick)
-        .await
-        .map_err(at_side)?;
+    let as_text = side.format.0 == config::PromptFormat::Text;
+    let texts = match (&requests.texts, as_text && !requests.unique.is_empty()) {
+        (Ok(t), true) => Some(t.as_slice()),
+        (Err(e), true) => return Err(at_side(e.clone())),
+        (_, false) => None,
+    };
+    let lls = loglik::score_all(
+        &side.client,
+        &side.model,
+        &requests.unique,
+        texts,
+        options,
+        &tick,
+    )
+    .await
+    .map_err(at_side)?;
     let bodies: Vec<(&'static str, serde_json::Value)> = requests
         .generations
         .iter()
         .flat_map(|g| {
-            g.prompts.iter().map(|p| {
+            g.prompts.iter().zip(&g.texts).map(|(p, text)| {
+                let p = match p {
+                    Prompt::Tokens(_) if as_text => Prompt::Text(text.clone()),
+                    p => p.clone(),
+                };
                 (
-                    generation::path(p),
-                    generation::request_body(&side.model, p, g.max_tokens, &g.stop),
+                    generation::path(&p),
+                    generation::request_body(&side.model, &p, g.max_tokens, &g.stop),
                 )
             })
         })
@@ -327,6 +406,7 @@ pub async fn score_side(
             tasks: results,
             requests: requests.count(),
             seconds,
+            prompt_format: Some(side.format.1.clone()),
             log: side.log.clone(),
             samples,
         },
@@ -791,12 +871,14 @@ async fn run_one(
             .acquire(key, &env)
             .await
             .map_err(|e| e.context(role.to_string()))?;
+        let format = prompt_format(c, &t.client, &t.model).await;
         let side = Side {
             target: t.name.clone(),
             url: t.url.clone(),
             model: t.model.clone(),
             client: t.client.clone(),
             log: t.log.clone(),
+            format,
         };
         if encoder.is_none() {
             let e = self::encoder(c, key.spec.sim.is_some(), &side.model, &side.client)
@@ -897,6 +979,7 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
         }
     }
     let tasks = prepare_tasks(&c)?;
+    let config = &c;
     let side = |url: &str, model: Option<&String>, name: &str| {
         let url = url.to_string();
         let model = model.cloned();
@@ -913,12 +996,14 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
                 Some(m) => m,
                 None => client.first_model().await?,
             };
+            let format = prompt_format(config, &client, &model).await;
             Ok::<Side, String>(Side {
                 target: name,
                 url,
                 model,
                 client,
                 log: None,
+                format,
             })
         }
     };

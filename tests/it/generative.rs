@@ -188,3 +188,42 @@ fn a_broken_filter_is_a_config_error_naming_its_key() {
     );
     assert!(e.to_string().contains("q.toml"), "{e}");
 }
+
+/// Text prompts (lm-eval's `tokenized_requests=False`) score exactly as
+/// token-id prompts on a server that tokenises as the local tokenizer does,
+/// and the results say how prompts were sent.
+#[test]
+fn text_prompts_score_as_token_prompts_do() {
+    let suite = |format: &str| {
+        format!(
+            "tasks = [\"arc_easy\", \"truthfulqa_mc2\", \"gsm8k\"]\ndata = \"datasets\"\nlimit = 6\n\
+             num_fewshot = 1\nprompt_format = \"{format}\"\n[gate]\nmax_drop = 0.0\n"
+        )
+    };
+    let noisy = "{ ttft_ms = 1.0, tpot_ms = 1.0, logprob_noise = 0.5 }";
+    let tokens = run_suite(project_with(noisy, &suite("tokens")).path()).unwrap();
+    let text = run_suite(project_with(noisy, &suite("text")).path()).unwrap();
+    let values = |r: &servegate::run::suite::SuiteReport| -> Vec<(String, f64)> {
+        r.candidate
+            .tasks
+            .iter()
+            .flat_map(|t| {
+                t.metrics
+                    .iter()
+                    .map(|m| (format!("{} {}", t.task, m.name), m.value))
+            })
+            .collect()
+    };
+    assert_eq!(values(&tokens), values(&text));
+    assert_eq!(
+        text.candidate.prompt_format.as_deref(),
+        Some("text (prompt_format)")
+    );
+    // Auto on the embedded engine: it takes token ids, the probe finds.
+    let auto = run_suite(project_with(CLEAN, &suite("auto")).path()).unwrap();
+    let how = auto.candidate.prompt_format.clone().unwrap();
+    assert!(
+        how.starts_with("token ids: the probe found them taken"),
+        "{how}"
+    );
+}
