@@ -87,7 +87,11 @@ def main():
     w.add_token_merges(merges)
     w.add_bos_token_id(eos)
     w.add_eos_token_id(eos)
-    w.add_add_bos_token(False)
+    # BOS on: without it llama-cpp-python's echoed log-probabilities are
+    # shifted by one token (the prompt's first has none, and the last
+    # generated one is missing). With it, BOS counts in usage.prompt_tokens
+    # but is not echoed: the prompt's tokens, then the generated one.
+    w.add_add_bos_token(True)
     w.add_chat_template(
         "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
         "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")

@@ -82,6 +82,14 @@ pub fn parse_answer(answer: &Value, scored: &Scored) -> Result<Loglik, String> {
             token_logprobs.len()
         ));
     }
+    let generated = answer["usage"]["completion_tokens"].as_u64().unwrap_or(0);
+    if token_logprobs.len() == n && generated > 0 {
+        return Err(format!(
+            "the server echoed {n} log-probabilities for a prompt of {n} tokens and {generated} generated: \
+             its echo is one short, so its entries are shifted (llama.cpp does this with a model that \
+             adds no BOS token) and scores would read the wrong tokens"
+        ));
+    }
     let top = logprobs["top_logprobs"].as_array();
     let mut ll = 0.0;
     let mut is_greedy = true;
