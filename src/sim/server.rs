@@ -234,8 +234,32 @@ async fn detokenize(
 struct ChatMessage {
     #[serde(default)]
     role: String,
-    #[serde(default)]
+    /// A string, or OpenAI's content parts (`[{"type": "text", "text": …}]`,
+    /// the text parts joined), or null.
+    #[serde(default, deserialize_with = "content_text")]
     content: String,
+}
+
+fn content_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    use serde::de::Error;
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Null => Ok(String::new()),
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| match (p["type"].as_str(), p["text"].as_str()) {
+                (Some("text"), Some(t)) => Ok(t),
+                (kind, _) => Err(D::Error::custom(format!(
+                    "content part of type {:?}: the embedded engine reads text parts only",
+                    kind.unwrap_or("(none)")
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|texts| texts.concat()),
+        other => Err(D::Error::custom(format!(
+            "content must be a string or a list of parts, not {other}"
+        ))),
+    }
 }
 
 /// A plain chat template: one `role: content` line per message, then the assistant's turn.
@@ -291,6 +315,28 @@ struct GenerateBody {
     ignore_eos: bool,
     #[serde(default)]
     stop: Option<Value>,
+    /// Choices per prompt; only 1 is supported.
+    #[serde(default)]
+    n: Option<u32>,
+    /// Fields this engine does not use (`top_p`, `user`, …): ignored, as
+    /// vLLM ignores what it does not know, and named in the engine's log.
+    #[serde(flatten)]
+    other: serde_json::Map<String, Value>,
+}
+
+/// Logs, once per name, request fields the engine ignores.
+fn note_ignored(fields: &serde_json::Map<String, Value>) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let new: Vec<&String> = fields.keys().filter(|k| !seen.contains(k)).collect();
+    if !new.is_empty() {
+        let names: Vec<&str> = new.iter().map(|k| k.as_str()).collect();
+        eprintln!(
+            "warning: ignoring request fields the engine does not use: {}",
+            names.join(", ")
+        );
+        seen.extend(new.into_iter().cloned());
+    }
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -377,6 +423,10 @@ struct Generation {
     state: State,
     req: Request,
     context: Vec<u32>,
+    /// Generated tokens whose text is not out yet: they end inside a
+    /// multi-byte character, held back until it is complete (as vLLM's
+    /// incremental detokenizer does), so output is never cut mid-character.
+    pending: Vec<u32>,
     text: String,
     generated: usize,
     done: bool,
@@ -498,15 +548,33 @@ impl Generation {
             .fetch_add(1, Ordering::Relaxed);
         if token == inner.lm.eos && !self.req.ignore_eos && self.generated > self.req.min_tokens {
             self.done = true;
+            let rest = inner
+                .lm
+                .tokenizer
+                .decode_raw(&std::mem::take(&mut self.pending))
+                .replace('\u{FFFD}', "");
+            self.text.push_str(&rest);
             return Some(Piece {
-                text: String::new(),
+                text: rest,
                 logprob,
                 finish: Some("stop"),
                 generated: self.generated,
             });
         }
         self.context.push(token);
-        let mut piece = inner.token_text[token as usize].clone();
+        self.pending.push(token);
+        let decoded = inner.lm.tokenizer.decode_raw(&self.pending);
+        // A UTF-8 character is at most 4 bytes, so at most 4 byte tokens wait.
+        let incomplete = decoded.ends_with('\u{FFFD}') && self.pending.len() < 4;
+        let last = self.generated >= self.req.max_tokens;
+        let mut piece = if incomplete && !last {
+            String::new()
+        } else {
+            self.pending.clear();
+            // Bytes that never became a character (a sampled lone
+            // continuation byte) are dropped, not shown as U+FFFD.
+            decoded.replace('\u{FFFD}', "")
+        };
         let before = self.text.len();
         self.text.push_str(&piece);
         if let Some(cut) = self
@@ -662,6 +730,10 @@ async fn generate(
     let number = inner.count_request();
     if let Some(r) = inner.unknown_model(body.model.as_deref()) {
         return r;
+    }
+    note_ignored(&body.other);
+    if body.n.is_some_and(|n| n != 1) {
+        return bad_request("n must be 1: the embedded engine generates one choice per prompt");
     }
     let dice = Dice::roll(&inner.params, body.seed, number);
     if dice.fault < inner.params.error_rate {
@@ -869,6 +941,7 @@ fn start_generations(
             Generation {
                 state: state.clone(),
                 context: prompt_ids.clone(),
+                pending: Vec::new(),
                 req: Request {
                     prompt_hash: hash_ids(&prompt_ids),
                     prompt_ids,

@@ -710,3 +710,70 @@ fn probe_finds_everything_the_embedded_engine_supports() {
     );
     assert!(lines.len() >= 8, "{} prompts logged", lines.len());
 }
+
+/// What real clients (guidellm, the OpenAI SDKs) send: content parts,
+/// `max_completion_tokens`, `n`, fields the engine does not use.
+#[test]
+fn the_chat_schema_real_clients_send_is_accepted() {
+    let server = start(fast());
+    let url = server.url();
+    rt().block_on(async {
+        let (s, r) = post(&url, "/v1/chat/completions", json!({
+            "model": "m",
+            "messages": [{"role": "system", "content": null},
+                         {"role": "user", "content": [{"type": "text", "text": "Describe "},
+                                                      {"type": "text", "text": "the cache."}]}],
+            "max_completion_tokens": 3, "n": 1, "top_p": 0.9, "user": "someone",
+            "ignore_eos": true
+        })).await;
+        assert_eq!(s, 200, "{r}");
+        assert_eq!(r["usage"]["completion_tokens"], 3);
+        // The parts are the text: the same prompt as the plain string.
+        let (_, plain) = post(&url, "/v1/chat/completions", json!({
+            "model": "m", "messages": [{"role": "system", "content": ""},
+                                       {"role": "user", "content": "Describe the cache."}],
+            "max_tokens": 3, "ignore_eos": true
+        })).await;
+        assert_eq!(r["usage"]["prompt_tokens"], plain["usage"]["prompt_tokens"]);
+        let (s, r) = post(&url, "/v1/chat/completions", json!({
+            "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "n": 2
+        })).await;
+        assert_eq!(s, 400);
+        assert!(r["error"]["message"].as_str().unwrap().contains("n must be 1"), "{r}");
+        let (s, r) = post(&url, "/v1/chat/completions", json!({
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]
+        })).await;
+        // A body the engine cannot read: 422, saying what it cannot read.
+        assert_eq!(s, 422, "{r}");
+        assert!(r["error"]["message"].as_str().unwrap().contains("text parts only"), "{r}");
+    });
+}
+
+/// Output is cut only between characters: a token ending inside a
+/// multi-byte character waits for the rest, whole or streamed.
+#[test]
+fn generated_text_is_always_whole_characters() {
+    let server = start(fast());
+    let url = server.url();
+    rt().block_on(async {
+        let mut pieces = 0;
+        for seed in 0..40u64 {
+            let body = json!({"prompt": "The river", "max_tokens": 24, "temperature": 2.0,
+                              "seed": seed, "ignore_eos": true});
+            let (_, r) = post(&url, "/v1/completions", body.clone()).await;
+            let text = r["choices"][0]["text"].as_str().unwrap();
+            assert!(!text.contains('\u{FFFD}'), "seed {seed}: {text:?}");
+            let mut streamed = body;
+            streamed["stream"] = json!(true);
+            let events = stream(&url, "/v1/completions", streamed).await;
+            let joined: String = json_events(&events)
+                .iter()
+                .filter_map(|c| c["choices"][0]["text"].as_str().map(str::to_string))
+                .collect();
+            assert!(!joined.contains('\u{FFFD}'), "seed {seed}: {joined:?}");
+            assert_eq!(joined, text, "seed {seed}");
+            pieces += 1;
+        }
+        assert_eq!(pieces, 40);
+    });
+}
