@@ -99,7 +99,9 @@ t1=$(date +%s.%N)
 
 # servegate: the standard suite against the same server, one request at a time like lm-eval.
 servegate_project "$WORK/sg"
-sed "s|^data = .*|data = \"$PWD/datasets\"\ntokenizer = \"$PWD/src/sim/data/tokenizer.json\"\n[scoring]\nconcurrency = 1|" \
+# Token-id prompts, as lm-eval sends them by default (no probe requests in
+# the engine's prompt log).
+sed "s|^data = .*|data = \"$PWD/datasets\"\ntokenizer = \"$PWD/src/sim/data/tokenizer.json\"\nprompt_format = \"tokens\"\n[scoring]\nconcurrency = 1|" \
   suites/standard.toml >"$WORK/sg/suites/standard.toml"
 t2=$(date +%s.%N)
 "$BIN" --root "$WORK/sg" run --output "$WORK/servegate.json" >"$WORK/servegate.log" 2>&1 ||
@@ -131,6 +133,7 @@ tasks = ["hellaswag", "arc_easy", "arc_challenge", "truthfulqa_mc2", "mmlu"]
 data = "$PWD/datasets"
 tokenizer = "$PWD/src/sim/data/tokenizer.json"
 num_fewshot = $SHOTS
+prompt_format = "tokens"
 [scoring]
 concurrency = 1
 TOML
@@ -173,6 +176,7 @@ tokenizer = "$WORK/tok/tokenizer.json"
 num_fewshot = $shots
 endpoint = "$endpoint"
 fewshot_as_multiturn = $multiturn
+prompt_format = "tokens"
 [scoring]
 concurrency = 1
 TOML
