@@ -175,9 +175,10 @@ pub struct Requests {
     /// `generations[task]`: each generative question's prompt (empty for
     /// multiple-choice tasks), with the task's stop strings and length.
     pub generations: Vec<GenRequests>,
-    /// `unique` decoded to text, for servers that take no token ids; the
-    /// reason why not where the tokenizer cannot decode.
-    pub texts: Result<Vec<loglik::TextPrompt>, String>,
+    /// `unique` decoded to text, for servers that take no token ids (or
+    /// the reason why not where the tokenizer cannot decode); made only once
+    /// a side needs it (see `Requests::need_text`).
+    pub texts: Option<Result<Vec<loglik::TextPrompt>, String>>,
 }
 
 /// A generative task's requests, without the model (each side names its own).
@@ -191,6 +192,23 @@ pub struct GenRequests {
 }
 
 impl Requests {
+    /// Decodes the requests to text, once, for a side that takes no token
+    /// ids: a decode per token, not worth paying on servers that take ids.
+    pub fn need_text(&mut self, encoder: &Encoder) {
+        if self.texts.is_none() {
+            self.texts = Some(
+                self.unique
+                    .iter()
+                    .map(|s| {
+                        encoder
+                            .decode(&s.tokens)
+                            .map(|(text, pieces)| loglik::TextPrompt { text, pieces })
+                    })
+                    .collect(),
+            );
+        }
+    }
+
     fn count(&self) -> usize {
         self.unique.len()
             + self
@@ -280,19 +298,11 @@ pub async fn build_requests(
         }
         index.push(task_index);
     }
-    let texts = unique
-        .iter()
-        .map(|s: &Scored| {
-            encoder
-                .decode(&s.tokens)
-                .map(|(text, pieces)| loglik::TextPrompt { text, pieces })
-        })
-        .collect();
     Ok(Requests {
         unique,
         index,
         generations,
-        texts,
+        texts: None,
     })
 }
 
@@ -315,8 +325,9 @@ pub async fn score_side(
     let at_side = |e: String| format!("{} ({}): {e}", side.target, side.url);
     let as_text = side.format.0 == config::PromptFormat::Text;
     let texts = match (&requests.texts, as_text && !requests.unique.is_empty()) {
-        (Ok(t), true) => Some(t.as_slice()),
-        (Err(e), true) => return Err(at_side(e.clone())),
+        (Some(Ok(t)), true) => Some(t.as_slice()),
+        (Some(Err(e)), true) => return Err(at_side(e.clone())),
+        (None, true) => unreachable!("`need_text` is called for every text side"),
         (_, false) => None,
     };
     let lls = loglik::score_all(
@@ -702,7 +713,12 @@ pub async fn evaluate(
     candidate: &Side,
     baseline: Option<&Side>,
 ) -> Result<SuiteReport, String> {
-    let requests = build_requests(&inputs.tasks, encoder, inputs.config).await?;
+    let mut requests = build_requests(&inputs.tasks, encoder, inputs.config).await?;
+    for side in std::iter::once(candidate).chain(baseline) {
+        if side.format.0 == config::PromptFormat::Text {
+            requests.need_text(encoder);
+        }
+    }
     let cand = score_side(
         candidate,
         &inputs.tasks,
@@ -886,7 +902,10 @@ async fn run_one(
             requests = Some(build_requests(&inputs.tasks, &e, c).await.map_err(fail)?);
             encoder = Some(e);
         }
-        let requests = requests.as_ref().expect("built with the encoder");
+        let requests = requests.as_mut().expect("built with the encoder");
+        if side.format.0 == config::PromptFormat::Text {
+            requests.need_text(encoder.as_ref().expect("made with the requests"));
+        }
         let result = score_side(
             &side,
             &inputs.tasks,
