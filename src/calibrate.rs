@@ -146,6 +146,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
             prompts: prompts.clone(),
             tokenizer: None,
             progress: None,
+            dialect: Default::default(),
         };
         let cpu_before = process_cpu_s();
         let engine_before = child_cpu_s(engine_pid);

@@ -267,6 +267,7 @@ pub fn run(
             prompts: Arc::new(prompts),
             tokenizer,
             progress: None,
+            dialect: Default::default(),
         };
         let engines = start_engines(case, options.slowdown)?;
         runtime.block_on(async {

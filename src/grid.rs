@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::client::Client;
+use crate::client::{Client, Dialect};
 use crate::config::{Endpoint, WorkloadConfig};
 use crate::loadgen::{self, BenchSpec};
 use crate::metrics::{RequestRecord, Summary};
+use crate::results::ProbeRecord;
 use crate::tokenizer::Tokenizer;
 use crate::workload::Prompt;
 
@@ -70,6 +71,8 @@ pub struct BenchFile {
     pub warmup: u32,
     pub num_requests: u32,
     pub endpoint: Endpoint,
+    /// What the probe found on the server and how requests were shaped.
+    pub probe: ProbeRecord,
     pub scenarios: Vec<PointResult>,
 }
 
@@ -174,6 +177,7 @@ pub async fn run_grid(
     client: &Client,
     model: &str,
     grid: &Grid,
+    dialect: Dialect,
     tokenizer: Option<Tokenizer>,
     save_detailed: bool,
     progress: bool,
@@ -205,6 +209,7 @@ pub async fn run_grid(
                     tokenizer: tokenizer.clone(),
                     progress: progress
                         .then(|| crate::run::progress::progress_bar(&name, workload.num_requests)),
+                    dialect,
                 };
                 let result = loadgen::run(client, &spec).await;
                 if let Some(p) = &spec.progress {

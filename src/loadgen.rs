@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Client, Completion, CompletionRequest, Failure};
+use crate::client::{Client, Completion, CompletionRequest, Dialect, Failure};
 use crate::config::WorkloadConfig;
 use crate::metrics::{ErrorKind, RequestRecord, Summary, TokenSource};
 use crate::tokenizer::Tokenizer;
@@ -29,6 +29,8 @@ pub struct BenchSpec {
     pub tokenizer: Option<Tokenizer>,
     /// Ticked once per measured request.
     pub progress: Option<indicatif::ProgressBar>,
+    /// The optional request fields the server takes (see `probe::dialect`).
+    pub dialect: Dialect,
 }
 
 /// Sends `warmup` discarded requests, then `num_requests` measured ones:
@@ -79,7 +81,8 @@ fn request_for(spec: &BenchSpec, i: usize) -> CompletionRequest {
         max_tokens: w.max_tokens,
         min_tokens: w.min_tokens,
         temperature: w.temperature,
-        ignore_eos: w.ignore_eos,
+        ignore_eos: w.ignore_eos && spec.dialect.ignore_eos,
+        stream_usage: spec.dialect.stream_usage,
         timeout: Some(Duration::from_secs_f64(w.request_timeout_s)),
     }
 }

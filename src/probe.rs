@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::client::sse::SseDecoder;
-use crate::client::Client;
+use crate::client::{Client, Dialect, StreamUsage};
+pub use crate::results::{FoundFeature, ProbeRecord, USUAL_STREAMS};
 
 /// Whether a feature works.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,10 +85,19 @@ pub const CONTINUOUS_USAGE: &str = "usage on every event (continuous_usage_stats
 pub const SSE_COMMENTS: &str = "SSE comment lines (: ping)";
 pub const ECHO_LOGPROBS: &str = "prompt log-probabilities (echo + logprobs)";
 pub const TOKEN_PROMPTS: &str = "token-id prompts";
+pub const IGNORE_EOS: &str = "ignore_eos taken (vLLM extension)";
 pub const PROMPT_LISTS: &str = "several prompts in one request";
 pub const TOKENIZE: &str = "tokenize endpoint";
 pub const BOS: &str = "tokenize prepends BOS";
 pub const METRICS: &str = "Prometheus /metrics";
+
+/// Why a question was not asked.
+const NOT_ASKED: &str = "not asked: an earlier request got no answer in time";
+
+/// Details that say an option was refused (not merely ignored), which
+/// decides whether sending it would fail every request.
+const STREAM_OPTIONS_REFUSED: &str = "stream_options refused";
+const CONTINUOUS_REFUSED: &str = "option refused";
 
 /// A stream's body read whole: its data events and how many comment lines
 /// it held.
@@ -173,6 +183,10 @@ pub struct Prober<'a> {
     client: &'a Client,
     timeout: Duration,
     findings: Vec<Finding>,
+    /// A question went unanswered for the whole timeout: a server that
+    /// hangs on one tiny request hangs on the next, so the rest are not
+    /// asked (a dozen timeouts would stall the run that probes).
+    silent: std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Prober<'a> {
@@ -185,7 +199,16 @@ impl<'a> Prober<'a> {
     }
 
     async fn ask(&self, path: &str, body: Option<&Value>) -> Result<(u16, String), String> {
-        self.client.ask(path, body, self.timeout).await
+        use std::sync::atomic::Ordering;
+        if self.silent.load(Ordering::Relaxed) {
+            return Err(NOT_ASKED.into());
+        }
+        let asked = std::time::Instant::now();
+        let answer = self.client.ask(path, body, self.timeout).await;
+        if answer.is_err() && asked.elapsed() >= self.timeout.mul_f64(0.95) {
+            self.silent.store(true, Ordering::Relaxed);
+        }
+        answer
     }
 
     /// A request expected to answer JSON: the answer, or the feature's
@@ -216,6 +239,7 @@ pub async fn probe(client: &Client, model: Option<&str>, timeout: Duration) -> P
         client,
         timeout,
         findings: Vec::new(),
+        silent: std::sync::atomic::AtomicBool::new(false),
     };
     let models = list_models(&mut p).await;
     let model = model
@@ -308,6 +332,7 @@ async fn generation(p: &mut Prober<'_>, model: &str) {
         Ok(_) => p.note(COMPLETIONS, Support::No, "no choices[0].text in the answer"),
         Err((s, why)) => p.note(COMPLETIONS, s, why),
     }
+    ignore_eos(p, &completion).await;
     let chat = json!({"model": model, "messages": [{"role": "user", "content": "Hello"}],
                       "max_tokens": 2, "temperature": 0});
     match p.ask_json("v1/chat/completions", &chat).await {
@@ -372,7 +397,7 @@ async fn generation(p: &mut Prober<'_>, model: &str) {
                     Support::No
                 },
                 if asked == 2 {
-                    "stream_options refused".to_string()
+                    STREAM_OPTIONS_REFUSED.to_string()
                 } else if usage {
                     String::new()
                 } else {
@@ -390,7 +415,7 @@ async fn generation(p: &mut Prober<'_>, model: &str) {
                 match asked {
                     0 if continuous => "token counts per event are exact",
                     0 => "asked for, not sent: output tokens are counted from the final usage",
-                    _ => "option refused",
+                    _ => CONTINUOUS_REFUSED,
                 },
             );
             comments = Some(seen.comments);
@@ -483,6 +508,95 @@ async fn scoring_variants(p: &mut Prober<'_>, model: &str) {
             }
         }
         Err((s, why)) => p.note(PROMPT_LISTS, s, why),
+    }
+}
+
+/// Whether `ignore_eos` is taken: a server that rejects unknown fields
+/// would fail every request carrying it. Whether it is honoured shows in
+/// the output lengths, which every run reports.
+async fn ignore_eos(p: &mut Prober<'_>, completion: &Value) {
+    let plain_works = p
+        .findings
+        .iter()
+        .any(|f| f.feature == COMPLETIONS && f.support == Support::Yes);
+    let mut body = completion.clone();
+    body["ignore_eos"] = json!(true);
+    match p.ask_json("v1/completions", &body).await {
+        Ok(v) => match v["usage"]["completion_tokens"].as_u64() {
+            Some(n) => p.note(IGNORE_EOS, Support::Yes, format!("{n} of 2 tokens")),
+            None => p.note(IGNORE_EOS, Support::Yes, ""),
+        },
+        // The plain request worked, so a server error is this field's.
+        Err((Support::Unknown, why)) if plain_works && why.starts_with("HTTP 5") => {
+            p.note(IGNORE_EOS, Support::No, why)
+        }
+        Err((s, why)) => p.note(IGNORE_EOS, s, why),
+    }
+}
+
+/// How requests to the server should be shaped, from what the probe found,
+/// with a sentence per choice for the results. Where the probe could not
+/// tell, vLLM's shape is kept: an option a server ignores costs nothing,
+/// and only one it refuses is left out.
+pub fn dialect(report: &ProbeReport) -> (Dialect, Vec<String>) {
+    let finding = |feature: &str| report.findings.iter().find(|f| f.feature == feature);
+    let refused = |feature: &str, detail: &str| {
+        finding(feature).is_some_and(|f| f.support == Support::No && f.detail == detail)
+    };
+    let mut dialect = Dialect::default();
+    let mut choices = Vec::new();
+    if refused(USAGE_CHUNK, STREAM_OPTIONS_REFUSED) {
+        dialect.stream_usage = StreamUsage::Off;
+        choices.push(
+            "streams: no stream_options (refused); tokens counted from the events or the tokenizer"
+                .into(),
+        );
+    } else if refused(CONTINUOUS_USAGE, CONTINUOUS_REFUSED) {
+        dialect.stream_usage = StreamUsage::Final;
+        choices.push("streams: stream_options.include_usage only (continuous_usage_stats refused); output tokens from the final usage".into());
+    } else {
+        choices.push(
+            match (
+                report.supports(CONTINUOUS_USAGE),
+                report.supports(USAGE_CHUNK),
+            ) {
+                (Support::Yes, _) => USUAL_STREAMS.into(),
+                (_, Support::Yes) => "streams: usage asked on every event; output tokens from the final usage chunk".into(),
+                (_, Support::No) => "streams: usage asked, none sent; tokens counted from the events or the tokenizer".into(),
+                _ => "streams: usage asked on every event; the probe could not tell what streams report".into(),
+            },
+        );
+    }
+    if report.supports(IGNORE_EOS) == Support::No {
+        dialect.ignore_eos = false;
+        choices.push("ignore_eos not sent (refused): output may end before max_tokens".into());
+    }
+    (dialect, choices)
+}
+
+/// What the results keep of a probe: each feature's support and the
+/// choices made from it (details are cut short: they can quote whole
+/// server errors).
+pub fn record(report: &ProbeReport, choices: Vec<String>) -> ProbeRecord {
+    ProbeRecord {
+        found: report
+            .findings
+            .iter()
+            .map(|f| FoundFeature {
+                feature: f.feature.to_string(),
+                support: f.support.to_string(),
+                detail: clip(&f.detail, 120),
+            })
+            .collect(),
+        choices,
+    }
+}
+
+/// `text` cut to `max` characters, with `…` where it was cut.
+pub fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
     }
 }
 
@@ -639,6 +753,84 @@ mod tests {
         let supports: Vec<Support> = findings.iter().map(|f| f.support).collect();
         use Support::*;
         assert_eq!(supports, [No, Unknown, Unknown, Yes, No]);
+    }
+
+    fn report(findings: &[(&'static str, Support, &str)]) -> ProbeReport {
+        ProbeReport {
+            url: "http://x".into(),
+            model: Some("m".into()),
+            models: vec!["m".into()],
+            findings: findings
+                .iter()
+                .map(|&(feature, support, detail)| Finding {
+                    feature,
+                    support,
+                    detail: detail.into(),
+                })
+                .collect(),
+            warning: None,
+        }
+    }
+
+    #[test]
+    fn requests_leave_out_only_what_the_server_refused() {
+        use Support::*;
+        // vLLM: everything taken, nothing to point out.
+        let vllm = report(&[
+            (USAGE_CHUNK, Yes, ""),
+            (CONTINUOUS_USAGE, Yes, ""),
+            (IGNORE_EOS, Yes, "2 of 2 tokens"),
+        ]);
+        let (d, choices) = dialect(&vllm);
+        assert_eq!(d, Dialect::default());
+        assert_eq!(choices, [USUAL_STREAMS]);
+        // Per-event usage refused: the final usage chunk only.
+        let (d, choices) = dialect(&report(&[
+            (USAGE_CHUNK, Yes, ""),
+            (CONTINUOUS_USAGE, No, CONTINUOUS_REFUSED),
+        ]));
+        assert_eq!(d.stream_usage, StreamUsage::Final);
+        assert!(choices[0].contains("include_usage only"), "{choices:?}");
+        // stream_options refused, ignore_eos refused: neither is sent.
+        let (d, choices) = dialect(&report(&[
+            (USAGE_CHUNK, No, STREAM_OPTIONS_REFUSED),
+            (CONTINUOUS_USAGE, No, CONTINUOUS_REFUSED),
+            (IGNORE_EOS, No, "HTTP 400: unknown field"),
+        ]));
+        assert_eq!(
+            d,
+            Dialect {
+                stream_usage: StreamUsage::Off,
+                ignore_eos: false
+            }
+        );
+        assert_eq!(choices.len(), 2);
+        // Accepted but not honoured (llama.cpp): still asked, harmlessly,
+        // and the record says tokens come from the events.
+        let (d, choices) = dialect(&report(&[
+            (USAGE_CHUNK, No, "no usage chunk at the end"),
+            (CONTINUOUS_USAGE, No, "asked for, not sent"),
+        ]));
+        assert_eq!(d, Dialect::default());
+        assert!(
+            choices[0].contains("counted from the events"),
+            "{choices:?}"
+        );
+        // Nothing known: vLLM's shape.
+        assert_eq!(dialect(&report(&[])).0, Dialect::default());
+    }
+
+    #[test]
+    fn records_keep_findings_short() {
+        let long = "x".repeat(500);
+        let r = record(
+            &report(&[(TOKEN_PROMPTS, Support::No, &long)]),
+            vec!["c".into()],
+        );
+        assert_eq!(r.found[0].support, "no");
+        assert_eq!(r.found[0].detail.chars().count(), 121);
+        assert_eq!(clip("héllo", 2), "hé…");
+        assert_eq!(clip("hi", 2), "hi");
     }
 
     #[test]

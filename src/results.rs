@@ -46,6 +46,44 @@ pub struct TargetReport {
     /// Device memory while this target was measured (empty without a GPU).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu_memory: Vec<crate::gpu::MemoryStats>,
+    /// What the probe found on the server and how requests were shaped
+    /// from it (absent for recorded sides from older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeRecord>,
+}
+
+/// The probe as the results keep it: what each feature did and what was
+/// decided from it, so a reader knows how each number was obtained.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    pub found: Vec<FoundFeature>,
+    pub choices: Vec<String>,
+}
+
+/// The probe's choice on a server that streams as vLLM does: nothing to
+/// point out to a reader.
+pub const USUAL_STREAMS: &str =
+    "streams: usage asked on every event; token counts per event from it";
+
+impl ProbeRecord {
+    /// The choices a reader should know about: every one but the usual
+    /// vLLM-style streaming.
+    pub fn unusual(&self) -> Vec<&str> {
+        self.choices
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != USUAL_STREAMS)
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoundFeature {
+    pub feature: String,
+    /// `yes`, `no` or `?`.
+    pub support: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
 }
 
 impl TargetReport {
@@ -162,6 +200,10 @@ pub struct SideReport {
     /// How prompts were sent (token ids or text) and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_format: Option<String>,
+    /// What the probe found on the server (absent when the suite named
+    /// its prompt format and no probe ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<PathBuf>,
     /// Every item as scored; written to the suite's samples file, not to

@@ -6,6 +6,7 @@ use servegate::client::{Client, Limits};
 use servegate::config::{Endpoint, WorkloadConfig};
 use servegate::files;
 use servegate::grid::{self, BenchFile, Grid};
+use servegate::probe;
 use servegate::report;
 use servegate::tokenizer::Tokenizer;
 use servegate::workload;
@@ -64,6 +65,9 @@ pub(super) struct BenchArgs {
     #[arg(long, env = "SERVEGATE_REQUEST_TIMEOUT", default_value_t = 120.0)]
     request_timeout: f64,
 }
+
+/// Longest wait for one of the probe's requests.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum EndpointArg {
@@ -222,13 +226,28 @@ async fn measure(
             ..WorkloadConfig::default()
         },
     };
-    let results = grid::run_grid(&client, &model, &grid, tokenizer, args.save_detailed, true).await;
+    let found = probe::probe(&client, Some(&model), request_timeout.min(PROBE_TIMEOUT)).await;
+    let (dialect, choices) = probe::dialect(&found);
+    for choice in &choices {
+        eprintln!("probe: {choice}");
+    }
+    let results = grid::run_grid(
+        &client,
+        &model,
+        &grid,
+        dialect,
+        tokenizer,
+        args.save_detailed,
+        true,
+    )
+    .await;
     Ok(BenchFile {
         base_url: args.base_url.clone(),
         model,
         warmup: args.warmup,
         num_requests: args.num_requests,
         endpoint,
+        probe: probe::record(&found, choices),
         scenarios: results,
     })
 }

@@ -447,6 +447,7 @@ mod synthetic {
             log: None,
             recorded_from: None,
             gpu_memory: Vec::new(),
+            probe: None,
         }
     }
 

@@ -119,6 +119,9 @@ pub(super) fn report(
             if let Some(lines) = report::console::error_lines(role, t) {
                 println!("{lines}");
             }
+            if let Some(note) = report::console::probe_note(role, t) {
+                println!("{note}");
+            }
         }
     }
     if !latest.cases.is_empty() {

@@ -30,6 +30,9 @@ fn print_case(r: &CaseReport) {
         if let Some(w) = report::console::client_lag_warning(&label, &t.summary) {
             println!("{w}");
         }
+        if let Some(note) = report::console::probe_note(role, t) {
+            println!("{note}");
+        }
     }
     if let Some(note) = report::console::inconclusive_note(r) {
         println!("{note}");

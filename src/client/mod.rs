@@ -6,7 +6,7 @@ pub mod sse;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::Endpoint;
@@ -88,7 +88,10 @@ pub struct CompletionRequest {
     pub max_tokens: u32,
     pub min_tokens: Option<u32>,
     pub temperature: f64,
+    /// Sent only when true (a vLLM extension some servers refuse).
     pub ignore_eos: bool,
+    /// What a stream asks for in `stream_options`.
+    pub stream_usage: StreamUsage,
     /// Whole-request limit, body included (the client's own limit when `None`).
     pub timeout: Option<Duration>,
 }
@@ -124,17 +127,51 @@ impl Failure {
     }
 }
 
-/// The JSON body of a request. Streaming asks for usage in the stream, and for
-/// usage on every event (vLLM's `continuous_usage_stats`) so that an event
-/// carrying several tokens can be told apart from one carrying a single token.
+/// What a stream asks the server to report in `stream_options`. Servers
+/// differ: vLLM takes both options, some take only `include_usage`, and a
+/// strict one refuses `stream_options` altogether (the probe tells which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamUsage {
+    /// Usage on every event (vLLM's `continuous_usage_stats`), so an event
+    /// carrying several tokens can be told apart from one carrying one.
+    #[default]
+    EveryEvent,
+    /// One usage chunk at the end (`include_usage`).
+    Final,
+    /// No `stream_options` at all: tokens are counted from the events.
+    Off,
+}
+
+/// How requests to one server are shaped: the optional fields it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dialect {
+    pub stream_usage: StreamUsage,
+    /// `ignore_eos` may be sent (refused by servers that reject unknown fields).
+    pub ignore_eos: bool,
+}
+
+impl Default for Dialect {
+    /// vLLM's, which most OpenAI-compatible engines follow.
+    fn default() -> Self {
+        Self {
+            stream_usage: StreamUsage::EveryEvent,
+            ignore_eos: true,
+        }
+    }
+}
+
+/// The JSON body of a request.
 pub fn request_body(req: &CompletionRequest) -> Value {
     let mut body = json!({
         "model": req.model,
         "max_tokens": req.max_tokens,
         "temperature": req.temperature,
-        "ignore_eos": req.ignore_eos,
         "stream": req.stream,
     });
+    if req.ignore_eos {
+        body["ignore_eos"] = json!(true);
+    }
     match req.endpoint {
         Endpoint::Completions => body["prompt"] = json!(req.prompt),
         Endpoint::Chat => body["messages"] = json!([{"role": "user", "content": req.prompt}]),
@@ -143,7 +180,14 @@ pub fn request_body(req: &CompletionRequest) -> Value {
         body["min_tokens"] = json!(min);
     }
     if req.stream {
-        body["stream_options"] = json!({"include_usage": true, "continuous_usage_stats": true});
+        match req.stream_usage {
+            StreamUsage::EveryEvent => {
+                body["stream_options"] =
+                    json!({"include_usage": true, "continuous_usage_stats": true})
+            }
+            StreamUsage::Final => body["stream_options"] = json!({"include_usage": true}),
+            StreamUsage::Off => {}
+        }
     }
     body
 }
@@ -1006,6 +1050,7 @@ mod tests {
             min_tokens: Some(8),
             temperature: 0.0,
             ignore_eos: true,
+            stream_usage: StreamUsage::EveryEvent,
             timeout: None,
         }
     }
@@ -1017,9 +1062,22 @@ mod tests {
         assert_eq!(b["stream_options"]["include_usage"], true);
         assert_eq!(b["min_tokens"], 8);
         assert_eq!(b["ignore_eos"], true);
+        assert_eq!(b["stream_options"]["continuous_usage_stats"], true);
         let b = request_body(&req(Endpoint::Chat, false));
         assert_eq!(b["messages"][0]["role"], "user");
         assert!(b.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn bodies_carry_only_the_options_the_server_takes() {
+        let mut r = req(Endpoint::Completions, true);
+        r.stream_usage = StreamUsage::Final;
+        r.ignore_eos = false;
+        let b = request_body(&r);
+        assert_eq!(b["stream_options"], json!({"include_usage": true}));
+        assert!(b.get("ignore_eos").is_none(), "{b}");
+        r.stream_usage = StreamUsage::Off;
+        assert!(request_body(&r).get("stream_options").is_none());
     }
 
     #[test]

@@ -252,8 +252,19 @@ pub fn failure_message(report: &CaseReport) -> String {
             msg.push('\n');
             msg.push_str(&lines);
         }
+        if let Some(note) = probe_note(role, tr) {
+            msg.push('\n');
+            msg.push_str(&note);
+        }
     }
     msg
+}
+
+/// How the probe shaped requests to a target, when that differs from the
+/// usual vLLM style (a server without usage in streams, an option refused).
+pub fn probe_note(role: &str, tr: &TargetReport) -> Option<String> {
+    let unusual = tr.probe.as_ref()?.unusual();
+    (!unusual.is_empty()).then(|| format!("{role} `{}`: {}", tr.target, unusual.join("; ")))
 }
 
 /// A warning when the client itself could not keep up while measuring a

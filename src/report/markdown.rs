@@ -155,6 +155,9 @@ fn target_notes(out: &mut String, role: &str, tr: &TargetReport) {
     if let Some(w) = super::console::client_lag_warning(&label, &tr.summary) {
         let _ = writeln!(out, "\n⚠️ {}", cell(&w));
     }
+    if let Some(note) = super::console::probe_note(role, tr) {
+        let _ = writeln!(out, "\n{}", cell(&note));
+    }
     let failed: usize = tr.errors.values().sum();
     if failed == 0 {
         return;

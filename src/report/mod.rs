@@ -124,6 +124,7 @@ pub(crate) mod fixtures {
             log: None,
             recorded_from: None,
             gpu_memory: Vec::new(),
+            probe: None,
         }
     }
 

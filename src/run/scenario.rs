@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::client::Client;
+use crate::client::{Client, Dialect};
 use crate::config::{self, Baseline, CaseKind, RecordedBaseline, RecordedRole};
 use crate::discover::{Case, Project};
 use crate::gate;
 use crate::loadgen::{self, BenchResult, BenchSpec};
 use crate::metrics::{RequestRecord, Summary};
-pub use crate::results::{CaseReport, TargetReport};
+pub use crate::results::{CaseReport, ProbeRecord, TargetReport};
 use crate::server::pool::{self, Pool, TargetKey};
 use crate::server::TargetEnv;
 use crate::tokenizer::Tokenizer;
@@ -136,6 +136,10 @@ fn prepare(project: &Project, case: &Case) -> anyhow::Result<Prepared> {
     })
 }
 
+/// Longest wait for one probe request: the probe asks a dozen tiny
+/// questions, and a server that hangs on one should not stall the run.
+const PROBE_TIMEOUT_S: f64 = 30.0;
+
 /// The state of one run of scenarios: what each case needs, what each side
 /// measured, and what each case concluded.
 struct Scenarios<'a> {
@@ -149,15 +153,19 @@ struct Scenarios<'a> {
     started: std::time::Instant,
 }
 
-/// A started target as a job uses it: side, name, URL, model, log, client.
-type Side = (
-    usize,
-    String,
-    String,
-    String,
-    Option<std::path::PathBuf>,
-    Client,
-);
+/// A started target as a job uses it.
+struct Side {
+    /// 0 for the candidate, 1 for the baseline.
+    slot: usize,
+    name: String,
+    url: String,
+    model: String,
+    log: Option<std::path::PathBuf>,
+    client: Client,
+    /// The optional request fields it takes, and the probe behind them.
+    dialect: Dialect,
+    probe: ProbeRecord,
+}
 
 async fn run_scenarios(
     project: &Project,
@@ -260,8 +268,19 @@ impl Scenarios<'_> {
                 .acquire(key, &env)
                 .await
                 .map_err(|e| e.context(role))?;
-            let (name, url, model) = (t.name.clone(), t.url.clone(), t.model.clone());
-            targets.push((k, name, url, model, t.log.clone(), t.client.clone()));
+            let timeout = case.config.workload.request_timeout_s.min(PROBE_TIMEOUT_S);
+            let found = t.probe(Duration::from_secs_f64(timeout)).await;
+            let (dialect, choices) = crate::probe::dialect(&found);
+            targets.push(Side {
+                slot: k,
+                name: t.name.clone(),
+                url: t.url.clone(),
+                model: t.model.clone(),
+                log: t.log.clone(),
+                client: t.client.clone(),
+                dialect,
+                probe: crate::probe::record(&found, choices),
+            });
         }
         Ok(targets)
     }
@@ -279,24 +298,25 @@ impl Scenarios<'_> {
         let mut phases: Vec<Vec<(f64, BenchResult)>> = vec![Vec::new(); targets.len()];
         let monitor = crate::gpu::MemoryMonitor::start(Duration::from_millis(100));
         for round in 0..repeats {
-            for (slot, (k, _, _, model, _, client)) in targets.iter().enumerate() {
-                let role = ["candidate", "baseline"][*k];
+            for (slot, side) in targets.iter().enumerate() {
+                let role = ["candidate", "baseline"][side.slot];
                 let label = if repeats == 1 {
                     role.to_string()
                 } else {
                     format!("{role} {}/{repeats}", round + 1)
                 };
                 let spec = BenchSpec {
-                    model: model.clone(),
+                    model: side.model.clone(),
                     workload: c.workload.clone(),
                     prompts: p.prompts.clone(),
                     tokenizer: p.tokenizer.clone(),
                     progress: self.options.progress.then(|| {
                         crate::run::progress::progress_bar(&label, c.workload.num_requests)
                     }),
+                    dialect: side.dialect,
                 };
                 let began = self.started.elapsed().as_secs_f64();
-                let result = loadgen::run(client, &spec).await;
+                let result = loadgen::run(&side.client, &spec).await;
                 if let Some(bar) = &spec.progress {
                     bar.finish_and_clear();
                 }
@@ -312,16 +332,22 @@ impl Scenarios<'_> {
     async fn keep_side(
         &mut self,
         i: usize,
-        (k, name, url, model, log, _): Side,
+        side: Side,
         phases: Vec<(f64, BenchResult)>,
         gpu_memory: &[crate::gpu::MemoryStats],
     ) -> Option<anyhow::Error> {
         let c = &self.cases[i].config;
+        let k = side.slot;
         let key = self.prepared[i].as_ref().expect("prepared").keys[k]
             .clone()
             .expect("scheduled jobs have a target");
-        let mut report = target_report((name, url, model), phases, c.workload.slo.as_ref());
-        report.log = log;
+        let mut report = target_report(
+            (side.name, side.url, side.model),
+            phases,
+            c.workload.slo.as_ref(),
+        );
+        report.log = side.log;
+        report.probe = Some(side.probe);
         if !gpu_memory.is_empty() {
             let peak: u64 = gpu_memory.iter().map(|m| m.peak_used_bytes).sum();
             report.summary.gpu_mem_peak_bytes = Some(peak as f64);
@@ -488,6 +514,7 @@ fn target_report(
         log: None,
         recorded_from: None,
         gpu_memory: Vec::new(),
+        probe: None,
     }
 }
 

@@ -11,6 +11,7 @@ use crate::client::{Client, Limits};
 use crate::config::{self, Baseline, CaseConfig};
 use crate::discover::{Case, Project};
 use crate::gate::quality::{self as qgate, MetricScores, Paired, TaskScores};
+use crate::probe::{ProbeReport, Support};
 use crate::quality::encode::{self, Encoder, Scored};
 use crate::quality::generate::{self, ExactMatch, Filter, GenDoc, GenOutcome};
 use crate::quality::generation::{self, Prompt};
@@ -51,49 +52,75 @@ pub struct Side {
     /// How prompts go to `/v1/completions` (tokens or text; never auto),
     /// and why, for the results.
     pub format: (config::PromptFormat, String),
+    /// The probe behind `format`, for the results.
+    pub probe: Option<crate::results::ProbeRecord>,
+}
+
+impl Side {
+    /// How a side's prompts are sent, and the probe's record, from what
+    /// the probe found (if it ran).
+    fn formats(
+        c: &CaseConfig,
+        found: Option<&ProbeReport>,
+    ) -> (
+        (config::PromptFormat, String),
+        Option<crate::results::ProbeRecord>,
+    ) {
+        let format = prompt_format(c, found);
+        let record =
+            found.map(|r| crate::probe::record(r, vec![format!("prompts as {}", format.1)]));
+        (format, record)
+    }
+}
+
+/// How long one probe request may take in a suite.
+fn probe_timeout(c: &CaseConfig) -> Duration {
+    Duration::from_secs_f64(c.scoring.timeout_s.min(60.0))
+}
+
+/// Probes a side when the suite leaves its prompt format to the probe
+/// (`auto`); a named format needs no probe, and none is sent (its requests
+/// would land in a server's prompt log among the scored ones).
+async fn probe_if_auto<F>(c: &CaseConfig, probe: F) -> Option<std::sync::Arc<ProbeReport>>
+where
+    F: std::future::Future<Output = std::sync::Arc<ProbeReport>>,
+{
+    match c.prompt_format {
+        config::PromptFormat::Auto => Some(probe.await),
+        _ => None,
+    }
 }
 
 /// How prompts go to a side: as the suite says, or for `auto`, as the
-/// probe finds the server takes them (text when it refuses token ids).
-pub async fn prompt_format(
+/// probe found the server takes them (text when it refuses token ids).
+pub fn prompt_format(
     c: &CaseConfig,
-    client: &Client,
-    model: &str,
+    found: Option<&ProbeReport>,
 ) -> (config::PromptFormat, String) {
     use config::PromptFormat;
-    match c.prompt_format {
-        PromptFormat::Tokens => (PromptFormat::Tokens, "token ids (prompt_format)".into()),
-        PromptFormat::Text => (PromptFormat::Text, "text (prompt_format)".into()),
-        PromptFormat::Auto => {
-            let timeout = Duration::from_secs_f64(c.scoring.timeout_s.min(60.0));
-            let report = crate::probe::probe(client, Some(model), timeout).await;
-            match report
-                .findings
-                .iter()
-                .find(|f| f.feature == crate::probe::TOKEN_PROMPTS)
-            {
-                Some(f) if f.support == crate::probe::Support::No => {
-                    let why: String = f.detail.chars().take(60).collect();
-                    let more = if why.len() < f.detail.len() {
-                        "…"
-                    } else {
-                        ""
-                    };
-                    (
-                        PromptFormat::Text,
-                        format!("text: the probe found token-id prompts refused ({why}{more})"),
-                    )
-                }
-                Some(f) if f.support == crate::probe::Support::Yes => (
-                    PromptFormat::Tokens,
-                    "token ids: the probe found them taken".into(),
-                ),
-                _ => (
-                    PromptFormat::Tokens,
-                    "token ids: the probe could not tell whether they are taken".into(),
-                ),
-            }
-        }
+    let token_prompts = found.and_then(|r| {
+        r.findings
+            .iter()
+            .find(|f| f.feature == crate::probe::TOKEN_PROMPTS)
+    });
+    match (c.prompt_format, token_prompts) {
+        (PromptFormat::Tokens, _) => (PromptFormat::Tokens, "token ids (prompt_format)".into()),
+        (PromptFormat::Text, _) => (PromptFormat::Text, "text (prompt_format)".into()),
+        (PromptFormat::Auto, Some(f)) if f.support == Support::No => (
+            PromptFormat::Text,
+            format!(
+                "text: the probe found token-id prompts refused ({})",
+                crate::probe::clip(&f.detail, 60)
+            ),
+        ),
+        (PromptFormat::Auto, Some(f)) if f.support == Support::Yes => (
+            PromptFormat::Tokens,
+            "token ids: the probe found them taken".into(),
+        ),
+        (PromptFormat::Auto, _) => (
+            PromptFormat::Tokens,
+            "token ids: the probe could not tell whether they are taken".into(),
+        ),
     }
 }
 
@@ -418,6 +445,7 @@ pub async fn score_side(
             requests: requests.count(),
             seconds,
             prompt_format: Some(side.format.1.clone()),
+            probe: side.probe.clone(),
             log: side.log.clone(),
             samples,
         },
@@ -887,7 +915,8 @@ async fn run_one(
             .acquire(key, &env)
             .await
             .map_err(|e| e.context(role.to_string()))?;
-        let format = prompt_format(c, &t.client, &t.model).await;
+        let found = probe_if_auto(c, t.probe(probe_timeout(c))).await;
+        let (format, probe) = Side::formats(c, found.as_deref());
         let side = Side {
             target: t.name.clone(),
             url: t.url.clone(),
@@ -895,6 +924,7 @@ async fn run_one(
             client: t.client.clone(),
             log: t.log.clone(),
             format,
+            probe,
         };
         if encoder.is_none() {
             let e = self::encoder(c, key.spec.sim.is_some(), &side.model, &side.client)
@@ -1015,7 +1045,12 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
                 Some(m) => m,
                 None => client.first_model().await?,
             };
-            let format = prompt_format(config, &client, &model).await;
+            let found = probe_if_auto(config, async {
+                let timeout = probe_timeout(config);
+                std::sync::Arc::new(crate::probe::probe(&client, Some(&model), timeout).await)
+            })
+            .await;
+            let (format, probe) = Side::formats(config, found.as_deref());
             Ok::<Side, String>(Side {
                 target: name,
                 url,
@@ -1023,6 +1058,7 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
                 client,
                 log: None,
                 format,
+                probe,
             })
         }
     };

@@ -60,6 +60,8 @@ pub struct RunningTarget {
     /// The server's log, for `command` targets.
     pub log: Option<PathBuf>,
     kind: Kind,
+    /// The probe's findings, asked once per start of the server.
+    probed: Option<std::sync::Arc<crate::probe::ProbeReport>>,
 }
 
 enum Kind {
@@ -113,7 +115,20 @@ impl RunningTarget {
             exclusive: spec.is_exclusive(),
             log,
             kind,
+            probed: None,
         })
+    }
+
+    /// What the server supports: probed on first use, then remembered for
+    /// as long as this server runs (every case of a run asks the same one).
+    pub async fn probe(&mut self, timeout: Duration) -> std::sync::Arc<crate::probe::ProbeReport> {
+        if let Some(report) = &self.probed {
+            return report.clone();
+        }
+        let report = crate::probe::probe(&self.client, Some(&self.model), timeout).await;
+        let report = std::sync::Arc::new(report);
+        self.probed = Some(report.clone());
+        report
     }
 
     /// `None` while the server runs; once it has exited, what is known about

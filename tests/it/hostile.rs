@@ -1044,3 +1044,145 @@ fn probe_tells_what_a_llama_cpp_like_server_supports() {
     assert!(err.contains("cannot ask"), "{err}");
     assert!(String::from_utf8_lossy(&out.stdout).trim().is_empty());
 }
+
+/// A strict server that refuses every field it does not know (as OpenAI's
+/// own API does with `ignore_eos`): `stream_options` and `ignore_eos` get
+/// HTTP 400. The probe finds both refused, so `run` and `bench` leave them
+/// out, every request succeeds, tokens are counted from the events, and
+/// the results and console say how requests were shaped.
+#[test]
+fn a_strict_server_gets_only_the_fields_it_takes() {
+    let refusals = Arc::new(AtomicUsize::new(0));
+    let measured = Arc::new(AtomicUsize::new(0));
+    let (r, m) = (refusals.clone(), measured.clone());
+    let server = completions(move |req, sock, stop| {
+        let body: Value = serde_json::from_str(&req.body).unwrap_or(Value::Null);
+        let unknown = ["stream_options", "ignore_eos"]
+            .into_iter()
+            .find(|k| body.get(*k).is_some());
+        if let Some(key) = unknown {
+            r.fetch_add(1, Ordering::Relaxed);
+            let error = serde_json::json!({"error": {"message":
+                format!("Unrecognized request argument supplied: {key}")}});
+            return respond(
+                sock,
+                stop,
+                "400 Bad Request",
+                "application/json",
+                error.to_string().as_bytes(),
+            );
+        }
+        match req.path.as_str() {
+            "/v1/completions" if body["stream"] == true => {
+                // The probe's own requests say "Hello".
+                if body["prompt"] != "Hello" {
+                    m.fetch_add(1, Ordering::Relaxed);
+                }
+                let stream = format!("{}{EVENT}{EVENT}data: [DONE]\n\n", sse_head());
+                let _ = send(sock, stream.as_bytes(), stop);
+            }
+            "/v1/completions" => respond(
+                sock,
+                stop,
+                "200 OK",
+                "application/json",
+                br#"{"choices":[{"index":0,"text":"x x"}],"usage":{"prompt_tokens":2,"completion_tokens":2}}"#,
+            ),
+            _ => respond(sock, stop, "404 Not Found", "text/plain", b"not here"),
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(
+        root.join("servegate.toml"),
+        format!(
+            "model = \"m\"\n\
+             [targets.candidate]\nurl = \"{0}\"\n[targets.baseline]\nurl = \"{0}\"\n\
+             [workload]\nmax_tokens = 2\nconcurrency = 2\nnum_requests = 6\nwarmup = 0\nrequest_timeout_s = 5.0\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("prompts")).unwrap();
+    std::fs::write(root.join("prompts/short.txt"), "hello there\nanother\n").unwrap();
+    std::fs::create_dir_all(root.join("scenarios")).unwrap();
+    std::fs::write(
+        root.join("scenarios/strict.toml"),
+        "[workload]\nprompts = \"short\"\n[gate]\nerror_rate = { max = 0.0 }\n",
+    )
+    .unwrap();
+    let (code, _, _, stdout, stderr) =
+        run_servegate(&["--root", root.to_str().unwrap(), "run"], &[], secs(60.0));
+    let outcome = format!("{stdout}\n{stderr}");
+    assert_eq!(code, Some(0), "{outcome}");
+    // Both sides measured every request, none refused after the probe's.
+    assert_eq!(measured.load(Ordering::Relaxed), 12, "{outcome}");
+    let probe_refusals = refusals.load(Ordering::Relaxed);
+    assert!(probe_refusals <= 6, "{probe_refusals} refusals: {outcome}");
+    assert!(
+        outcome.contains("candidate `candidate`: streams: no stream_options (refused)"),
+        "{outcome}"
+    );
+    assert!(
+        outcome.contains("ignore_eos not sent (refused)"),
+        "{outcome}"
+    );
+    let files = all_files(&root.join("results"));
+    let (_, json) = files
+        .iter()
+        .find(|(p, _)| {
+            p.extension().is_some_and(|e| e == "json") && p.parent() == Some(&root.join("results"))
+        })
+        .expect("a results JSON");
+    let results: Value = serde_json::from_str(json).unwrap();
+    let case = &results["cases"][0];
+    let probe = &case["candidate"]["probe"];
+    let choices = probe["choices"].to_string();
+    assert!(choices.contains("no stream_options"), "{probe}");
+    assert!(probe["found"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["feature"].as_str().unwrap().starts_with("ignore_eos")
+            && f["support"] == "no"
+            && f["detail"].as_str().unwrap().contains("Unrecognized")));
+    assert_eq!(case["candidate"]["summary"]["completed"], 6, "{case}");
+
+    // `bench` probes the same way and keeps the probe in its file.
+    measured.store(0, Ordering::Relaxed);
+    let prompts = root.join("prompts.json");
+    std::fs::write(&prompts, r#"{"short": ["hello there"]}"#).unwrap();
+    let out = root.join("bench.json");
+    let (code, _, _, stdout, stderr) = run_servegate(
+        &[
+            "bench",
+            "--base-url",
+            &server.url(),
+            "--prompts-file",
+            prompts.to_str().unwrap(),
+            "--prompt-length",
+            "short",
+            "--concurrency",
+            "1",
+            "--max-tokens",
+            "2",
+            "--num-requests",
+            "3",
+            "--warmup",
+            "0",
+            "--output",
+            out.to_str().unwrap(),
+        ],
+        &[],
+        secs(60.0),
+    );
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert_eq!(measured.load(Ordering::Relaxed), 3);
+    assert!(stderr.contains("probe: ignore_eos not sent"), "{stderr}");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert!(file["probe"]["choices"]
+        .to_string()
+        .contains("no stream_options"));
+    assert_eq!(file["scenarios"][0]["summary"]["completed"], 3, "{file}");
+    assert_eq!(file["scenarios"][0]["token_source"], "events", "{file}");
+}

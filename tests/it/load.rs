@@ -40,6 +40,7 @@ fn spec(workload: WorkloadConfig) -> BenchSpec {
         prompts: prompts(),
         tokenizer: None,
         progress: None,
+        dialect: Default::default(),
     }
 }
 

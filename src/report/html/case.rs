@@ -90,15 +90,20 @@ fn started_as(config: Option<&CaseConfig>, t: &TargetReport) -> String {
 
 /// The targets as configured: name, how started, model, address.
 fn targets_html(c: &CaseReport) -> String {
-    let mut html = String::from("<table class=\"targets text\"><thead><tr><th>side</th><th>target</th><th>started as</th><th>model</th><th>URL</th></tr></thead><tbody>\n");
+    let mut html = String::from("<table class=\"targets text\"><thead><tr><th>side</th><th>target</th><th>started as</th><th>model</th><th>URL</th><th>requests shaped</th></tr></thead><tbody>\n");
     for (role, t) in sides(c) {
+        let shaped = t
+            .probe
+            .as_ref()
+            .map_or_else(|| "—".to_string(), |p| p.choices.join("; "));
         let _ = writeln!(
             html,
-            "<tr><td>{role}</td><td>{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{role}</td><td>{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
             esc(&t.target),
             esc(&started_as(c.config.as_ref(), t)),
             esc(&t.model),
-            esc(&t.url)
+            esc(&t.url),
+            esc(&shaped)
         );
     }
     html.push_str("</tbody></table>\n");
