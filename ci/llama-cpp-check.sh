@@ -77,9 +77,16 @@ PY
   { tail -20 "$WORK/bench.log"; exit 1; }
 python3 - "$WORK/bench.json" <<'PY'
 import json, sys
-s = json.load(open(sys.argv[1]))["scenarios"]
+f = json.load(open(sys.argv[1]))
+s = f["scenarios"]
 assert len(s) == 2 and all(x["total_tokens"] > 0 and x["ttft_p50_ms"] > 0 for x in s), s
 print("bench: " + ", ".join(f"{x['name']} {x['throughput_total_tps']:.0f} tok/s" for x in s))
+# No usage in its streams: the probe says so and tokens come from the events.
+choices = f["probe"]["choices"]
+assert any("counted from the events" in c for c in choices), choices
+assert all(x["token_source"] == "events" for x in s), [x["token_source"] for x in s]
+found = {x["feature"]: x["support"] for x in f["probe"]["found"]}
+print(f"bench: requests shaped as: {'; '.join(choices)} (ignore_eos taken: {found['ignore_eos taken (vLLM extension)']})")
 PY
 mkdir -p "$WORK/project/scenarios" "$WORK/project/suites"
 cat >"$WORK/project/servegate.toml" <<TOML
@@ -104,6 +111,13 @@ cp -r prompts "$WORK/project/"
 "$BIN" --root "$WORK/project" run scenario::llama --output "$WORK/scenario.json" >"$WORK/scenario.log" 2>&1 ||
   { tail -30 "$WORK/scenario.log"; exit 1; }
 echo "scenario: $(grep -m1 'passed,' "$WORK/scenario.log")"
+python3 - "$WORK/scenario.json" <<'PY'
+import json, sys
+case = json.load(open(sys.argv[1]))["cases"][0]
+for side in ("candidate", "baseline"):
+    assert any("counted from the events" in c for c in case[side]["probe"]["choices"]), case[side]
+print("scenario: the probe is in the results for both sides")
+PY
 
 # 3. Quality against lm-eval on the same server.
 TASKS_DIR=$WORK/tasks
