@@ -124,6 +124,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
     let prompts = Arc::new(vec![Prompt {
         text: "calibration prompt".into(),
         tokens: None,
+        max_tokens: None,
     }]);
     let request_s =
         (options.ttft_ms + options.itl_ms * (options.output_tokens.max(1) - 1) as f64) / 1000.0;
@@ -147,6 +148,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
             tokenizer: None,
             progress: None,
             dialect: Default::default(),
+            measuring: None,
         };
         let cpu_before = process_cpu_s();
         let engine_before = child_cpu_s(engine_pid);

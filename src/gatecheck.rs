@@ -268,6 +268,7 @@ pub fn run(
             tokenizer,
             progress: None,
             dialect: Default::default(),
+            measuring: None,
         };
         let engines = start_engines(case, options.slowdown)?;
         runtime.block_on(async {

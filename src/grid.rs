@@ -189,6 +189,7 @@ pub async fn run_grid(
             .map(|t| Prompt {
                 text: t.clone(),
                 tokens: tokenizer.as_ref().map(|tk| tk.count(t) as u32),
+                max_tokens: None,
             })
             .collect();
         let prompts = Arc::new(prompts);
@@ -210,6 +211,7 @@ pub async fn run_grid(
                     progress: progress
                         .then(|| crate::run::progress::progress_bar(&name, workload.num_requests)),
                     dialect,
+                    measuring: None,
                 };
                 let result = loadgen::run(client, &spec).await;
                 if let Some(p) = &spec.progress {

@@ -17,6 +17,9 @@ use crate::workload::{self, Prompt};
 pub struct BenchResult {
     pub summary: Summary,
     pub records: Vec<RequestRecord>,
+    /// The server's `/metrics` while the measured requests ran, when scraped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::server_metrics::ServerSeries>,
 }
 
 /// Everything a benchmark needs besides the client.
@@ -31,6 +34,8 @@ pub struct BenchSpec {
     pub progress: Option<indicatif::ProgressBar>,
     /// The optional request fields the server takes (see `probe::dialect`).
     pub dialect: Dialect,
+    /// Notified when the warm-up is over and measured requests start.
+    pub measuring: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Sends `warmup` discarded requests, then `num_requests` measured ones:
@@ -38,11 +43,13 @@ pub struct BenchSpec {
 /// Request `i` uses prompt `i mod len`.
 pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
     let w = &spec.workload;
-    let send = |spec: BenchSpec| {
+    // Measured requests take the prompts after the warm-up's, so a prompt
+    // the warm-up sent is not measured again from a warm prefix cache.
+    let send = |spec: BenchSpec, first: usize| {
         let client = client.clone();
         move |i: usize, phase_start: Instant, queue: Duration| {
             let (client, spec) = (client.clone(), spec.clone());
-            async move { measure(&client, &spec, i, phase_start, queue).await }
+            async move { measure(&client, &spec, first + i, phase_start, queue).await }
         }
     };
     if w.warmup > 0 {
@@ -55,20 +62,40 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
             progress: None,
             ..spec.clone()
         };
-        closed_loop(send(quiet), w.warmup as usize, concurrency as usize, 0.0).await;
+        closed_loop(send(quiet, 0), w.warmup as usize, concurrency as usize, 0.0).await;
     }
     let n = w.num_requests as usize;
+    if let Some(m) = &spec.measuring {
+        m.notify_one();
+    }
     let lag = crate::lag::Probe::start();
     let records = match w.rate {
-        None => closed_loop(send(spec.clone()), n, w.concurrency as usize, w.ramp_up_s).await,
+        None => {
+            closed_loop(
+                send(spec.clone(), w.warmup as usize),
+                n,
+                w.concurrency as usize,
+                w.ramp_up_s,
+            )
+            .await
+        }
         Some(rate) => {
             let arrivals = workload::arrival_times(n, rate, w.burstiness, w.seed);
-            open_loop(send(spec.clone()), &arrivals, w.max_concurrency).await
+            open_loop(
+                send(spec.clone(), w.warmup as usize),
+                &arrivals,
+                w.max_concurrency,
+            )
+            .await
         }
     };
     let mut summary = Summary::from_records(&records, w.slo.as_ref());
     summary.client_lag = lag.finish(summary.itl_ms.p50);
-    BenchResult { summary, records }
+    BenchResult {
+        summary,
+        records,
+        server: None,
+    }
 }
 
 fn request_for(spec: &BenchSpec, i: usize) -> CompletionRequest {
@@ -78,7 +105,9 @@ fn request_for(spec: &BenchSpec, i: usize) -> CompletionRequest {
         stream: w.stream,
         model: spec.model.clone(),
         prompt: spec.prompts[i % spec.prompts.len()].text.clone(),
-        max_tokens: w.max_tokens,
+        max_tokens: spec.prompts[i % spec.prompts.len()]
+            .max_tokens
+            .unwrap_or(w.max_tokens),
         min_tokens: w.min_tokens,
         temperature: w.temperature,
         ignore_eos: w.ignore_eos && spec.dialect.ignore_eos,

@@ -196,6 +196,10 @@ pub struct Summary {
     /// set by the runner when a GPU is watched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_mem_peak_bytes: Option<f64>,
+    /// Figures from the server's own `/metrics` (see `server_metrics`),
+    /// set by the runner when the target exports them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server: BTreeMap<String, f64>,
     /// Requests whose token count came from the server's usage report.
     pub tokens_from_usage: usize,
     /// Requests whose token count came from the tokenizer.
@@ -304,6 +308,7 @@ impl Summary {
             errors_by_kind,
             throughput_tps: series(Series::Throughput),
             gpu_mem_peak_bytes: None,
+            server: BTreeMap::new(),
             tokens_from_usage: ok
                 .iter()
                 .filter(|r| r.token_source == TokenSource::Usage)
@@ -387,6 +392,7 @@ impl Summary {
             MetricName::RequestThroughput => self.request_throughput,
             MetricName::Goodput => self.goodput.unwrap_or(f64::NAN),
             MetricName::GpuMemPeak => self.gpu_mem_peak_bytes.unwrap_or(f64::NAN),
+            MetricName::Server(key) => self.server.get(key).copied().unwrap_or(f64::NAN),
             MetricName::ErrorRate => self.error_rate,
         }
     }
@@ -450,6 +456,8 @@ pub enum MetricName {
     RequestThroughput,
     Goodput,
     GpuMemPeak,
+    /// A figure from the server's `/metrics` (one of `server_metrics::KEYS`).
+    Server(&'static str),
     ErrorRate,
 }
 
@@ -463,6 +471,9 @@ impl MetricName {
             "gpu_mem_peak" => return Some(Self::GpuMemPeak),
             "error_rate" => return Some(Self::ErrorRate),
             _ => {}
+        }
+        if let Some(key) = crate::server_metrics::KEYS.iter().find(|k| **k == name) {
+            return Some(Self::Server(key));
         }
         let (series, stat) = name.rsplit_once('_')?;
         let series = match series {
@@ -487,7 +498,13 @@ impl MetricName {
     }
 
     pub fn help() -> &'static str {
-        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, total_token_throughput, request_throughput, goodput, gpu_mem_peak, error_rate"
+        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, total_token_throughput, request_throughput, goodput, gpu_mem_peak, error_rate; from the server's /metrics: running_{peak,mean}, waiting_{peak,mean}, kv_cache_usage_{peak,mean}, prefix_cache_hit_rate, preemptions"
+    }
+
+    /// Taken per request, so the bootstrap can resample it (not sampled
+    /// from the device or the server's own metrics).
+    pub fn per_request(self) -> bool {
+        !matches!(self, Self::GpuMemPeak | Self::Server(_))
     }
 
     /// Whether a larger value is better (throughputs) or worse (latencies, errors).
@@ -499,6 +516,7 @@ impl MetricName {
                 | Self::RequestThroughput
                 | Self::Goodput
                 | Self::Dist(Series::Throughput, _)
+                | Self::Server("prefix_cache_hit_rate")
         )
     }
 
@@ -509,7 +527,7 @@ impl MetricName {
             | Self::TotalTokenThroughput => "tok/s",
             Self::RequestThroughput | Self::Goodput => "req/s",
             Self::GpuMemPeak => "B",
-            Self::ErrorRate => "",
+            Self::Server(_) | Self::ErrorRate => "",
             Self::Dist(..) => "ms",
         }
     }

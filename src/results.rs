@@ -50,6 +50,10 @@ pub struct TargetReport {
     /// from it (absent for recorded sides from older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub probe: Option<ProbeRecord>,
+    /// The server's `/metrics` during each measured phase, in the order
+    /// measured (empty when it exports none or scraping is off).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_metrics: Vec<crate::server_metrics::ServerSeries>,
 }
 
 /// The probe as the results keep it: what each feature did and what was

@@ -99,28 +99,48 @@ impl Tokenizer {
         tokens: usize,
         offset: usize,
     ) -> Result<String, String> {
+        self.exact_prompt_after("", source, tokens, offset)
+    }
+
+    /// As [`Tokenizer::exact_prompt`], the text starting with `prefix` (kept
+    /// whole, so prompts sharing a prefix share its tokens).
+    pub fn exact_prompt_after(
+        &self,
+        prefix: &str,
+        source: &str,
+        tokens: usize,
+        offset: usize,
+    ) -> Result<String, String> {
         let words: Vec<&str> = source.split_whitespace().collect();
         if words.is_empty() {
             return Err("no source text for synthetic prompts".into());
         }
         // Enough words to exceed the target: repeat the source as needed.
-        let mut text = String::new();
+        let mut text = prefix.to_string();
         let mut i = offset;
+        // Words added in doubling batches and counted once per batch:
+        // counting after each word is quadratic in the prompt's length.
+        let mut batch = tokens / 2 + 16;
         while self.count(&text) <= tokens + 8 {
-            if !text.is_empty() {
-                text.push(' ');
+            for _ in 0..batch {
+                if !text.is_empty() {
+                    text.push(' ');
+                }
+                text.push_str(words[i % words.len()]);
+                i += 1;
             }
-            text.push_str(words[i % words.len()]);
-            i += 1;
+            batch *= 2;
             if i - offset > 64 * (tokens + 8) {
                 return Err("tokenizer yields no tokens for the source text".into());
             }
         }
-        let ids = self.encode(&text);
+        // Only the last few cuts are tried: each is decoded and counted.
+        let all = self.encode(&text);
+        let ids = &all[..all.len().min(tokens + 24)];
         for cut in (tokens.saturating_sub(16)..=ids.len()).rev() {
             let candidate = self.decode(&ids[..cut]);
             let n = self.count(&candidate);
-            if n == tokens {
+            if n == tokens && candidate.starts_with(prefix) {
                 return Ok(candidate);
             }
             if n < tokens {
@@ -129,10 +149,10 @@ impl Tokenizer {
         }
         // Fall back to trimming the text a character at a time.
         let mut candidate = self.decode(&ids[..tokens.min(ids.len())]);
-        while self.count(&candidate) > tokens && !candidate.is_empty() {
+        while self.count(&candidate) > tokens && candidate.len() > prefix.len() {
             candidate.pop();
         }
-        if self.count(&candidate) == tokens {
+        if self.count(&candidate) == tokens && candidate.starts_with(prefix) {
             Ok(candidate)
         } else {
             Err(format!("cannot build a prompt of exactly {tokens} tokens"))

@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma};
 use serde::Deserialize;
 
-use crate::config::PromptSource;
+use crate::config::{PrefixRepetitionPrompts, PromptSource, RandomPrompts};
 use crate::tokenizer::Tokenizer;
 
 /// One prompt, with its length in tokens when a tokenizer was available.
@@ -14,15 +14,31 @@ use crate::tokenizer::Tokenizer;
 pub struct Prompt {
     pub text: String,
     pub tokens: Option<u32>,
+    /// This request's own output length (generated datasets), in place of
+    /// the workload's `max_tokens`.
+    pub max_tokens: Option<u32>,
+}
+
+impl Prompt {
+    pub fn text(text: String, tokenizer: Option<&Tokenizer>) -> Self {
+        Self {
+            tokens: tokenizer.map(|t| t.count(&text) as u32),
+            text,
+            max_tokens: None,
+        }
+    }
 }
 
 /// Loads prompts from `source`. Set names resolve against `dir`; other paths
-/// against `root`. Synthetic prompts need `tokenizer`.
+/// against `root`. Generated datasets need `tokenizer` and make `wanted`
+/// prompts (one per request), drawn from `seed`.
 pub fn load_prompts(
     root: &Path,
     dir: &Path,
     source: &PromptSource,
     tokenizer: Option<&Tokenizer>,
+    wanted: usize,
+    seed: u64,
 ) -> Result<Vec<Prompt>, String> {
     let texts = match source {
         PromptSource::Set(name) => load_prompt_set(dir, name)?,
@@ -41,14 +57,104 @@ pub fn load_prompts(
                 .map(|i| tok.exact_prompt(&source, synthetic.input_tokens as usize, i * 31))
                 .collect::<Result<Vec<_>, _>>()?
         }
+        PromptSource::Random { random } => {
+            let tok = tokenizer.ok_or("random prompts need a tokenizer")?;
+            return random_prompts(tok, &project_text(dir), random, wanted, seed);
+        }
+        PromptSource::PrefixRepetition { prefix_repetition } => {
+            let tok = tokenizer.ok_or("prefix_repetition prompts need a tokenizer")?;
+            return prefix_repetition_prompts(
+                tok,
+                &project_text(dir),
+                prefix_repetition,
+                wanted,
+                seed,
+            );
+        }
     };
     Ok(texts
         .into_iter()
-        .map(|text| Prompt {
-            tokens: tokenizer.map(|t| t.count(&text) as u32),
-            text,
-        })
+        .map(|text| Prompt::text(text, tokenizer))
         .collect())
+}
+
+/// A length drawn uniformly from `len × [1 − ratio, 1 + ratio]` (at least 1),
+/// as `vllm bench serve --random-range-ratio` draws it.
+fn draw_len(rng: &mut impl rand::Rng, len: u32, ratio: f64) -> u32 {
+    let lo = ((len as f64) * (1.0 - ratio)).floor().max(1.0) as u32;
+    let hi = ((len as f64) * (1.0 + ratio)).ceil().max(lo as f64) as u32;
+    rng.random_range(lo..=hi)
+}
+
+/// `wanted` prompts of `random`'s token-exact lengths, each with its
+/// output length; the same `seed` gives the same requests.
+fn random_prompts(
+    tok: &Tokenizer,
+    source: &str,
+    random: &RandomPrompts,
+    wanted: usize,
+    seed: u64,
+) -> Result<Vec<Prompt>, String> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let words = source.split_whitespace().count().max(1);
+    let prefix = match random.prefix_len {
+        0 => String::new(),
+        n => tok.exact_prompt(source, n as usize, 0)?,
+    };
+    (0..wanted.max(1))
+        .map(|_| {
+            let input = draw_len(&mut rng, random.input_len, random.range_ratio);
+            let output = draw_len(&mut rng, random.output_len, random.range_ratio);
+            let offset = rng.random_range(0..words);
+            let total = (random.prefix_len + input) as usize;
+            let text = tok.exact_prompt_after(&prefix, source, total, offset)?;
+            Ok(Prompt {
+                text,
+                tokens: Some(total as u32),
+                max_tokens: Some(output),
+            })
+        })
+        .collect()
+}
+
+/// `wanted` prompts: `num_prefixes` shared prefixes, each request's own
+/// suffix after one, in a shuffled order.
+fn prefix_repetition_prompts(
+    tok: &Tokenizer,
+    source: &str,
+    spec: &PrefixRepetitionPrompts,
+    wanted: usize,
+    seed: u64,
+) -> Result<Vec<Prompt>, String> {
+    use rand::seq::SliceRandom;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let words = source.split_whitespace().count().max(1);
+    let prefixes: Vec<String> = (0..spec.num_prefixes as usize)
+        .map(|k| {
+            // Spread over the source text so prefixes differ from the first word.
+            let at = (k * words / spec.num_prefixes as usize + k * 7) % words;
+            // Different prefixes must differ in their first block: a
+            // leading marker makes sure of it whatever the source text.
+            let head = format!("Context {k}:");
+            let text = tok.exact_prompt_after(&head, source, spec.prefix_len as usize, at)?;
+            Ok(text)
+        })
+        .collect::<Result<_, String>>()?;
+    let total = (spec.prefix_len + spec.suffix_len) as usize;
+    let mut prompts = (0..wanted.max(1))
+        .map(|i| {
+            let offset = rng.random_range(0..words);
+            let text =
+                tok.exact_prompt_after(&prefixes[i % prefixes.len()], source, total, offset)?;
+            Ok(Prompt {
+                text,
+                tokens: Some(total as u32),
+                max_tokens: Some(spec.output_len),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    prompts.shuffle(&mut rng);
+    Ok(prompts)
 }
 
 /// Text to cut synthetic prompts from: every prompt set in `dir`, so their

@@ -448,6 +448,7 @@ mod synthetic {
             recorded_from: None,
             gpu_memory: Vec::new(),
             probe: None,
+            server_metrics: Vec::new(),
         }
     }
 

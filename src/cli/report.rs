@@ -122,6 +122,9 @@ pub(super) fn report(
             if let Some(note) = report::console::probe_note(role, t) {
                 println!("{note}");
             }
+            if let Some(line) = report::console::server_metrics_line(role, t) {
+                println!("{line}");
+            }
         }
     }
     if !latest.cases.is_empty() {

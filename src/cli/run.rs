@@ -33,6 +33,9 @@ fn print_case(r: &CaseReport) {
         if let Some(note) = report::console::probe_note(role, t) {
             println!("{note}");
         }
+        if let Some(line) = report::console::server_metrics_line(role, t) {
+            println!("{line}");
+        }
     }
     if let Some(note) = report::console::inconclusive_note(r) {
         println!("{note}");

@@ -53,6 +53,10 @@ pub(super) struct SimArgs {
     /// Exit after this many requests (a crashing server, for tests).
     #[arg(long)]
     crash_after: Option<u64>,
+    /// Prompt blocks computed for an earlier request are not prefilled again
+    /// (engine mode; its timing then shows the cache).
+    #[arg(long)]
+    prefix_caching: bool,
     /// Seed of the engine's randomness (faults, noise).
     #[arg(long)]
     seed: Option<u64>,
@@ -76,6 +80,7 @@ pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError>
         startup_delay_ms: args.startup_delay_ms,
         crash_after: args.crash_after,
         seed: args.seed,
+        prefix_caching: args.prefix_caching.then_some(true),
         ..SimSpec::default()
     };
     // Profiles defined in the project's servegate.toml, when there is one.

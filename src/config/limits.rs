@@ -13,6 +13,9 @@ pub const DAY_S: f64 = 86_400.0;
 pub const TIMEOUT_S: (f64, f64) = (0.001, DAY_S);
 /// `workload.ramp_up_s`: none to a day.
 pub const RAMP_UP_S: (f64, f64) = (0.0, DAY_S);
+/// Seconds between `/metrics` scrapes: often enough for a short phase,
+/// seldom enough not to load the server.
+pub const SCRAPE_INTERVAL_S: (f64, f64) = (0.05, 3600.0);
 /// Milliseconds (embedded engine timings and faults, SLOs): none to a day.
 pub const MS: (f64, f64) = (0.0, DAY_S * 1000.0);
 /// Service-level objectives in milliseconds: above zero, at most a day.

@@ -27,6 +27,7 @@ pub struct SimParams {
     pub stall: Duration,
     pub startup_delay: Duration,
     pub crash_after: Option<u64>,
+    pub prefix_caching: bool,
 }
 
 /// The built-in profiles. `constant` is the default.
@@ -149,6 +150,7 @@ fn checked(s: &SimSpec) -> Result<SimParams, KnobError> {
         stall: fault_ms("stall_ms", s.stall_ms)?,
         startup_delay: fault_ms("startup_delay_ms", s.startup_delay_ms)?,
         crash_after: s.crash_after,
+        prefix_caching: s.prefix_caching.unwrap_or(false),
     })
 }
 

@@ -71,6 +71,10 @@ pub struct CaseConfig {
     /// machine cancels out; every phase has its own warm-up.
     #[serde(default = "default_repeats")]
     pub repeats: u32,
+    /// The targets' Prometheus `/metrics`, scraped while measured requests
+    /// run (scenarios).
+    #[serde(default)]
+    pub server_metrics: ServerMetricsConfig,
     /// Quality tasks (suites only).
     #[serde(default)]
     pub tasks: Vec<String>,
@@ -501,6 +505,10 @@ pub struct SimSpec {
     /// Fault: not ready (503) for this long after start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_delay_ms: Option<f64>,
+    /// Engine mode: prompt blocks (16 tokens) already computed for an
+    /// earlier request are not prefilled again (vLLM's prefix caching).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_caching: Option<bool>,
     /// Fault: a standalone engine (`servegate sim`) exits after this many requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_after: Option<u64>,
@@ -540,6 +548,7 @@ impl SimSpec {
             drop_rate,
             stall_ms,
             startup_delay_ms,
+            prefix_caching,
             crash_after
         )
     }
@@ -562,15 +571,66 @@ pub enum PromptSource {
     Synthetic { synthetic: SyntheticPrompts },
     /// The first human turn of each conversation in a ShareGPT-format JSON file.
     ShareGpt { sharegpt: PathBuf },
+    /// vLLM's `random` dataset: token-exact lengths drawn per request.
+    Random { random: RandomPrompts },
+    /// vLLM's `prefix_repetition` dataset: shared prefixes, unique suffixes.
+    PrefixRepetition {
+        prefix_repetition: PrefixRepetitionPrompts,
+    },
+}
+
+/// Input and output lengths in tokens with `vllm bench serve`'s meaning:
+/// each drawn uniformly from `len × [1 − range_ratio, 1 + range_ratio]`,
+/// after a fixed `prefix_len`-token prefix shared by every request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RandomPrompts {
+    pub input_len: u32,
+    pub output_len: u32,
+    #[serde(default)]
+    pub range_ratio: f64,
+    #[serde(default)]
+    pub prefix_len: u32,
+}
+
+/// `num_prefixes` prefixes of `prefix_len` tokens, each followed by
+/// unique `suffix_len`-token suffixes; requests take them in a shuffled
+/// order, so requests sharing a prefix are spread over the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrefixRepetitionPrompts {
+    pub num_prefixes: u32,
+    pub prefix_len: u32,
+    pub suffix_len: u32,
+    pub output_len: u32,
 }
 
 impl PromptSource {
+    /// Made token-exact from a tokenizer, one prompt per request.
+    pub fn is_generated(&self) -> bool {
+        matches!(
+            self,
+            PromptSource::Synthetic { .. }
+                | PromptSource::Random { .. }
+                | PromptSource::PrefixRepetition { .. }
+        )
+    }
+
     /// Short label used in matrix point names and tables.
     pub fn label(&self) -> String {
         match self {
             PromptSource::Set(name) => name.clone(),
             PromptSource::Synthetic { synthetic } => format!("in{}", synthetic.input_tokens),
             PromptSource::ShareGpt { .. } => "sharegpt".to_string(),
+            PromptSource::Random { random: r } => {
+                format!("random_in{}_out{}", r.input_len, r.output_len)
+            }
+            PromptSource::PrefixRepetition {
+                prefix_repetition: p,
+            } => format!(
+                "prefix{}x{}_sfx{}_out{}",
+                p.num_prefixes, p.prefix_len, p.suffix_len, p.output_len
+            ),
         }
     }
 }
@@ -687,6 +747,35 @@ impl Default for WorkloadConfig {
             request_timeout_s: default_request_timeout_s(),
         }
     }
+}
+
+/// Scraping of the targets' `/metrics` during each measured phase.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerMetricsConfig {
+    /// Scrape targets whose `/metrics` the probe found; `false` never scrapes.
+    #[serde(default = "yes")]
+    pub scrape: bool,
+    /// Seconds between scrapes.
+    #[serde(default = "default_scrape_interval_s")]
+    pub interval_s: f64,
+    /// Metric names whose series are kept besides the known ones.
+    #[serde(default)]
+    pub names: Vec<String>,
+}
+
+impl Default for ServerMetricsConfig {
+    fn default() -> Self {
+        Self {
+            scrape: true,
+            interval_s: default_scrape_interval_s(),
+            names: Vec::new(),
+        }
+    }
+}
+
+fn default_scrape_interval_s() -> f64 {
+    0.5
 }
 
 /// Matrix axes. Each present axis overrides the workload key of the same name.

@@ -200,6 +200,8 @@ fn scenario(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     workload(c, at)?;
     matrix(c, at)?;
     count(c.repeats.into(), 1, limits::MAX_REPEATS).map_err(|e| at("repeats", e))?;
+    number(c.server_metrics.interval_s, limits::SCRAPE_INTERVAL_S)
+        .map_err(|e| at("server_metrics.interval_s", e))?;
     scenario_gate(c, at)
 }
 
@@ -311,18 +313,42 @@ fn workload_numbers(w: &WorkloadConfig, at: At<'_>) -> Result<(), ConfigError> {
 /// Synthetic prompts: their sizes, and a tokenizer to make them exactly
 /// that many tokens long.
 fn synthetic_prompts(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
-    let super::PromptSource::Synthetic { synthetic } = &c.workload.prompts else {
-        return Ok(());
+    use super::PromptSource;
+    let tokens = |key: &str, v: u32, least: u64| {
+        count(v.into(), least, limits::MAX_TOKENS)
+            .map(drop)
+            .map_err(|e| at(&format!("workload.prompts.{key}"), e))
     };
-    let key = "workload.prompts.synthetic";
-    count(synthetic.input_tokens.into(), 1, limits::MAX_TOKENS)
-        .map_err(|e| at(&format!("{key}.input_tokens"), e))?;
-    count(synthetic.count.into(), 1, limits::MAX_SYNTHETIC_PROMPTS)
-        .map_err(|e| at(&format!("{key}.count"), e))?;
-    if c.tokenizer.is_none() {
+    match &c.workload.prompts {
+        PromptSource::Synthetic { synthetic } => {
+            tokens("synthetic.input_tokens", synthetic.input_tokens, 1)?;
+            count(synthetic.count.into(), 1, limits::MAX_SYNTHETIC_PROMPTS)
+                .map_err(|e| at("workload.prompts.synthetic.count", e))?;
+        }
+        PromptSource::Random { random: r } => {
+            tokens("random.input_len", r.input_len, 1)?;
+            tokens("random.output_len", r.output_len, 1)?;
+            tokens("random.prefix_len", r.prefix_len, 0)?;
+            // Below 1, so the shortest draw keeps at least one token.
+            number(r.range_ratio, (0.0, 0.999))
+                .map_err(|e| at("workload.prompts.random.range_ratio", e))?;
+        }
+        PromptSource::PrefixRepetition {
+            prefix_repetition: p,
+        } => {
+            count(p.num_prefixes.into(), 1, limits::MAX_SYNTHETIC_PROMPTS)
+                .map_err(|e| at("workload.prompts.prefix_repetition.num_prefixes", e))?;
+            tokens("prefix_repetition.prefix_len", p.prefix_len, 1)?;
+            tokens("prefix_repetition.suffix_len", p.suffix_len, 1)?;
+            tokens("prefix_repetition.output_len", p.output_len, 1)?;
+        }
+        _ => return Ok(()),
+    }
+    let engine_tokenizer = c.targets.get(&c.candidate).is_some_and(|t| t.sim.is_some());
+    if c.tokenizer.is_none() && !engine_tokenizer {
         return Err(at(
             "workload.prompts",
-            "synthetic prompts of an exact token length need `tokenizer` (a tokenizer.json path)"
+            "prompts of an exact token length need `tokenizer` (a tokenizer.json path; an embedded-engine candidate lends its own)"
                 .into(),
         ));
     }

@@ -26,7 +26,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Limit, Slo};
-use crate::metrics::{MetricKey, MetricName, RequestRecord, Summary};
+use crate::metrics::{MetricKey, RequestRecord, Summary};
 use crate::stats::null_as_nan;
 
 /// The interval level shown for gates that set no `confidence`.
@@ -235,9 +235,9 @@ pub fn evaluate_samples(
                 unmeasured_reason(limit, c, b)
             };
             let level = limit.confidence.unwrap_or(DEFAULT_LEVEL);
-            // Device memory is sampled by the monitor, not per request:
-            // there are no records to resample, so it gets no interval.
-            let resampled = Some(metric).filter(|m| *m != MetricName::GpuMemPeak);
+            // Device memory and server metrics are sampled, not per
+            // request: there are no records to resample, so no interval.
+            let resampled = Some(metric).filter(|m| m.per_request());
             let interval = resampled.and_then(|m| {
                 bootstrap::ratio_interval(
                     m,

@@ -256,6 +256,10 @@ pub fn failure_message(report: &CaseReport) -> String {
             msg.push('\n');
             msg.push_str(&note);
         }
+        if let Some(line) = server_metrics_line(role, tr) {
+            msg.push('\n');
+            msg.push_str(&line);
+        }
     }
     msg
 }
@@ -265,6 +269,45 @@ pub fn failure_message(report: &CaseReport) -> String {
 pub fn probe_note(role: &str, tr: &TargetReport) -> Option<String> {
     let unusual = tr.probe.as_ref()?.unusual();
     (!unusual.is_empty()).then(|| format!("{role} `{}`: {}", tr.target, unusual.join("; ")))
+}
+
+/// What the server's own `/metrics` said while the target was measured:
+/// its figures, or why scraping gave none.
+pub fn server_metrics_line(role: &str, tr: &TargetReport) -> Option<String> {
+    let s = &tr.summary.server;
+    let label = format!("{role} `{}` /metrics", tr.target);
+    if s.is_empty() {
+        let failed: usize = tr.server_metrics.iter().map(|p| p.failed).sum();
+        let last = tr
+            .server_metrics
+            .iter()
+            .rev()
+            .find_map(|p| p.last_error.as_ref())?;
+        return Some(format!("{label}: {failed} scrapes failed ({last})"));
+    }
+    let pct = |v: f64| format!("{:.1}%", v * 100.0);
+    let mut parts = Vec::new();
+    for (key, what) in [("running", "running"), ("waiting", "waiting")] {
+        if let (Some(peak), Some(mean)) =
+            (s.get(&format!("{key}_peak")), s.get(&format!("{key}_mean")))
+        {
+            parts.push(format!("{what} peak {peak} (mean {mean:.1})"));
+        }
+    }
+    if let (Some(peak), Some(mean)) = (s.get("kv_cache_usage_peak"), s.get("kv_cache_usage_mean")) {
+        parts.push(format!(
+            "KV cache peak {} (mean {})",
+            pct(*peak),
+            pct(*mean)
+        ));
+    }
+    if let Some(rate) = s.get("prefix_cache_hit_rate") {
+        parts.push(format!("prefix-cache hit rate {}", pct(*rate)));
+    }
+    if let Some(n) = s.get("preemptions") {
+        parts.push(format!("{n} preemptions"));
+    }
+    Some(format!("{label}: {}", parts.join(", ")))
 }
 
 /// A warning when the client itself could not keep up while measuring a

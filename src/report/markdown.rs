@@ -158,6 +158,9 @@ fn target_notes(out: &mut String, role: &str, tr: &TargetReport) {
     if let Some(note) = super::console::probe_note(role, tr) {
         let _ = writeln!(out, "\n{}", cell(&note));
     }
+    if let Some(line) = super::console::server_metrics_line(role, tr) {
+        let _ = writeln!(out, "\n{}", cell(&line));
+    }
     let failed: usize = tr.errors.values().sum();
     if failed == 0 {
         return;

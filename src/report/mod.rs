@@ -125,6 +125,7 @@ pub(crate) mod fixtures {
             recorded_from: None,
             gpu_memory: Vec::new(),
             probe: None,
+            server_metrics: Vec::new(),
         }
     }
 

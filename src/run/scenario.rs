@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{Client, Dialect};
@@ -11,8 +12,10 @@ use crate::gate;
 use crate::loadgen::{self, BenchResult, BenchSpec};
 use crate::metrics::{RequestRecord, Summary};
 pub use crate::results::{CaseReport, ProbeRecord, TargetReport};
+use crate::scrape::Scraper;
 use crate::server::pool::{self, Pool, TargetKey};
 use crate::server::TargetEnv;
+use crate::server_metrics::ServerSeries;
 use crate::tokenizer::Tokenizer;
 use crate::workload;
 
@@ -39,11 +42,26 @@ pub(crate) fn load_prompts(
     tokenizer: Option<&Tokenizer>,
 ) -> Result<Vec<workload::Prompt>, String> {
     let c = &case.config;
+    // Generated datasets may take the embedded engine's own tokenizer when
+    // it is the candidate (token counts of responses keep to `tokenizer`).
+    let engine;
+    let dataset_tokenizer = match tokenizer {
+        None if c.workload.prompts.is_generated()
+            && c.targets.get(&c.candidate).is_some_and(|t| t.sim.is_some()) =>
+        {
+            engine = Tokenizer::engine();
+            Some(&engine)
+        }
+        other => other,
+    };
+    let w = &c.workload;
     workload::load_prompts(
         &project.root,
         &c.prompts_dir,
-        &c.workload.prompts,
-        tokenizer,
+        &w.prompts,
+        dataset_tokenizer,
+        (w.warmup + w.num_requests) as usize,
+        w.seed,
     )
 }
 
@@ -165,6 +183,8 @@ struct Side {
     /// The optional request fields it takes, and the probe behind them.
     dialect: Dialect,
     probe: ProbeRecord,
+    /// Its `/metrics` is scraped while measured requests run.
+    scrape: bool,
 }
 
 async fn run_scenarios(
@@ -271,6 +291,8 @@ impl Scenarios<'_> {
             let timeout = case.config.workload.request_timeout_s.min(PROBE_TIMEOUT_S);
             let found = t.probe(Duration::from_secs_f64(timeout)).await;
             let (dialect, choices) = crate::probe::dialect(&found);
+            let scrape = case.config.server_metrics.scrape
+                && found.supports(crate::probe::METRICS) == crate::probe::Support::Yes;
             targets.push(Side {
                 slot: k,
                 name: t.name.clone(),
@@ -280,6 +302,7 @@ impl Scenarios<'_> {
                 client: t.client.clone(),
                 dialect,
                 probe: crate::probe::record(&found, choices),
+                scrape,
             });
         }
         Ok(targets)
@@ -314,9 +337,19 @@ impl Scenarios<'_> {
                         crate::run::progress::progress_bar(&label, c.workload.num_requests)
                     }),
                     dialect: side.dialect,
+                    measuring: side.scrape.then(|| Arc::new(tokio::sync::Notify::new())),
                 };
+                let scraper = spec.measuring.clone().map(|measuring| {
+                    let mut names = crate::server_metrics::default_names();
+                    names.extend(c.server_metrics.names.iter().cloned());
+                    let interval = Duration::from_secs_f64(c.server_metrics.interval_s);
+                    Scraper::start(side.client.clone(), names, interval, measuring)
+                });
                 let began = self.started.elapsed().as_secs_f64();
-                let result = loadgen::run(&side.client, &spec).await;
+                let mut result = loadgen::run(&side.client, &spec).await;
+                if let Some(scraper) = scraper {
+                    result.server = Some(scraper.finish().await);
+                }
                 if let Some(bar) = &spec.progress {
                     bar.finish_and_clear();
                 }
@@ -476,7 +509,11 @@ fn target_report(
     phases: Vec<(f64, BenchResult)>,
     slo: Option<&config::Slo>,
 ) -> TargetReport {
-    let (offsets, phases): (Vec<f64>, Vec<BenchResult>) = phases.into_iter().unzip();
+    let (offsets, mut phases): (Vec<f64>, Vec<BenchResult>) = phases.into_iter().unzip();
+    let series: Vec<ServerSeries> = phases.iter_mut().filter_map(|p| p.server.take()).collect();
+    for (phase, s) in phases.iter_mut().zip(&series) {
+        phase.summary.server = crate::server_metrics::summarise(&[s]);
+    }
     let mut errors = BTreeMap::new();
     for reason in phases
         .iter()
@@ -497,6 +534,8 @@ fn target_report(
             ..Summary::from_runs(&runs, slo)
         },
     };
+    let mut summary = summary;
+    summary.server = crate::server_metrics::summarise(&series.iter().collect::<Vec<_>>());
     let repeated = phases.len() > 1;
     TargetReport {
         target: name,
@@ -515,6 +554,7 @@ fn target_report(
         recorded_from: None,
         gpu_memory: Vec::new(),
         probe: None,
+        server_metrics: series,
     }
 }
 

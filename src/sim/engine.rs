@@ -14,12 +14,13 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
 use super::clock::PreciseClock;
+use super::prefix_cache::{self, PrefixCache};
 use crate::config::{SimMode, SimParams};
 
 /// Counters behind `/metrics`.
@@ -30,12 +31,19 @@ pub struct Stats {
     pub generation_tokens: AtomicU64,
     pub prompt_tokens: AtomicU64,
     pub requests: AtomicU64,
+    /// KV cache tokens reserved by running requests (engine mode).
+    pub kv_used_tokens: AtomicUsize,
+    /// Prompt tokens looked up in the prefix cache, and those found.
+    pub prefix_queries: AtomicU64,
+    pub prefix_hits: AtomicU64,
 }
 
 struct Job {
     /// When the request may join the queue: arrival + `ttft`.
     admissible: Instant,
     prompt_tokens: usize,
+    /// Prompt tokens to compute: those not found in the prefix cache.
+    prefill_tokens: usize,
     max_tokens: usize,
     tick: mpsc::UnboundedSender<()>,
 }
@@ -76,6 +84,9 @@ pub struct Engine {
     clock: PreciseClock,
     jobs: Option<mpsc::UnboundedSender<Job>>,
     pub stats: Arc<Stats>,
+    /// With `prefix_caching`. Looked up when a request arrives (vLLM looks
+    /// when it schedules; for the cache's effect the difference is small).
+    prefix_cache: Option<Mutex<PrefixCache>>,
 }
 
 impl Engine {
@@ -87,19 +98,46 @@ impl Engine {
             tokio::spawn(schedule(params.clone(), clock.clone(), rx, stats.clone()));
             tx
         });
+        let prefix_cache = params.prefix_caching.then(|| {
+            Mutex::new(PrefixCache::new(
+                params.kv_capacity_tokens / prefix_cache::BLOCK_TOKENS,
+            ))
+        });
         Self {
             params,
             clock,
             jobs,
             stats,
+            prefix_cache,
         }
     }
 
+    /// The share of the KV cache running requests reserve, 0 to 1.
+    pub fn kv_cache_usage(&self) -> f64 {
+        self.stats.kv_used_tokens.load(Ordering::Relaxed) as f64
+            / self.params.kv_capacity_tokens as f64
+    }
+
     /// Registers a request that arrived at `arrived`.
-    pub fn submit(&self, arrived: Instant, prompt_tokens: usize, max_tokens: usize) -> Ticks {
+    pub fn submit(&self, arrived: Instant, prompt_ids: &[u32], max_tokens: usize) -> Ticks {
+        let prompt_tokens = prompt_ids.len();
         self.stats
             .prompt_tokens
             .fetch_add(prompt_tokens as u64, Ordering::Relaxed);
+        // Without a cache every lookup misses: the hit rate reads 0, not "unknown".
+        let cached = self.prefix_cache.as_ref().map_or(0, |cache| {
+            let hashes = prefix_cache::block_hashes(prompt_ids);
+            cache
+                .lock()
+                .expect("prefix cache")
+                .lookup_and_insert(&hashes, prompt_tokens)
+        });
+        self.stats
+            .prefix_queries
+            .fetch_add(prompt_tokens as u64, Ordering::Relaxed);
+        self.stats
+            .prefix_hits
+            .fetch_add(cached as u64, Ordering::Relaxed);
         match &self.jobs {
             None => Ticks::Constant {
                 arrived,
@@ -112,6 +150,7 @@ impl Engine {
                 let _ = jobs.send(Job {
                     admissible: arrived + self.params.ttft,
                     prompt_tokens,
+                    prefill_tokens: prompt_tokens - cached,
                     max_tokens,
                     tick,
                 });
@@ -173,12 +212,12 @@ async fn schedule(
             let fits_batch = running.len() < p.max_num_seqs;
             // An oversized request still runs alone rather than waiting forever.
             let fits_cache = kv_used + reserve <= p.kv_capacity_tokens || running.is_empty();
-            let fits_budget = prefill + job.prompt_tokens <= p.max_batch_tokens || prefill == 0;
+            let fits_budget = prefill + job.prefill_tokens <= p.max_batch_tokens || prefill == 0;
             if !(fits_batch && fits_cache && fits_budget) {
                 break;
             }
             let job = waiting.pop_front().expect("front exists");
-            prefill += job.prompt_tokens;
+            prefill += job.prefill_tokens;
             kv_used += reserve;
             running.push(Running {
                 job,
@@ -188,6 +227,7 @@ async fn schedule(
         }
         stats.running.store(running.len(), Ordering::Relaxed);
         stats.waiting.store(waiting.len(), Ordering::Relaxed);
+        stats.kv_used_tokens.store(kv_used, Ordering::Relaxed);
         let step = (p.step_base
             + p.step_per_seq * running.len() as u32
             + p.prefill_per_token * prefill as u32)
@@ -203,6 +243,8 @@ async fn schedule(
             }
             keep
         });
+        stats.running.store(running.len(), Ordering::Relaxed);
+        stats.kv_used_tokens.store(kv_used, Ordering::Relaxed);
         // The next step starts when this one ended, not when we got round to it.
         step_start = end;
     }

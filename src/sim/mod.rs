@@ -5,11 +5,13 @@
 //! - `engine`: when tokens are ready (constant timing, or a continuous-batching scheduler);
 //! - `lm`: what the tokens are (a trigram model over the project's tokenizer);
 //! - `clock`: sub-millisecond deadlines;
+//! - `prefix_cache`: which prompt blocks were computed before;
 //! - `server`: the HTTP surface.
 
 mod clock;
 mod engine;
 pub mod lm;
+mod prefix_cache;
 mod server;
 
 use std::net::SocketAddr;

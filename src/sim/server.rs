@@ -172,12 +172,27 @@ async fn metrics(AxumState(state): AxumState<State>) -> Response {
          vllm:prompt_tokens_total{{model_name=\"{m}\"}} {}\n\
          # HELP vllm:request_total Requests received.\n\
          # TYPE vllm:request_total counter\n\
-         vllm:request_total{{model_name=\"{m}\"}} {}\n",
+         vllm:request_total{{model_name=\"{m}\"}} {}\n\
+         # HELP vllm:kv_cache_usage_perc KV cache in use (1 is full); engine mode.\n\
+         # TYPE vllm:kv_cache_usage_perc gauge\n\
+         vllm:kv_cache_usage_perc{{model_name=\"{m}\"}} {}\n\
+         # HELP vllm:prefix_cache_queries_total Prompt tokens looked up in the prefix cache.\n\
+         # TYPE vllm:prefix_cache_queries_total counter\n\
+         vllm:prefix_cache_queries_total{{model_name=\"{m}\"}} {}\n\
+         # HELP vllm:prefix_cache_hits_total Prompt tokens found in the prefix cache.\n\
+         # TYPE vllm:prefix_cache_hits_total counter\n\
+         vllm:prefix_cache_hits_total{{model_name=\"{m}\"}} {}\n\
+         # HELP vllm:num_preemptions_total Requests preempted (this engine reserves, never preempts).\n\
+         # TYPE vllm:num_preemptions_total counter\n\
+         vllm:num_preemptions_total{{model_name=\"{m}\"}} 0\n",
         s.running.load(Ordering::Relaxed),
         s.waiting.load(Ordering::Relaxed),
         s.generation_tokens.load(Ordering::Relaxed),
         s.prompt_tokens.load(Ordering::Relaxed),
         s.requests.load(Ordering::Relaxed),
+        state.0.engine.kv_cache_usage(),
+        s.prefix_queries.load(Ordering::Relaxed),
+        s.prefix_hits.load(Ordering::Relaxed),
     );
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }
@@ -934,7 +949,7 @@ fn start_generations(
         .enumerate()
         .map(|(index, prompt_ids)| {
             let index = index as u64;
-            let ticks = inner.engine.submit(arrived, prompt_ids.len(), max_tokens);
+            let ticks = inner.engine.submit(arrived, &prompt_ids, max_tokens);
             let drop_at = (body.stream
                 && uniform(mix(dice.fault.to_bits()) ^ index) < inner.params.drop_rate)
                 .then_some(max_tokens / 2);

@@ -25,10 +25,12 @@ fn prompts() -> Arc<Vec<Prompt>> {
         Prompt {
             text: "first test prompt".into(),
             tokens: None,
+            max_tokens: None,
         },
         Prompt {
             text: "a second, slightly longer test prompt".into(),
             tokens: None,
+            max_tokens: None,
         },
     ])
 }
@@ -41,6 +43,7 @@ fn spec(workload: WorkloadConfig) -> BenchSpec {
         tokenizer: None,
         progress: None,
         dialect: Default::default(),
+        measuring: None,
     }
 }
 

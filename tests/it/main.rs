@@ -24,3 +24,4 @@ mod robust_process;
 mod sim;
 mod targets;
 mod trust;
+mod workloads;

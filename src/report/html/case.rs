@@ -107,6 +107,11 @@ fn targets_html(c: &CaseReport) -> String {
         );
     }
     html.push_str("</tbody></table>\n");
+    for (role, t) in sides(c) {
+        if let Some(line) = super::super::console::server_metrics_line(role, t) {
+            let _ = writeln!(html, "<p class=\"note\">{}</p>", esc(&line));
+        }
+    }
     html
 }
 

@@ -1,0 +1,216 @@
+//! Generated workloads (`random`, `prefix_repetition`) and the server's own
+//! `/metrics` scraped during a run, end to end through `servegate run`
+//! against the embedded engine.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{self, Sim, BIN};
+
+/// A project in a temporary folder with `servegate.toml` and the scenarios given.
+fn project(config: &str, scenarios: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::repo().join("prompts"), &dir.path().join("prompts"));
+    std::fs::write(dir.path().join("servegate.toml"), config).unwrap();
+    std::fs::create_dir_all(dir.path().join("scenarios")).unwrap();
+    for (name, text) in scenarios {
+        std::fs::write(dir.path().join(format!("scenarios/{name}.toml")), text).unwrap();
+    }
+    dir
+}
+
+/// `servegate run` in `root` with `--output`: exit code, console, results.
+fn run(root: &Path, case: &str) -> (Option<i32>, String, Value) {
+    let output = root.join(format!("{case}.json"));
+    let out = std::process::Command::new(BIN)
+        .args(["--root", root.to_str().unwrap(), "run", "--save-detailed"])
+        .arg(format!("scenario::{case}"))
+        .arg("--output")
+        .arg(&output)
+        .output()
+        .unwrap();
+    let console = common::text(&out);
+    let results = std::fs::read_to_string(&output)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(Value::Null);
+    (out.status.code(), console, results)
+}
+
+/// (input, output) tokens of every measured request, as the engine's usage reported them.
+fn lengths(side: &Value) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = side["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["input_tokens"].as_u64().unwrap(),
+                r["output_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+const TWO_ENGINES: &str = "[targets.a]\nsim = { profile = \"engine\" }\n\
+    [targets.b]\nsim = { profile = \"engine\" }\n";
+
+#[test]
+fn random_prompts_have_exactly_the_requested_token_counts() {
+    let dir = project(
+        &format!("candidate = \"a\"\nbaseline = \"b\"\n{TWO_ENGINES}"),
+        &[
+            (
+                "exact",
+                "[workload]\nprompts = { random = { input_len = 96, output_len = 12 } }\n\
+                 num_requests = 12\nwarmup = 2\nconcurrency = 4\n[gate]\nerror_rate = { max = 0.0 }\n",
+            ),
+            (
+                "spread",
+                "[workload]\nprompts = { random = { input_len = 100, output_len = 20, range_ratio = 0.5, prefix_len = 16 } }\n\
+                 num_requests = 24\nwarmup = 0\nconcurrency = 4\nseed = 7\n[gate]\nerror_rate = { max = 0.0 }\n",
+            ),
+        ],
+    );
+    let (code, console, results) = run(dir.path(), "exact");
+    assert_eq!(code, Some(0), "{console}");
+    let case = &results["cases"][0];
+    for side in ["candidate", "baseline"] {
+        let got = lengths(&case[side]);
+        assert_eq!(got.len(), 12, "{console}");
+        assert!(got.iter().all(|&l| l == (96, 12)), "{side}: {got:?}");
+        assert_eq!(case[side]["summary"]["tokens_from_usage"], 12);
+    }
+
+    let (code, console, results) = run(dir.path(), "spread");
+    assert_eq!(code, Some(0), "{console}");
+    let case = &results["cases"][0];
+    let (a, b) = (lengths(&case["candidate"]), lengths(&case["baseline"]));
+    // Seeded: both sides got the same requests.
+    assert_eq!(a, b);
+    // The prefix counts in the input: 16 + 100 × [0.5, 1.5].
+    assert!(
+        a.iter()
+            .all(|&(i, o)| (66..=166).contains(&i) && (10..=30).contains(&o)),
+        "{a:?}"
+    );
+    let distinct: std::collections::BTreeSet<u64> = a.iter().map(|l| l.0).collect();
+    assert!(distinct.len() >= 10, "lengths vary: {distinct:?}");
+}
+
+/// The workload that shows prefix caching: with the engine's cache on, most
+/// prompt tokens are found cached and TTFT drops; with it off the hit rate
+/// reads 0 and a gate on it fails, saying so.
+#[test]
+fn prefix_repetition_shows_the_prefix_cache_working_or_not() {
+    let config = "candidate = \"cached\"\nbaseline = \"uncached\"\n\
+        [targets.cached]\nsim = { profile = \"engine\", prefix_caching = true, prefill_ms_per_token = 0.05 }\n\
+        [targets.uncached]\nsim = { profile = \"engine\", prefill_ms_per_token = 0.05 }\n";
+    let workload = "[workload]\n\
+        prompts = { prefix_repetition = { num_prefixes = 2, prefix_len = 512, suffix_len = 32, output_len = 8 } }\n\
+        concurrency = 4\nnum_requests = 40\nwarmup = 4\n\
+        [server_metrics]\ninterval_s = 0.1\n";
+    let gated = |candidate: &str| {
+        format!(
+            "candidate = \"{candidate}\"\n{workload}[gate]\nprefix_cache_hit_rate = {{ min = 0.5 }}\n"
+        )
+    };
+    let dir = project(
+        config,
+        &[
+            (
+                "compare",
+                &format!("{workload}[gate]\nttft_p50 = {{ max_ratio = 0.8 }}\n"),
+            ),
+            ("on", &gated("cached")),
+            ("off", &gated("uncached")),
+        ],
+    );
+    let (code, console, results) = run(dir.path(), "compare");
+    assert_eq!(code, Some(0), "{console}");
+    let case = &results["cases"][0];
+    let figure = |side: &str, key: &str| case[side]["summary"]["server"][key].as_f64();
+    let on = figure("candidate", "prefix_cache_hit_rate").unwrap();
+    let off = figure("baseline", "prefix_cache_hit_rate").unwrap();
+    // 512 of every 544 prompt tokens, but for each prefix's first request.
+    assert!(on > 0.85, "{on}");
+    assert_eq!(off, 0.0);
+    let ttft = |side: &str| case[side]["summary"]["ttft_ms"]["p50"].as_f64().unwrap();
+    assert!(ttft("candidate") < 0.5 * ttft("baseline"), "{console}");
+    for side in ["candidate", "baseline"] {
+        assert!(lengths(&case[side]).iter().all(|&l| l == (544, 8)));
+        assert!(figure(side, "kv_cache_usage_peak").unwrap() > 0.0);
+        assert_eq!(figure(side, "running_peak"), Some(4.0), "{side}");
+    }
+    assert!(console.contains("prefix-cache hit rate"), "{console}");
+
+    let (code, console, _) = run(dir.path(), "on");
+    assert_eq!(code, Some(0), "{console}");
+    let (code, console, _) = run(dir.path(), "off");
+    assert_eq!(code, Some(1), "{console}");
+    let row = console
+        .lines()
+        .find(|l| l.contains("prefix_cache_hit_rate"))
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(row.contains("FAIL") && row.contains(">= 0.5"), "{console}");
+}
+
+/// The scraped series are the engine's own counters: over the measured
+/// requests they rose by exactly the tokens the client counted, and the
+/// last scrape reads what the engine says once the run is over.
+#[test]
+fn scraped_series_match_the_engines_counters() {
+    let engine = Sim::start(&["--profile", "engine", "--model", "servegate-sim"]);
+    let dir = project(
+        &format!(
+            "[targets.candidate]\nurl = \"{0}\"\n[targets.baseline]\nurl = \"{0}\"\n",
+            engine.url
+        ),
+        &[(
+            "scraped",
+            "[workload]\nprompts = \"short\"\nmax_tokens = 16\nconcurrency = 4\nnum_requests = 20\nwarmup = 3\n\
+             [server_metrics]\ninterval_s = 0.05\nnames = [\"vllm:generation_tokens_total\", \"vllm:prompt_tokens_total\"]\n\
+             [gate]\nerror_rate = { max = 0.0 }\n",
+        )],
+    );
+    let (code, console, results) = run(dir.path(), "scraped");
+    assert_eq!(code, Some(0), "{console}");
+    let side = &results["cases"][0]["baseline"];
+    let series = &side["server_metrics"][0];
+    let column = |name: &str| -> Vec<f64> {
+        series["values"][name]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: {series}"))
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let generated = column("vllm:generation_tokens_total");
+    let prompted = column("vllm:prompt_tokens_total");
+    assert!(generated.len() >= 3, "{series}");
+    assert!(generated.windows(2).all(|w| w[0] <= w[1]), "{generated:?}");
+    let records = side["records"].as_array().unwrap();
+    let sum = |key: &str| -> f64 { records.iter().map(|r| r[key].as_f64().unwrap()).sum() };
+    assert_eq!(
+        generated[generated.len() - 1] - generated[0],
+        sum("output_tokens")
+    );
+    assert_eq!(
+        prompted[prompted.len() - 1] - prompted[0],
+        sum("input_tokens")
+    );
+    // Nothing ran since: the engine's counter now is the last one scraped.
+    let url = format!("{}/metrics", engine.url);
+    let metrics =
+        common::rt().block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    let now: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("vllm:generation_tokens_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(now, generated[generated.len() - 1]);
+}
