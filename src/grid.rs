@@ -99,7 +99,8 @@ impl BenchFile {
 
 /// The grid: every prompt length × max_tokens × concurrency.
 pub struct Grid {
-    pub prompt_sets: Vec<(String, Vec<String>)>,
+    /// Each set's name and prompts.
+    pub prompt_sets: Vec<(String, Vec<Prompt>)>,
     pub max_tokens: Vec<u32>,
     pub concurrency: Vec<u32>,
     pub base: WorkloadConfig,
@@ -183,16 +184,8 @@ pub async fn run_grid(
     progress: bool,
 ) -> Vec<PointResult> {
     let mut out = Vec::new();
-    for (length, texts) in &grid.prompt_sets {
-        let prompts: Vec<Prompt> = texts
-            .iter()
-            .map(|t| Prompt {
-                text: t.clone(),
-                tokens: tokenizer.as_ref().map(|tk| tk.count(t) as u32),
-                max_tokens: None,
-            })
-            .collect();
-        let prompts = Arc::new(prompts);
+    for (length, prompts) in &grid.prompt_sets {
+        let prompts = Arc::new(prompts.clone());
         for &mt in &grid.max_tokens {
             for &c in &grid.concurrency {
                 let workload = WorkloadConfig {
@@ -235,7 +228,7 @@ pub async fn run_grid(
 pub fn table(results: &[PointResult]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    t.set_header(vec![
+    let mut header = vec![
         "name",
         "TTFT p50",
         "TTFT p95",
@@ -250,7 +243,13 @@ pub fn table(results: &[PointResult]) -> String {
         "req/s",
         "errors",
         "tokens from",
-    ]);
+    ];
+    // Goodput only where objectives were set (`--goodput`).
+    let goodput = results.iter().any(|r| r.summary.goodput.is_some());
+    if goodput {
+        header.push("goodput req/s");
+    }
+    t.set_header(header);
     let f = |v: f64| {
         if v.is_finite() {
             format!("{v:.2}")
@@ -259,7 +258,7 @@ pub fn table(results: &[PointResult]) -> String {
         }
     };
     for r in results {
-        t.add_row(vec![
+        let mut row = vec![
             r.name.clone(),
             f(r.ttft_p50_ms),
             f(r.ttft_p95_ms),
@@ -274,7 +273,11 @@ pub fn table(results: &[PointResult]) -> String {
             f(r.request_throughput),
             r.summary.failed.to_string(),
             r.token_source.clone(),
-        ]);
+        ];
+        if goodput {
+            row.push(f(r.summary.goodput.unwrap_or(f64::NAN)));
+        }
+        t.add_row(row);
     }
     t.to_string()
 }

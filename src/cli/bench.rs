@@ -31,20 +31,62 @@ pub(super) struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     warmup: u32,
     /// Measured requests per point.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, visible_alias = "num-prompts", default_value_t = 20)]
     num_requests: u32,
-    /// Requests in flight at once (`1,2,4` or `1 2 4`).
-    #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = [1u32, 2, 4])]
+    /// Requests in flight at once (`1,2,4` or `1 2 4`); with a rate, the cap
+    /// on requests in flight (vLLM's `--max-concurrency`).
+    #[arg(long, visible_alias = "max-concurrency", value_delimiter = ',', num_args = 1.., default_values_t = [1u32, 2, 4])]
     pub(super) concurrency: Vec<u32>,
     /// Tokens to generate per request (`64,128` or `64 128`).
     #[arg(long, value_delimiter = ',', num_args = 1.., default_values_t = [64u32, 128])]
     pub(super) max_tokens: Vec<u32>,
     /// Write results here (JSON).
-    #[arg(long)]
+    #[arg(long, visible_alias = "result-filename")]
     output: Option<PathBuf>,
-    /// Open loop: requests per second (concurrency then caps requests in flight).
+    /// Write results even without `--output`, to `servegate-bench-DATE.json`.
     #[arg(long)]
+    save_result: bool,
+    /// Open loop: requests per second (concurrency then caps requests in
+    /// flight); `inf` sends them all at once, as vLLM's `--request-rate inf`.
+    #[arg(long, visible_alias = "request-rate", value_parser = parse_rate)]
     rate: Option<f64>,
+    /// Where prompts come from: the prompt sets (`--prompt-length`), or
+    /// `vllm bench serve`'s `random`, `prefix_repetition`, `sharegpt`.
+    #[arg(long, value_enum, default_value = "prompt-sets")]
+    dataset_name: DatasetArg,
+    /// The ShareGPT-format file for `--dataset-name sharegpt`.
+    #[arg(long)]
+    dataset_path: Option<PathBuf>,
+    /// `random`: input tokens per request.
+    #[arg(long, default_value_t = 1024)]
+    random_input_len: u32,
+    /// `random`: output tokens per request.
+    #[arg(long, default_value_t = 128)]
+    random_output_len: u32,
+    /// `random`: lengths drawn from `len × [1 − r, 1 + r]`.
+    #[arg(long, default_value_t = 0.0)]
+    random_range_ratio: f64,
+    /// `random`: tokens of a prefix every request shares.
+    #[arg(long, default_value_t = 0)]
+    random_prefix_len: u32,
+    /// `prefix_repetition`: how many shared prefixes.
+    #[arg(long, default_value_t = 10)]
+    prefix_repetition_num_prefixes: u32,
+    /// `prefix_repetition`: tokens per prefix.
+    #[arg(long, default_value_t = 256)]
+    prefix_repetition_prefix_len: u32,
+    /// `prefix_repetition`: tokens of each request's own suffix.
+    #[arg(long, default_value_t = 256)]
+    prefix_repetition_suffix_len: u32,
+    /// `prefix_repetition`: output tokens per request.
+    #[arg(long, default_value_t = 128)]
+    prefix_repetition_output_len: u32,
+    /// Seed of generated prompts and arrivals.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Goodput objectives, vLLM's syntax: `ttft:200 tpot:50 e2el:2000` (ms).
+    #[arg(long, num_args = 1..)]
+    goodput: Vec<String>,
     /// Gamma shape of inter-arrival times (1 = Poisson).
     #[arg(long, default_value_t = 1.0)]
     burstiness: f64,
@@ -68,6 +110,52 @@ pub(super) struct BenchArgs {
 
 /// Longest wait for one of the probe's requests.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum DatasetArg {
+    PromptSets,
+    Random,
+    #[value(name = "prefix_repetition", alias = "prefix-repetition")]
+    PrefixRepetition,
+    Sharegpt,
+}
+
+/// A rate in requests per second, or `inf` (none: all at once).
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text {
+        "inf" | "infinity" => Ok(f64::INFINITY),
+        _ => text.parse().map_err(|e| format!("{e}")),
+    }
+}
+
+/// `ttft:200 tpot:50 e2el:2000`, as `vllm bench serve --goodput` reads it.
+fn parse_goodput(items: &[String]) -> Result<Option<servegate::metrics::Slo>, String> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut slo = servegate::metrics::Slo::default();
+    for item in items {
+        let (name, value) = item
+            .split_once(':')
+            .ok_or_else(|| format!("`{item}`: expected NAME:MILLISECONDS"))?;
+        let ms: f64 = value
+            .parse()
+            .map_err(|_| format!("`{item}`: `{value}` is not a number"))?;
+        servegate::config::limits::number(ms, servegate::config::limits::SLO_MS)
+            .map_err(|e| format!("`{item}`: {e}"))?;
+        match name {
+            "ttft" => slo.ttft_ms = Some(ms),
+            "tpot" => slo.tpot_ms = Some(ms),
+            "e2el" => slo.e2e_ms = Some(ms),
+            _ => {
+                return Err(format!(
+                    "`{item}`: unknown objective `{name}` (ttft, tpot, e2el)"
+                ))
+            }
+        }
+    }
+    Ok(Some(slo))
+}
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum EndpointArg {
@@ -118,7 +206,26 @@ pub(super) fn bench(
     if let Some(w) = servegate::open_files::concurrency_warning(most as u64, open_files) {
         eprintln!("{w}");
     }
-    let prompt_sets = bench_prompt_sets(args, root).map_err(CliError::Usage)?;
+    let slo =
+        parse_goodput(&args.goodput).map_err(|e| CliError::Usage(format!("--goodput {e}")))?;
+    // Generated prompts are cut from the project's prompt text, when there is a project.
+    let text_dir =
+        project_root(root.clone()).map(|r| match servegate::config::load_project(&r, &[]) {
+            Ok(c) => servegate::config::resolve(&r, &c.prompts_dir),
+            Err(_) => r.join("prompts"),
+        });
+    let prompt_sets = match args.dataset_name {
+        DatasetArg::PromptSets => Some(bench_prompt_sets(args, root).map_err(CliError::Usage)?),
+        DatasetArg::Sharegpt => {
+            let path = args.dataset_path.as_ref().ok_or_else(|| {
+                CliError::Usage("--dataset-name sharegpt needs --dataset-path".into())
+            })?;
+            let texts = workload::load_sharegpt(path).map_err(CliError::Usage)?;
+            Some(vec![("sharegpt".to_string(), texts)])
+        }
+        // Made once the model is known (its tokenizer may be the cached one).
+        DatasetArg::Random | DatasetArg::PrefixRepetition => None,
+    };
     let tokenizer = args
         .tokenizer
         .as_deref()
@@ -134,13 +241,26 @@ pub(super) fn bench(
         None => None,
     };
     let rt = runtime();
-    let outcome = rt.block_on(measure(args, prompt_sets, tokenizer, api_key));
+    let outcome = rt.block_on(measure(
+        args,
+        prompt_sets,
+        tokenizer,
+        api_key,
+        slo,
+        text_dir,
+    ));
     // Closing the runtime closes every connection it held, so the results
     // file can be written even when the run used every file allowed.
     drop(rt);
     let file = outcome.map_err(|e| CliError::Failed(format!("{e:#}")))?;
     print_points(&file);
-    if let Some(path) = &args.output {
+    let output = args.output.clone().or_else(|| {
+        args.save_result.then(|| {
+            let now = chrono::Local::now().format("%Y%m%d-%H%M%S");
+            PathBuf::from(format!("servegate-bench-{now}.json"))
+        })
+    });
+    if let Some(path) = &output {
         save(path, &file)?;
     }
     verdict(&file)
@@ -163,8 +283,44 @@ fn check_ranges(args: &BenchArgs) -> Result<(), CliError> {
             count(args.num_requests.into(), 1, limits::MAX_REQUESTS).map(drop),
         ),
     ];
-    if let Some(rate) = args.rate {
+    if let Some(rate) = args.rate.filter(|r| r.is_finite()) {
         checks.push(("--rate", number(rate, limits::RATE).map(drop)));
+    }
+    if matches!(
+        args.dataset_name,
+        DatasetArg::Random | DatasetArg::PrefixRepetition
+    ) {
+        for (flag, v, least) in [
+            ("--random-input-len", args.random_input_len, 1),
+            ("--random-output-len", args.random_output_len, 1),
+            ("--random-prefix-len", args.random_prefix_len, 0),
+            (
+                "--prefix-repetition-num-prefixes",
+                args.prefix_repetition_num_prefixes,
+                1,
+            ),
+            (
+                "--prefix-repetition-prefix-len",
+                args.prefix_repetition_prefix_len,
+                1,
+            ),
+            (
+                "--prefix-repetition-suffix-len",
+                args.prefix_repetition_suffix_len,
+                1,
+            ),
+            (
+                "--prefix-repetition-output-len",
+                args.prefix_repetition_output_len,
+                1,
+            ),
+        ] {
+            checks.push((flag, count(v.into(), least, limits::MAX_TOKENS).map(drop)));
+        }
+        checks.push((
+            "--random-range-ratio",
+            number(args.random_range_ratio, (0.0, 0.999)).map(drop),
+        ));
     }
     checks.push((
         "--request-timeout",
@@ -191,9 +347,11 @@ fn check_ranges(args: &BenchArgs) -> Result<(), CliError> {
 /// Every point of the grid against the server, in the old script's schema.
 async fn measure(
     args: &BenchArgs,
-    prompt_sets: Vec<(String, Vec<String>)>,
+    prompt_sets: Option<Vec<(String, Vec<String>)>>,
     tokenizer: Option<Tokenizer>,
     api_key: Option<String>,
+    slo: Option<servegate::metrics::Slo>,
+    text_dir: Option<PathBuf>,
 ) -> anyhow::Result<BenchFile> {
     let request_timeout = std::time::Duration::from_secs_f64(args.request_timeout);
     let endpoint = match args.endpoint {
@@ -212,17 +370,36 @@ async fn measure(
         Some(m) => m.clone(),
         None => client.first_model().await.map_err(anyhow::Error::msg)?,
     };
+    let (prompt_sets, max_tokens) = match prompt_sets {
+        Some(sets) => {
+            let sets = sets
+                .into_iter()
+                .map(|(name, texts)| {
+                    let prompts = texts
+                        .into_iter()
+                        .map(|t| workload::Prompt::text(t, tokenizer.as_ref()))
+                        .collect();
+                    (name, prompts)
+                })
+                .collect();
+            (sets, args.max_tokens.clone())
+        }
+        None => generated(args, &model, tokenizer.as_ref(), text_dir)?,
+    };
     let grid = Grid {
         prompt_sets,
-        max_tokens: args.max_tokens.clone(),
+        max_tokens,
         concurrency: args.concurrency.clone(),
         base: WorkloadConfig {
             endpoint,
             warmup: args.warmup,
             num_requests: args.num_requests,
-            rate: args.rate,
+            // `inf`: no arrival schedule, every request at once up to the concurrency.
+            rate: args.rate.filter(|r| r.is_finite()),
             burstiness: args.burstiness,
             request_timeout_s: request_timeout.as_secs_f64(),
+            seed: args.seed,
+            slo,
             ..WorkloadConfig::default()
         },
     };
@@ -250,6 +427,62 @@ async fn measure(
         probe: probe::record(&found, choices),
         scenarios: results,
     })
+}
+
+/// A `random` or `prefix_repetition` set, one prompt per request, and the
+/// output length that names its points (each request asks for its own).
+#[allow(clippy::type_complexity)]
+fn generated(
+    args: &BenchArgs,
+    model: &str,
+    tokenizer: Option<&Tokenizer>,
+    text_dir: Option<PathBuf>,
+) -> anyhow::Result<(Vec<(String, Vec<workload::Prompt>)>, Vec<u32>)> {
+    use servegate::config::{PrefixRepetitionPrompts, PromptSource, RandomPrompts};
+    let cached;
+    let tokenizer = match tokenizer {
+        Some(t) => t,
+        None => {
+            let path = servegate::quality::data::cached_tokenizer(model).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--dataset-name random and prefix_repetition make prompts of exact token lengths: \
+                     pass --tokenizer (a tokenizer.json); `{model}` is not in the Hugging Face cache"
+                )
+            })?;
+            cached = Tokenizer::from_file(&path).map_err(anyhow::Error::msg)?;
+            &cached
+        }
+    };
+    let (source, output_len) = match args.dataset_name {
+        DatasetArg::Random => (
+            PromptSource::Random {
+                random: RandomPrompts {
+                    input_len: args.random_input_len,
+                    output_len: args.random_output_len,
+                    range_ratio: args.random_range_ratio,
+                    prefix_len: args.random_prefix_len,
+                },
+            },
+            args.random_output_len,
+        ),
+        _ => (
+            PromptSource::PrefixRepetition {
+                prefix_repetition: PrefixRepetitionPrompts {
+                    num_prefixes: args.prefix_repetition_num_prefixes,
+                    prefix_len: args.prefix_repetition_prefix_len,
+                    suffix_len: args.prefix_repetition_suffix_len,
+                    output_len: args.prefix_repetition_output_len,
+                },
+            },
+            args.prefix_repetition_output_len,
+        ),
+    };
+    // Without a project, a built-in sentence is the text prompts are cut from.
+    let dir = text_dir.unwrap_or_default();
+    let wanted = (args.warmup + args.num_requests) as usize;
+    let prompts = workload::load_prompts(&dir, &dir, &source, Some(tokenizer), wanted, args.seed)
+        .map_err(anyhow::Error::msg)?;
+    Ok((vec![(source.label(), prompts)], vec![output_len]))
 }
 
 /// The points' table, the errors behind failed requests, client-lag warnings.

@@ -64,9 +64,20 @@ pub(super) struct SimArgs {
     /// JSON line of token ids (for comparing what two clients sent).
     #[arg(long, value_name = "FILE")]
     log_prompts: Option<PathBuf>,
+    /// Write the engine's tokenizer.json to FILE and exit (for prompts of
+    /// exact token lengths against it, `bench --tokenizer FILE`).
+    #[arg(long, value_name = "FILE")]
+    export_tokenizer: Option<PathBuf>,
 }
 
 pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError> {
+    if let Some(path) = &args.export_tokenizer {
+        return servegate::files::write_atomic(
+            path,
+            servegate::tokenizer::ENGINE_TOKENIZER_JSON.as_bytes(),
+        )
+        .map_err(|e| CliError::Failed(format!("--export-tokenizer {}: {e:#}", path.display())));
+    }
     let spec = SimSpec {
         profile: args.profile.clone(),
         ttft_ms: args.ttft_ms,

@@ -214,3 +214,61 @@ fn scraped_series_match_the_engines_counters() {
         .unwrap();
     assert_eq!(now, generated[generated.len() - 1]);
 }
+
+/// A `vllm bench serve` command line pasted into `servegate bench`: the
+/// random dataset's exact lengths, `--request-rate inf` with
+/// `--max-concurrency`, goodput objectives, `--result-filename`.
+#[test]
+fn bench_takes_vllm_bench_serve_flags() {
+    let engine = Sim::start(&["--profile", "engine"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("result.json");
+    let tokenizer = common::repo().join("src/sim/data/tokenizer.json");
+    let bench = |extra: &[&str]| {
+        std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["bench", "--base-url", &engine.url])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let ran = bench(&[
+        "--dataset-name",
+        "random",
+        "--random-input-len",
+        "64",
+        "--random-output-len",
+        "8",
+        "--num-prompts",
+        "12",
+        "--max-concurrency",
+        "3",
+        "--request-rate",
+        "inf",
+        "--goodput",
+        "ttft:5000",
+        "e2el:60000",
+        "--tokenizer",
+        tokenizer.to_str().unwrap(),
+        "--result-filename",
+        out.to_str().unwrap(),
+    ]);
+    let console = common::text(&ran);
+    assert_eq!(ran.status.code(), Some(0), "{console}");
+    assert!(console.contains("goodput req/s"), "{console}");
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let point = &file["scenarios"][0];
+    assert_eq!(point["name"], "random_in64_out8_mt8_c3", "{point}");
+    let s = &point["summary"];
+    assert_eq!(s["completed"], 12);
+    assert_eq!(s["total_input_tokens"], 12 * 64, "{s}");
+    assert_eq!(s["total_output_tokens"], 12 * 8, "{s}");
+    assert_eq!(s["peak_concurrency"], 3, "{s}");
+    // Generous objectives: every request meets them.
+    assert_eq!(s["goodput"], s["request_throughput"], "{s}");
+
+    // A malformed objective is a usage error naming it.
+    let ran = bench(&["--goodput", "ttft=5", "--num-prompts", "1"]);
+    assert_eq!(ran.status.code(), Some(2), "{}", common::text(&ran));
+    assert!(String::from_utf8_lossy(&ran.stderr).contains("`ttft=5`"));
+}
