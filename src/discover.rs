@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::{
-    self, CaseConfig, CaseKind, ConfigError, EnvOverride, Layers, PromptSource, PROJECT_FILE,
+    self, CaseConfig, CaseKind, ConfigError, EnvOverride, Layers, PromptSource, RequestRate,
+    PROJECT_FILE,
 };
 
 /// A project: the folder holding `servegate.toml`, and the environment overrides in force.
@@ -196,32 +197,79 @@ pub fn expand_named(
         .num_requests
         .clone()
         .unwrap_or_else(|| vec![w.num_requests]);
+    // `None`: the workload's own rate (and cap).
+    let rates: Vec<Option<RequestRate>> = match &m.request_rate {
+        Some(r) => r.iter().copied().map(Some).collect(),
+        None => vec![None],
+    };
+    let caps: Vec<Option<u32>> = match &m.max_concurrency {
+        Some(c) => c.iter().copied().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut loads = Vec::new();
+    for &rate in &rates {
+        for &cap in &caps {
+            loads.push((rate, cap));
+        }
+    }
     let mut points = Vec::new();
     for p in &prompts {
         for &mt in &max_tokens {
             for &c in &concurrency {
-                for &n in &num_requests {
-                    let mut parts = Vec::new();
-                    if prompts.len() > 1 || varies(named.prompts.as_ref().map(Vec::len)) {
-                        parts.push(p.label());
+                for &(rate, cap) in &loads {
+                    for &n in &num_requests {
+                        let mut parts = Vec::new();
+                        if prompts.len() > 1 || varies(named.prompts.as_ref().map(Vec::len)) {
+                            parts.push(p.label());
+                        }
+                        if max_tokens.len() > 1 || varies(named.max_tokens.as_ref().map(Vec::len)) {
+                            parts.push(format!("mt{mt}"));
+                        }
+                        if concurrency.len() > 1 || varies(named.concurrency.as_ref().map(Vec::len))
+                        {
+                            parts.push(format!("c{c}"));
+                        }
+                        if let Some(rate) = rate.filter(|_| {
+                            rates.len() > 1 || varies(named.request_rate.as_ref().map(Vec::len))
+                        }) {
+                            parts.push(rate.label());
+                        }
+                        if let Some(cap) = cap.filter(|_| {
+                            caps.len() > 1 || varies(named.max_concurrency.as_ref().map(Vec::len))
+                        }) {
+                            parts.push(format!("mc{cap}"));
+                        }
+                        if num_requests.len() > 1
+                            || varies(named.num_requests.as_ref().map(Vec::len))
+                        {
+                            parts.push(format!("n{n}"));
+                        }
+                        let mut point = config.clone();
+                        point.workload.prompts = p.clone();
+                        point.workload.max_tokens = mt;
+                        point.workload.concurrency = c;
+                        point.workload.num_requests = n;
+                        if let Some(cap) = cap {
+                            point.workload.max_concurrency = Some(cap);
+                        }
+                        match rate {
+                            Some(RequestRate::PerSecond(r)) => point.workload.rate = Some(r),
+                            // Every request at once: a closed loop as wide as
+                            // the cap, or as the whole run without one.
+                            Some(RequestRate::Inf) => {
+                                point.workload.rate = None;
+                                point.workload.concurrency = point
+                                    .workload
+                                    .max_concurrency
+                                    .unwrap_or(n)
+                                    .min(config::limits::MAX_CONCURRENCY as u32);
+                            }
+                            None => {}
+                        }
+                        point.matrix = Default::default();
+                        let suffix = (!parts.is_empty()).then(|| parts.join("_"));
+                        points.push((suffix, point));
                     }
-                    if max_tokens.len() > 1 || varies(named.max_tokens.as_ref().map(Vec::len)) {
-                        parts.push(format!("mt{mt}"));
-                    }
-                    if concurrency.len() > 1 || varies(named.concurrency.as_ref().map(Vec::len)) {
-                        parts.push(format!("c{c}"));
-                    }
-                    if num_requests.len() > 1 || varies(named.num_requests.as_ref().map(Vec::len)) {
-                        parts.push(format!("n{n}"));
-                    }
-                    let mut point = config.clone();
-                    point.workload.prompts = p.clone();
-                    point.workload.max_tokens = mt;
-                    point.workload.concurrency = c;
-                    point.workload.num_requests = n;
-                    point.matrix = Default::default();
-                    let suffix = (!parts.is_empty()).then(|| parts.join("_"));
-                    points.push((suffix, point));
                 }
             }
         }
@@ -246,6 +294,7 @@ mod tests {
             max_tokens: Some(vec![64, 128]),
             concurrency: Some(vec![1, 2, 4]),
             num_requests: Some(vec![10]),
+            ..MatrixConfig::default()
         };
         let points = expand(&c);
         assert_eq!(points.len(), 12);

@@ -790,6 +790,56 @@ pub struct MatrixConfig {
     pub concurrency: Option<Vec<u32>>,
     #[serde(default)]
     pub num_requests: Option<Vec<u32>>,
+    /// Open-loop rates in requests per second, or `"inf"`: every request
+    /// at once, up to `max_concurrency` (vLLM's `--request-rate inf`).
+    #[serde(default)]
+    pub request_rate: Option<Vec<RequestRate>>,
+    /// Caps on requests in flight (with a rate, or `inf`).
+    #[serde(default)]
+    pub max_concurrency: Option<Vec<u32>>,
+}
+
+/// One value of the `request_rate` axis.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RequestRate {
+    PerSecond(f64),
+    Inf,
+}
+
+impl RequestRate {
+    pub fn label(self) -> String {
+        match self {
+            RequestRate::PerSecond(r) => format!("r{r}"),
+            RequestRate::Inf => "rinf".into(),
+        }
+    }
+}
+
+impl Serialize for RequestRate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RequestRate::PerSecond(r) => s.serialize_f64(*r),
+            RequestRate::Inf => s.serialize_str("inf"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestRate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(r) => Ok(RequestRate::PerSecond(r)),
+            Raw::Text(t) if t == "inf" => Ok(RequestRate::Inf),
+            Raw::Text(t) => Err(serde::de::Error::custom(format!(
+                "`{t}` is not a rate: a number of requests per second, or \"inf\""
+            ))),
+        }
+    }
 }
 
 /// The `[gate]` table. Scenarios and suites share the table's name, so one

@@ -413,6 +413,32 @@ fn matrix(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             }
         }
     }
+    if let Some(caps) = &m.max_concurrency {
+        if caps.is_empty() {
+            return Err(at(
+                "matrix.max_concurrency",
+                "a matrix axis needs at least one value".into(),
+            ));
+        }
+        for &v in caps {
+            count(v.into(), 1, limits::MAX_CONCURRENCY)
+                .map_err(|e| at("matrix.max_concurrency", format!("values {e}")))?;
+        }
+    }
+    if let Some(rates) = &m.request_rate {
+        if rates.is_empty() {
+            return Err(at(
+                "matrix.request_rate",
+                "a matrix axis needs at least one value".into(),
+            ));
+        }
+        for rate in rates {
+            if let super::RequestRate::PerSecond(r) = rate {
+                number(*r, limits::RATE)
+                    .map_err(|e| at("matrix.request_rate", format!("values {e}")))?;
+            }
+        }
+    }
     if m.prompts.as_ref().is_some_and(|p| p.is_empty()) {
         return Err(at(
             "matrix.prompts",
@@ -424,6 +450,8 @@ fn matrix(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         ("max_tokens", m.max_tokens.as_ref().map(Vec::len)),
         ("concurrency", m.concurrency.as_ref().map(Vec::len)),
         ("num_requests", m.num_requests.as_ref().map(Vec::len)),
+        ("request_rate", m.request_rate.as_ref().map(Vec::len)),
+        ("max_concurrency", m.max_concurrency.as_ref().map(Vec::len)),
     ];
     let points = lengths
         .iter()

@@ -272,3 +272,57 @@ fn bench_takes_vllm_bench_serve_flags() {
     assert_eq!(ran.status.code(), Some(2), "{}", common::text(&ran));
     assert!(String::from_utf8_lossy(&ran.stderr).contains("`ttft=5`"));
 }
+
+/// `request_rate` as a matrix axis, `inf` included, with `max_concurrency`:
+/// one test per point, each named by its rate, each load as asked.
+#[test]
+fn request_rate_is_a_matrix_axis_with_inf() {
+    let dir = project(
+        "[targets.candidate]\nsim = { profile = \"engine\" }\n\
+         [targets.baseline]\nsim = { profile = \"engine\" }\n",
+        &[(
+            "rates",
+            "[workload]\nprompts = \"short\"\nmax_tokens = 8\nnum_requests = 12\nwarmup = 0\n\
+             [matrix]\nrequest_rate = [20.0, \"inf\"]\nmax_concurrency = [3]\n\
+             [gate]\nerror_rate = { max = 0.0 }\n",
+        )],
+    );
+    let list = std::process::Command::new(BIN)
+        .args(["--root", dir.path().to_str().unwrap(), "list", "rates"])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout).to_string();
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        ["scenario::rates::r20", "scenario::rates::rinf"],
+        "{}",
+        common::text(&list)
+    );
+    let (code, console, results) = run(dir.path(), "rates::rinf");
+    assert_eq!(code, Some(0), "{console}");
+    let case = &results["cases"][0];
+    assert_eq!(
+        case["candidate"]["summary"]["peak_concurrency"], 3,
+        "{case}"
+    );
+    assert_eq!(case["workload"]["rate"], Value::Null);
+    let (code, console, results) = run(dir.path(), "rates::r20");
+    assert_eq!(code, Some(0), "{console}");
+    assert_eq!(results["cases"][0]["workload"]["rate"], 20.0);
+    // A rate that is neither a number nor "inf" names the key.
+    std::fs::write(
+        dir.path().join("scenarios/rates.toml"),
+        "[matrix]\nrequest_rate = [\"fast\"]\n[gate]\nerror_rate = { max = 0.0 }\n",
+    )
+    .unwrap();
+    let check = std::process::Command::new(BIN)
+        .args(["--root", dir.path().to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("rates.toml") && err.contains("`fast` is not a rate"),
+        "{err}"
+    );
+}
