@@ -125,6 +125,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
         text: "calibration prompt".into(),
         tokens: None,
         max_tokens: None,
+        arrival_s: None,
     }]);
     let request_s =
         (options.ttft_ms + options.itl_ms * (options.output_tokens.max(1) - 1) as f64) / 1000.0;

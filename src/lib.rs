@@ -34,5 +34,6 @@ pub mod server;
 pub mod server_metrics;
 pub mod sim;
 pub mod stats;
+pub mod sweep;
 pub mod tokenizer;
 pub mod workload;

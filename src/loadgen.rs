@@ -20,6 +20,9 @@ pub struct BenchResult {
     /// The server's `/metrics` while the measured requests ran, when scraped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<crate::server_metrics::ServerSeries>,
+    /// With a sweep: every load it ran (this result is the saturated one's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<crate::sweep::SweepPoint>,
 }
 
 /// Everything a benchmark needs besides the client.
@@ -69,8 +72,19 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
         m.notify_one();
     }
     let lag = crate::lag::Probe::start();
-    let records = match w.rate {
-        None => {
+    // A trace's requests go at its own times, from the first measured one.
+    let first = w.warmup as usize;
+    let at = |i: usize| spec.prompts[i % spec.prompts.len()].arrival_s;
+    let traced: Option<Vec<f64>> = at(first).map(|t0| {
+        (first..first + n)
+            .map(|i| at(i).map_or(0.0, |t| (t - t0).max(0.0)))
+            .collect()
+    });
+    let records = match (traced, w.rate) {
+        (Some(arrivals), _) => {
+            open_loop(send(spec.clone(), first), &arrivals, w.max_concurrency).await
+        }
+        (None, None) => {
             closed_loop(
                 send(spec.clone(), w.warmup as usize),
                 n,
@@ -79,7 +93,7 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
             )
             .await
         }
-        Some(rate) => {
+        (None, Some(rate)) => {
             let arrivals = workload::arrival_times(n, rate, w.burstiness, w.seed);
             open_loop(
                 send(spec.clone(), w.warmup as usize),
@@ -95,6 +109,7 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
         summary,
         records,
         server: None,
+        sweep: Vec::new(),
     }
 }
 

@@ -200,6 +200,9 @@ pub struct Summary {
     /// set by the runner when the target exports them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub server: BTreeMap<String, f64>,
+    /// With a sweep: the highest rate meeting the objectives (req/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate_within_slo: Option<f64>,
     /// Requests whose token count came from the server's usage report.
     pub tokens_from_usage: usize,
     /// Requests whose token count came from the tokenizer.
@@ -309,6 +312,7 @@ impl Summary {
             throughput_tps: series(Series::Throughput),
             gpu_mem_peak_bytes: None,
             server: BTreeMap::new(),
+            max_rate_within_slo: None,
             tokens_from_usage: ok
                 .iter()
                 .filter(|r| r.token_source == TokenSource::Usage)
@@ -393,6 +397,7 @@ impl Summary {
             MetricName::Goodput => self.goodput.unwrap_or(f64::NAN),
             MetricName::GpuMemPeak => self.gpu_mem_peak_bytes.unwrap_or(f64::NAN),
             MetricName::Server(key) => self.server.get(key).copied().unwrap_or(f64::NAN),
+            MetricName::MaxRateWithinSlo => self.max_rate_within_slo.unwrap_or(f64::NAN),
             MetricName::ErrorRate => self.error_rate,
         }
     }
@@ -458,6 +463,8 @@ pub enum MetricName {
     GpuMemPeak,
     /// A figure from the server's `/metrics` (one of `server_metrics::KEYS`).
     Server(&'static str),
+    /// A sweep's highest rate meeting the objectives.
+    MaxRateWithinSlo,
     ErrorRate,
 }
 
@@ -470,6 +477,7 @@ impl MetricName {
             "goodput" => return Some(Self::Goodput),
             "gpu_mem_peak" => return Some(Self::GpuMemPeak),
             "error_rate" => return Some(Self::ErrorRate),
+            "max_rate_within_slo" => return Some(Self::MaxRateWithinSlo),
             _ => {}
         }
         if let Some(key) = crate::server_metrics::KEYS.iter().find(|k| **k == name) {
@@ -498,13 +506,16 @@ impl MetricName {
     }
 
     pub fn help() -> &'static str {
-        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, total_token_throughput, request_throughput, goodput, gpu_mem_peak, error_rate; from the server's /metrics: running_{peak,mean}, waiting_{peak,mean}, kv_cache_usage_{peak,mean}, prefix_cache_hit_rate, preemptions"
+        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, total_token_throughput, request_throughput, goodput, gpu_mem_peak, error_rate; from the server's /metrics: running_{peak,mean}, waiting_{peak,mean}, kv_cache_usage_{peak,mean}, prefix_cache_hit_rate, preemptions; with a sweep: max_rate_within_slo"
     }
 
     /// Taken per request, so the bootstrap can resample it (not sampled
     /// from the device or the server's own metrics).
     pub fn per_request(self) -> bool {
-        !matches!(self, Self::GpuMemPeak | Self::Server(_))
+        !matches!(
+            self,
+            Self::GpuMemPeak | Self::Server(_) | Self::MaxRateWithinSlo
+        )
     }
 
     /// Whether a larger value is better (throughputs) or worse (latencies, errors).
@@ -517,6 +528,7 @@ impl MetricName {
                 | Self::Goodput
                 | Self::Dist(Series::Throughput, _)
                 | Self::Server("prefix_cache_hit_rate")
+                | Self::MaxRateWithinSlo
         )
     }
 
@@ -525,7 +537,7 @@ impl MetricName {
             Self::Dist(Series::Throughput, _)
             | Self::ThroughputTotal
             | Self::TotalTokenThroughput => "tok/s",
-            Self::RequestThroughput | Self::Goodput => "req/s",
+            Self::RequestThroughput | Self::Goodput | Self::MaxRateWithinSlo => "req/s",
             Self::GpuMemPeak => "B",
             Self::Server(_) | Self::ErrorRate => "",
             Self::Dist(..) => "ms",

@@ -54,6 +54,9 @@ pub struct TargetReport {
     /// measured (empty when it exports none or scraping is off).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_metrics: Vec<crate::server_metrics::ServerSeries>,
+    /// With a sweep: each load of each phase, in the order run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sweep: Vec<crate::sweep::SweepPoint>,
 }
 
 /// The probe as the results keep it: what each feature did and what was

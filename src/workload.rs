@@ -17,6 +17,8 @@ pub struct Prompt {
     /// This request's own output length (generated datasets), in place of
     /// the workload's `max_tokens`.
     pub max_tokens: Option<u32>,
+    /// When a trace sent it, in seconds from the trace's first request.
+    pub arrival_s: Option<f64>,
 }
 
 impl Prompt {
@@ -25,6 +27,7 @@ impl Prompt {
             tokens: tokenizer.map(|t| t.count(&text) as u32),
             text,
             max_tokens: None,
+            arrival_s: None,
         }
     }
 }
@@ -61,6 +64,34 @@ pub fn load_prompts(
             let tok = tokenizer.ok_or("random prompts need a tokenizer")?;
             return random_prompts(tok, &project_text(dir), random, wanted, seed);
         }
+        PromptSource::Custom { custom } => {
+            return load_custom(&root.join(custom), tokenizer);
+        }
+        PromptSource::Trace { trace } => {
+            let tok = tokenizer.ok_or("trace prompts need a tokenizer")?;
+            let path = root.join(&trace.path);
+            let rows = load_trace(&path, trace.time_scale)?;
+            if rows.len() < wanted {
+                return Err(format!(
+                    "{}: {} requests in the trace; warmup + num_requests = {wanted}",
+                    path.display(),
+                    rows.len()
+                ));
+            }
+            let source = project_text(dir);
+            return rows[..wanted]
+                .iter()
+                .enumerate()
+                .map(|(i, row)| {
+                    Ok(Prompt {
+                        text: tok.exact_prompt(&source, row.input_tokens as usize, i * 31)?,
+                        tokens: Some(row.input_tokens),
+                        max_tokens: Some(row.output_tokens),
+                        arrival_s: Some(row.arrival_s),
+                    })
+                })
+                .collect();
+        }
         PromptSource::PrefixRepetition { prefix_repetition } => {
             let tok = tokenizer.ok_or("prefix_repetition prompts need a tokenizer")?;
             return prefix_repetition_prompts(
@@ -76,6 +107,111 @@ pub fn load_prompts(
         .into_iter()
         .map(|text| Prompt::text(text, tokenizer))
         .collect())
+}
+
+/// `{"prompt": "…", "output_tokens": N}` per line (`output_tokens`
+/// optional), as `vllm bench serve --dataset-name custom` reads them.
+fn load_custom(path: &Path, tokenizer: Option<&Tokenizer>) -> Result<Vec<Prompt>, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Line {
+        prompt: String,
+        #[serde(default)]
+        output_tokens: Option<u32>,
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut prompts = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let l: Line =
+            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        if l.output_tokens == Some(0) {
+            return Err(format!(
+                "{}:{}: output_tokens must be at least 1",
+                path.display(),
+                i + 1
+            ));
+        }
+        let mut p = Prompt::text(l.prompt, tokenizer);
+        p.max_tokens = l.output_tokens;
+        prompts.push(p);
+    }
+    if prompts.is_empty() {
+        return Err(format!("{}: no prompts", path.display()));
+    }
+    Ok(prompts)
+}
+
+/// One request of a trace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceRow {
+    pub arrival_s: f64,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+}
+
+/// A trace in BurstGPT's CSV columns (`Timestamp` in seconds, `Request
+/// tokens`, `Response tokens`; others ignored), sorted by time, arrivals
+/// from the first request and gaps multiplied by `time_scale`. Counts of 0
+/// (BurstGPT's failed requests) become 1: a request needs a token.
+pub fn load_trace(path: &Path, time_scale: f64) -> Result<Vec<TraceRow>, String> {
+    let at = |e: String| format!("{}: {e}", path.display());
+    let mut reader = csv::Reader::from_path(path).map_err(|e| at(e.to_string()))?;
+    let headers = reader.headers().map_err(|e| at(e.to_string()))?.clone();
+    let column = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                at(format!(
+                    "no `{name}` column (columns: {})",
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                ))
+            })
+    };
+    let (time, input, output) = (
+        column("Timestamp")?,
+        column("Request tokens")?,
+        column("Response tokens")?,
+    );
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| at(e.to_string()))?;
+        // Line i + 2: the header is line 1.
+        let field = |c: usize, name: &str| -> Result<f64, String> {
+            let v = record.get(c).unwrap_or("").trim();
+            v.parse::<f64>()
+                .ok()
+                .filter(|x| x.is_finite() && *x >= 0.0)
+                .ok_or_else(|| {
+                    format!(
+                        "{}:{}: `{name}` is `{v}`, not a count",
+                        path.display(),
+                        i + 2
+                    )
+                })
+        };
+        let tokens = |c: usize, name: &str| -> Result<u32, String> {
+            Ok((field(c, name)?.round() as u64).clamp(1, crate::config::limits::MAX_TOKENS) as u32)
+        };
+        rows.push(TraceRow {
+            arrival_s: field(time, "Timestamp")?,
+            input_tokens: tokens(input, "Request tokens")?,
+            output_tokens: tokens(output, "Response tokens")?,
+        });
+    }
+    if rows.is_empty() {
+        return Err(at("no requests".into()));
+    }
+    rows.sort_by(|a, b| a.arrival_s.total_cmp(&b.arrival_s));
+    let first = rows[0].arrival_s;
+    for r in &mut rows {
+        r.arrival_s = (r.arrival_s - first) * time_scale;
+    }
+    Ok(rows)
 }
 
 /// A length drawn uniformly from `len × [1 − ratio, 1 + ratio]` (at least 1),
@@ -112,6 +248,7 @@ fn random_prompts(
                 text,
                 tokens: Some(total as u32),
                 max_tokens: Some(output),
+                arrival_s: None,
             })
         })
         .collect()
@@ -150,6 +287,7 @@ fn prefix_repetition_prompts(
                 text,
                 tokens: Some(total as u32),
                 max_tokens: Some(spec.output_len),
+                arrival_s: None,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;

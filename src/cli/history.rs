@@ -449,6 +449,7 @@ mod synthetic {
             gpu_memory: Vec::new(),
             probe: None,
             server_metrics: Vec::new(),
+            sweep: Vec::new(),
         }
     }
 

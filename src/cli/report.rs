@@ -125,6 +125,9 @@ pub(super) fn report(
             if let Some(line) = report::console::server_metrics_line(role, t) {
                 println!("{line}");
             }
+            if let Some(table) = report::console::sweep_table(role, t) {
+                println!("{table}");
+            }
         }
     }
     if !latest.cases.is_empty() {

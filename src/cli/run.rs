@@ -36,6 +36,9 @@ fn print_case(r: &CaseReport) {
         if let Some(line) = report::console::server_metrics_line(role, t) {
             println!("{line}");
         }
+        if let Some(table) = report::console::sweep_table(role, t) {
+            println!("{table}");
+        }
     }
     if let Some(note) = report::console::inconclusive_note(r) {
         println!("{note}");

@@ -43,8 +43,11 @@ pub fn resolve_all(c: &mut CaseConfig, root: &Path) {
     if let Baseline::Recorded(r) = &mut c.baseline {
         at(&mut r.results);
     }
-    if let PromptSource::ShareGpt { sharegpt } = &mut c.workload.prompts {
-        at(sharegpt);
+    match &mut c.workload.prompts {
+        PromptSource::ShareGpt { sharegpt } => at(sharegpt),
+        PromptSource::Custom { custom } => at(custom),
+        PromptSource::Trace { trace } => at(&mut trace.path),
+        _ => {}
     }
 }
 

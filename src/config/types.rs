@@ -577,6 +577,23 @@ pub enum PromptSource {
     PrefixRepetition {
         prefix_repetition: PrefixRepetitionPrompts,
     },
+    /// A JSON-lines file: `{"prompt": "…", "output_tokens": N}` per line
+    /// (`output_tokens` optional), vLLM's `custom` dataset.
+    Custom { custom: PathBuf },
+    /// A request trace replayed at its own pace: BurstGPT's CSV columns.
+    Trace { trace: TracePrompts },
+}
+
+/// A trace file (`Timestamp`, `Request tokens`, `Response tokens`
+/// columns, as BurstGPT writes them); each row one request, sent at its
+/// timestamp (gaps multiplied by `time_scale`) with a prompt and an output
+/// length of its token counts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TracePrompts {
+    pub path: PathBuf,
+    #[serde(default = "one")]
+    pub time_scale: f64,
 }
 
 /// Input and output lengths in tokens with `vllm bench serve`'s meaning:
@@ -613,6 +630,7 @@ impl PromptSource {
             PromptSource::Synthetic { .. }
                 | PromptSource::Random { .. }
                 | PromptSource::PrefixRepetition { .. }
+                | PromptSource::Trace { .. }
         )
     }
 
@@ -631,6 +649,8 @@ impl PromptSource {
                 "prefix{}x{}_sfx{}_out{}",
                 p.num_prefixes, p.prefix_len, p.suffix_len, p.output_len
             ),
+            PromptSource::Custom { .. } => "custom".to_string(),
+            PromptSource::Trace { .. } => "trace".to_string(),
         }
     }
 }
@@ -723,6 +743,29 @@ pub struct WorkloadConfig {
     /// Per-request limit; a request past it counts as failed.
     #[serde(default = "default_request_timeout_s")]
     pub request_timeout_s: f64,
+    /// A rate sweep instead of one load (see `sweep`); needs `slo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepConfig>,
+}
+
+/// A sweep: synchronous, saturated (at `concurrency`), then `rates`
+/// constant rates between them; a rate meets the objectives when at least
+/// `meet` of its requests do.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SweepConfig {
+    #[serde(default = "default_sweep_rates")]
+    pub rates: u32,
+    #[serde(default = "default_sweep_meet")]
+    pub meet: f64,
+}
+
+fn default_sweep_rates() -> u32 {
+    4
+}
+
+fn default_sweep_meet() -> f64 {
+    0.95
 }
 
 impl Default for WorkloadConfig {
@@ -745,6 +788,7 @@ impl Default for WorkloadConfig {
             num_requests: default_num_requests(),
             warmup: default_warmup(),
             request_timeout_s: default_request_timeout_s(),
+            sweep: None,
         }
     }
 }

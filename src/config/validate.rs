@@ -251,7 +251,8 @@ fn workload(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     workload_counts(&c.workload, at)?;
     workload_numbers(&c.workload, at)?;
     synthetic_prompts(c, at)?;
-    slo(&c.workload, at)
+    slo(&c.workload, at)?;
+    sweep(&c.workload, at)
 }
 
 /// The workload's whole-number keys, the optional ones only when set.
@@ -342,6 +343,16 @@ fn synthetic_prompts(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             tokens("prefix_repetition.suffix_len", p.suffix_len, 1)?;
             tokens("prefix_repetition.output_len", p.output_len, 1)?;
         }
+        PromptSource::Trace { trace } => {
+            number(trace.time_scale, (0.001, 1000.0))
+                .map_err(|e| at("workload.prompts.trace.time_scale", e))?;
+            if c.workload.rate.is_some() {
+                return Err(at(
+                    "workload.rate",
+                    "a trace sends each request at its own time: remove `rate`".into(),
+                ));
+            }
+        }
         _ => return Ok(()),
     }
     let engine_tokenizer = c.targets.get(&c.candidate).is_some_and(|t| t.sim.is_some());
@@ -350,6 +361,26 @@ fn synthetic_prompts(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
             "workload.prompts",
             "prompts of an exact token length need `tokenizer` (a tokenizer.json path; an embedded-engine candidate lends its own)"
                 .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A sweep needs objectives to meet and a saturated load above one request.
+fn sweep(w: &WorkloadConfig, at: At<'_>) -> Result<(), ConfigError> {
+    let Some(s) = &w.sweep else { return Ok(()) };
+    count(s.rates.into(), 1, 20).map_err(|e| at("workload.sweep.rates", e))?;
+    number(s.meet, (0.01, 1.0)).map_err(|e| at("workload.sweep.meet", e))?;
+    if w.slo.is_none() {
+        return Err(at(
+            "workload.sweep",
+            "a sweep finds the highest rate meeting `workload.slo`: set it".into(),
+        ));
+    }
+    if w.concurrency < 2 {
+        return Err(at(
+            "workload.sweep",
+            "a sweep saturates the server at `workload.concurrency`: set it above 1".into(),
         ));
     }
     Ok(())

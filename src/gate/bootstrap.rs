@@ -86,7 +86,9 @@ fn kind_of(metric: MetricName) -> Kind {
         | MetricName::RequestThroughput
         | MetricName::Goodput => Kind::Rate,
         // Not a per-request quantity; `evaluate_samples` never resamples it.
-        MetricName::GpuMemPeak | MetricName::Server(_) => Kind::ErrorRate,
+        MetricName::GpuMemPeak | MetricName::Server(_) | MetricName::MaxRateWithinSlo => {
+            Kind::ErrorRate
+        }
     }
 }
 

@@ -264,6 +264,45 @@ pub fn failure_message(report: &CaseReport) -> String {
     msg
 }
 
+/// A sweep's loads, one row each, with the highest rate meeting the
+/// objectives; nothing without a sweep.
+pub fn sweep_table(role: &str, tr: &TargetReport) -> Option<String> {
+    if tr.sweep.is_empty() {
+        return None;
+    }
+    let mut t = table(&[
+        "load",
+        "req/s",
+        "ok",
+        "TTFT p50",
+        "TPOT p50",
+        "E2E p99",
+        "within SLO",
+        "meets",
+    ]);
+    for p in &tr.sweep {
+        let s = &p.summary;
+        t.add_row(vec![
+            p.kind.clone(),
+            num(p.rate),
+            format!("{}/{}", s.completed, s.completed + s.failed),
+            num(s.ttft_ms.p50),
+            num(s.tpot_ms.p50),
+            num(s.e2e_ms.p99),
+            format!("{:.0}%", p.within_slo * 100.0),
+            if p.meets { "yes" } else { "no" }.to_string(),
+        ]);
+    }
+    let best = tr.summary.max_rate_within_slo.map_or_else(
+        || "not measured".to_string(),
+        |r| format!("{} req/s", num(r)),
+    );
+    Some(format!(
+        "sweep, {role} `{}`:\n{t}\nhighest rate within the objectives: {best}",
+        tr.target
+    ))
+}
+
 /// How the probe shaped requests to a target, when that differs from the
 /// usual vLLM style (a server without usage in streams, an option refused).
 pub fn probe_note(role: &str, tr: &TargetReport) -> Option<String> {

@@ -126,6 +126,7 @@ pub(crate) mod fixtures {
             gpu_memory: Vec::new(),
             probe: None,
             server_metrics: Vec::new(),
+            sweep: Vec::new(),
         }
     }
 

@@ -346,7 +346,12 @@ impl Scenarios<'_> {
                     Scraper::start(side.client.clone(), names, interval, measuring)
                 });
                 let began = self.started.elapsed().as_secs_f64();
-                let mut result = loadgen::run(&side.client, &spec).await;
+                let mut result = match (&c.workload.sweep, &c.workload.slo) {
+                    (Some(sweep), Some(slo)) => {
+                        crate::sweep::run(&side.client, &spec, sweep, slo).await
+                    }
+                    _ => loadgen::run(&side.client, &spec).await,
+                };
                 if let Some(scraper) = scraper {
                     result.server = Some(scraper.finish().await);
                 }
@@ -511,6 +516,15 @@ fn target_report(
 ) -> TargetReport {
     let (offsets, mut phases): (Vec<f64>, Vec<BenchResult>) = phases.into_iter().unzip();
     let series: Vec<ServerSeries> = phases.iter_mut().filter_map(|p| p.server.take()).collect();
+    let sweep: Vec<crate::sweep::SweepPoint> = phases
+        .iter_mut()
+        .flat_map(|p| std::mem::take(&mut p.sweep))
+        .collect();
+    // Over repeats, the sweep's figure is the phases' mean.
+    let max_rates: Vec<f64> = phases
+        .iter()
+        .filter_map(|p| p.summary.max_rate_within_slo)
+        .collect();
     for (phase, s) in phases.iter_mut().zip(&series) {
         phase.summary.server = crate::server_metrics::summarise(&[s]);
     }
@@ -536,6 +550,8 @@ fn target_report(
     };
     let mut summary = summary;
     summary.server = crate::server_metrics::summarise(&series.iter().collect::<Vec<_>>());
+    summary.max_rate_within_slo =
+        (!max_rates.is_empty()).then(|| max_rates.iter().sum::<f64>() / max_rates.len() as f64);
     let repeated = phases.len() > 1;
     TargetReport {
         target: name,
@@ -555,6 +571,7 @@ fn target_report(
         gpu_memory: Vec::new(),
         probe: None,
         server_metrics: series,
+        sweep,
     }
 }
 

@@ -26,11 +26,13 @@ fn prompts() -> Arc<Vec<Prompt>> {
             text: "first test prompt".into(),
             tokens: None,
             max_tokens: None,
+            arrival_s: None,
         },
         Prompt {
             text: "a second, slightly longer test prompt".into(),
             tokens: None,
             max_tokens: None,
+            arrival_s: None,
         },
     ])
 }

@@ -326,3 +326,157 @@ fn request_rate_is_a_matrix_axis_with_inf() {
         "{err}"
     );
 }
+
+/// A sweep finds the embedded engine's configured capacity: 4 sequences
+/// at most, 10 steps of 10 ms per request, so 40 requests a second. The
+/// highest rate within the objectives lies within 10% of it, and a gate on
+/// it fails a candidate half as fast again.
+#[test]
+fn a_sweep_finds_the_engines_capacity() {
+    let engine = "profile = \"engine\", max_num_seqs = 4, step_base_ms = 10, step_per_seq_ms = 0, prefill_ms_per_token = 0";
+    let dir = project(
+        &format!(
+            "[targets.candidate]\nsim = {{ {engine} }}\n[targets.baseline]\nsim = {{ {engine} }}\n\
+             [targets.slower]\nsim = {{ {engine}, slowdown = 1.5 }}\n"
+        ),
+        &[(
+            "sweep",
+            "[workload]\nprompts = \"short\"\nmax_tokens = 10\nconcurrency = 16\nnum_requests = 30\nwarmup = 4\n\
+             burstiness = 1000\nslo = { e2e_ms = 250 }\nsweep = { rates = 8 }\n\
+             [gate]\nmax_rate_within_slo = { min_ratio = 0.9 }\n",
+        )],
+    );
+    let (code, console, results) = run(dir.path(), "sweep");
+    assert_eq!(code, Some(0), "{console}");
+    assert!(
+        console.contains("highest rate within the objectives"),
+        "{console}"
+    );
+    let side = &results["cases"][0]["candidate"];
+    let best = side["summary"]["max_rate_within_slo"].as_f64().unwrap();
+    assert!((36.0..=44.0).contains(&best), "{best} req/s\n{console}");
+    let points = side["sweep"].as_array().unwrap();
+    assert_eq!(points.len(), 10, "synchronous, saturated, 8 constant");
+    assert_eq!(points[0]["kind"], "synchronous");
+    // Saturated: the closed loop of 16 queues past the objective.
+    assert_eq!(points[1]["kind"], "saturated");
+    assert_eq!(points[1]["meets"], false, "{}", points[1]);
+    let saturated = points[1]["rate"].as_f64().unwrap();
+    assert!((36.0..=44.0).contains(&saturated), "{saturated}");
+
+    // A slower candidate: its highest rate is about 27 req/s, the gate fails.
+    let config = std::fs::read_to_string(dir.path().join("servegate.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("servegate.toml"),
+        format!("candidate = \"slower\"\n{config}"),
+    )
+    .unwrap();
+    let (code, console, _) = run(dir.path(), "sweep");
+    assert_eq!(code, Some(1), "{console}");
+    let row = console
+        .lines()
+        .find(|l| l.contains("max_rate_within_slo"))
+        .unwrap_or_else(|| panic!("{console}"));
+    assert!(row.contains("FAIL"), "{console}");
+}
+
+/// A BurstGPT-style trace replayed at half its pace: each request starts at
+/// its (scaled) timestamp with its own token counts; a `custom` JSON-lines
+/// file sets each request's output length.
+#[test]
+fn traces_replay_at_their_own_pace_and_custom_files_set_lengths() {
+    let dir = project(
+        &format!("candidate = \"a\"\nbaseline = \"b\"\n{TWO_ENGINES}"),
+        &[
+            (
+                "trace",
+                "[workload]\nprompts = { trace = { path = \"burst.csv\", time_scale = 0.5 } }\n\
+                 num_requests = 6\nwarmup = 0\nconcurrency = 8\n[gate]\nerror_rate = { max = 0.0 }\n",
+            ),
+            (
+                "custom",
+                "[workload]\nprompts = { custom = \"mine.jsonl\" }\nmax_tokens = 32\n\
+                 num_requests = 3\nwarmup = 0\n[gate]\nerror_rate = { max = 0.0 }\n",
+            ),
+        ],
+    );
+    // Out of order on purpose, with BurstGPT's other columns and a failed (0-token) response.
+    std::fs::write(
+        dir.path().join("burst.csv"),
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n\
+         10.0,ChatGPT,40,5,45,Conversation log\n\
+         10.4,ChatGPT,20,0,20,Conversation log\n\
+         10.2,GPT-4,30,7,37,API log\n\
+         11.0,ChatGPT,50,3,53,API log\n\
+         11.2,ChatGPT,25,4,29,API log\n\
+         12.0,GPT-4,60,6,66,Conversation log\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("mine.jsonl"),
+        "{\"prompt\": \"Name three rivers.\", \"output_tokens\": 4}\n\
+         {\"prompt\": \"Count to ten.\"}\n\n\
+         {\"prompt\": \"Say hello.\", \"output_tokens\": 2}\n",
+    )
+    .unwrap();
+    let (code, console, results) = run(dir.path(), "trace");
+    assert_eq!(code, Some(0), "{console}");
+    let mut records: Vec<(f64, u64, u64)> = results["cases"][0]["candidate"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["start_s"].as_f64().unwrap(),
+                r["input_tokens"].as_u64().unwrap(),
+                r["output_tokens"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    records.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let expected = [
+        (0.0, 40, 5),
+        (0.1, 30, 7),
+        (0.2, 20, 1),
+        (0.5, 50, 3),
+        (0.6, 25, 4),
+        (1.0, 60, 6),
+    ];
+    for (got, want) in records.iter().zip(expected) {
+        assert_eq!((got.1, got.2), (want.1, want.2), "{records:?}");
+        assert!(
+            (got.0 - want.0).abs() < 0.05,
+            "sent at {} s, not {} s",
+            got.0,
+            want.0
+        );
+    }
+
+    let (code, console, results) = run(dir.path(), "custom");
+    assert_eq!(code, Some(0), "{console}");
+    let mut outputs: Vec<u64> = results["cases"][0]["baseline"]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["output_tokens"].as_u64().unwrap())
+        .collect();
+    outputs.sort();
+    assert_eq!(outputs, [2, 4, 32]);
+
+    // A trace shorter than the run names the file and both counts.
+    std::fs::write(
+        dir.path().join("burst.csv"),
+        "Timestamp,Request tokens,Response tokens\n0,4,4\n",
+    )
+    .unwrap();
+    let check = std::process::Command::new(BIN)
+        .args(["--root", dir.path().to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("burst.csv: 1 requests in the trace; warmup + num_requests = 6"),
+        "{err}"
+    );
+}
