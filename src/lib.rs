@@ -34,6 +34,7 @@ pub mod server;
 pub mod server_metrics;
 pub mod sim;
 pub mod stats;
+pub mod steady;
 pub mod sweep;
 pub mod tokenizer;
 pub mod workload;

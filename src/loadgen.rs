@@ -23,6 +23,10 @@ pub struct BenchResult {
     /// With a sweep: every load it ran (this result is the saturated one's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<crate::sweep::SweepPoint>,
+    /// With `steady_state`: the window measured (`None` when the target
+    /// in flight was never reached, and every request counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady: Option<crate::steady::Window>,
 }
 
 /// Everything a benchmark needs besides the client.
@@ -103,6 +107,18 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
             .await
         }
     };
+    let mut records = records;
+    let mut steady = None;
+    if w.steady_state {
+        let target = match w.rate {
+            Some(_) => w.max_concurrency.unwrap_or(w.concurrency),
+            None => w.concurrency,
+        } as usize;
+        if let Some((window, kept)) = crate::steady::plateau(&records, target.min(n)) {
+            records = kept;
+            steady = Some(window);
+        }
+    }
     let mut summary = Summary::from_records(&records, w.slo.as_ref());
     summary.client_lag = lag.finish(summary.itl_ms.p50);
     BenchResult {
@@ -110,6 +126,7 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
         records,
         server: None,
         sweep: Vec::new(),
+        steady,
     }
 }
 

@@ -57,6 +57,9 @@ pub struct TargetReport {
     /// With a sweep: each load of each phase, in the order run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sweep: Vec<crate::sweep::SweepPoint>,
+    /// With `steady_state`: the window each phase was measured in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steady_windows: Vec<crate::steady::Window>,
 }
 
 /// The probe as the results keep it: what each feature did and what was

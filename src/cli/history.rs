@@ -450,6 +450,7 @@ mod synthetic {
             probe: None,
             server_metrics: Vec::new(),
             sweep: Vec::new(),
+            steady_windows: Vec::new(),
         }
     }
 

@@ -39,6 +39,9 @@ fn print_case(r: &CaseReport) {
         if let Some(table) = report::console::sweep_table(role, t) {
             println!("{table}");
         }
+        if let Some(line) = report::console::steady_line(role, t, r.workload.steady_state) {
+            println!("{line}");
+        }
     }
     if let Some(note) = report::console::inconclusive_note(r) {
         println!("{note}");

@@ -743,6 +743,10 @@ pub struct WorkloadConfig {
     /// Per-request limit; a request past it counts as failed.
     #[serde(default = "default_request_timeout_s")]
     pub request_timeout_s: f64,
+    /// Measure only the plateau where the requests in flight are at
+    /// `concurrency` (or, open loop, `max_concurrency`): see `steady`.
+    #[serde(default)]
+    pub steady_state: bool,
     /// A rate sweep instead of one load (see `sweep`); needs `slo`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepConfig>,
@@ -788,6 +792,7 @@ impl Default for WorkloadConfig {
             num_requests: default_num_requests(),
             warmup: default_warmup(),
             request_timeout_s: default_request_timeout_s(),
+            steady_state: false,
             sweep: None,
         }
     }

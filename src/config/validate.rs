@@ -252,7 +252,15 @@ fn workload(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     workload_numbers(&c.workload, at)?;
     synthetic_prompts(c, at)?;
     slo(&c.workload, at)?;
-    sweep(&c.workload, at)
+    sweep(&c.workload, at)?;
+    let w = &c.workload;
+    if w.steady_state && w.rate.is_some() && w.max_concurrency.is_none() {
+        return Err(at(
+            "workload.steady_state",
+            "an open loop's steady state is at `max_concurrency` in flight: set it".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The workload's whole-number keys, the optional ones only when set.

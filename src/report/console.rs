@@ -264,6 +264,30 @@ pub fn failure_message(report: &CaseReport) -> String {
     msg
 }
 
+/// Which window a target was measured in, with `steady_state`.
+pub fn steady_line(role: &str, tr: &TargetReport, asked: bool) -> Option<String> {
+    if !asked {
+        return None;
+    }
+    let label = format!("{role} `{}` steady state", tr.target);
+    if tr.steady_windows.is_empty() {
+        return Some(format!(
+            "{label}: the target in flight was never reached; every request counts"
+        ));
+    }
+    let parts: Vec<String> = tr
+        .steady_windows
+        .iter()
+        .map(|w| {
+            format!(
+                "{:.2}–{:.2} s at {} in flight, {} of {} requests",
+                w.start_s, w.end_s, w.target, w.kept, w.of
+            )
+        })
+        .collect();
+    Some(format!("{label}: {}", parts.join("; ")))
+}
+
 /// A sweep's loads, one row each, with the highest rate meeting the
 /// objectives; nothing without a sweep.
 pub fn sweep_table(role: &str, tr: &TargetReport) -> Option<String> {

@@ -161,6 +161,9 @@ fn target_notes(out: &mut String, role: &str, tr: &TargetReport) {
     if let Some(line) = super::console::server_metrics_line(role, tr) {
         let _ = writeln!(out, "\n{}", cell(&line));
     }
+    if let Some(line) = super::console::steady_line(role, tr, !tr.steady_windows.is_empty()) {
+        let _ = writeln!(out, "\n{}", cell(&line));
+    }
     let failed: usize = tr.errors.values().sum();
     if failed == 0 {
         return;

@@ -127,6 +127,7 @@ pub(crate) mod fixtures {
             probe: None,
             server_metrics: Vec::new(),
             sweep: Vec::new(),
+            steady_windows: Vec::new(),
         }
     }
 

@@ -520,6 +520,8 @@ fn target_report(
         .iter_mut()
         .flat_map(|p| std::mem::take(&mut p.sweep))
         .collect();
+    let steady_windows: Vec<crate::steady::Window> =
+        phases.iter().filter_map(|p| p.steady).collect();
     // Over repeats, the sweep's figure is the phases' mean.
     let max_rates: Vec<f64> = phases
         .iter()
@@ -572,6 +574,7 @@ fn target_report(
         probe: None,
         server_metrics: series,
         sweep,
+        steady_windows,
     }
 }
 

@@ -480,3 +480,43 @@ fn traces_replay_at_their_own_pace_and_custom_files_set_lengths() {
         "{err}"
     );
 }
+
+/// `steady_state`: with workers ramped up over 0.4 s, only the requests
+/// wholly inside the plateau at 4 in flight are measured, and the results
+/// say which window that was.
+#[test]
+fn steady_state_measures_only_the_plateau() {
+    let dir = project(
+        "[targets.candidate]\nsim = { ttft_ms = 20, tpot_ms = 5 }\n\
+         [targets.baseline]\nsim = { ttft_ms = 20, tpot_ms = 5 }\n",
+        &[(
+            "plateau",
+            "[workload]\nprompts = \"short\"\nmax_tokens = 20\nconcurrency = 4\nramp_up_s = 0.4\n\
+             num_requests = 40\nwarmup = 0\nsteady_state = true\n[gate]\nerror_rate = { max = 0.0 }\n",
+        )],
+    );
+    let (code, console, results) = run(dir.path(), "plateau");
+    assert_eq!(code, Some(0), "{console}");
+    let side = &results["cases"][0]["candidate"];
+    let window = &side["steady_windows"][0];
+    assert_eq!(window["target"], 4, "{window}");
+    assert_eq!(window["of"], 40);
+    let kept = window["kept"].as_u64().unwrap();
+    // The ramp (0.4 s, about 3 requests per late worker) and the drain are out.
+    assert!((20..=36).contains(&kept), "{window}");
+    let (start, end) = (
+        window["start_s"].as_f64().unwrap(),
+        window["end_s"].as_f64().unwrap(),
+    );
+    assert!(start >= 0.29, "the 4th worker starts at 0.3 s: {window}");
+    let records = side["records"].as_array().unwrap();
+    assert_eq!(records.len() as u64, kept);
+    assert!(records
+        .iter()
+        .all(|r| r["start_s"].as_f64().unwrap() >= start && r["end_s"].as_f64().unwrap() <= end));
+    assert_eq!(side["summary"]["completed"].as_u64().unwrap(), kept);
+    assert!(
+        console.contains("steady state:") && console.contains("at 4 in flight"),
+        "{console}"
+    );
+}
