@@ -22,7 +22,7 @@ pub struct BenchResult {
     pub server: Option<crate::server_metrics::ServerSeries>,
     /// With a sweep: every load it ran (this result is the saturated one's).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sweep: Vec<crate::sweep::SweepPoint>,
+    pub sweep: Vec<crate::metrics::SweepPoint>,
     /// With `steady_state`: the window measured (`None` when the target
     /// in flight was never reached, and every request counts).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -29,6 +29,20 @@ pub struct Slo {
     pub e2e_ms: Option<f64>,
 }
 
+/// One load of a rate sweep (see `sweep`) and how it went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// `synchronous`, `saturated`, or `constant`.
+    pub kind: String,
+    /// Requests per second: offered for a constant rate, achieved for the
+    /// synchronous and saturated loads.
+    pub rate: f64,
+    /// Share of the point's requests meeting every objective.
+    pub within_slo: f64,
+    pub meets: bool,
+    pub summary: Summary,
+}
+
 /// Where a request's output token count came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

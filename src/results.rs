@@ -56,7 +56,7 @@ pub struct TargetReport {
     pub server_metrics: Vec<crate::server_metrics::ServerSeries>,
     /// With a sweep: each load of each phase, in the order run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sweep: Vec<crate::sweep::SweepPoint>,
+    pub sweep: Vec<crate::metrics::SweepPoint>,
     /// With `steady_state`: the window each phase was measured in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steady_windows: Vec<crate::steady::Window>,

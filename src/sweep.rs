@@ -4,26 +4,11 @@
 //! requests meet `workload.slo` is the figure a gate can check
 //! (`max_rate_within_slo`).
 
-use serde::{Deserialize, Serialize};
-
 use crate::client::Client;
 use crate::config::SweepConfig;
 use crate::loadgen::{self, BenchResult, BenchSpec};
-use crate::metrics::{RequestRecord, Slo, Summary};
-
-/// One load of the sweep and how it went.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SweepPoint {
-    /// `synchronous`, `saturated`, or `constant`.
-    pub kind: String,
-    /// Requests per second: offered for a constant rate, achieved for the
-    /// synchronous and saturated loads.
-    pub rate: f64,
-    /// Share of the point's requests meeting every objective.
-    pub within_slo: f64,
-    pub meets: bool,
-    pub summary: Summary,
-}
+pub use crate::metrics::SweepPoint;
+use crate::metrics::{RequestRecord, Slo};
 
 /// `k` rates evenly spaced strictly between `low` and `high`.
 pub fn constant_rates(low: f64, high: f64, k: u32) -> Vec<f64> {
@@ -140,6 +125,7 @@ pub async fn run(client: &Client, spec: &BenchSpec, sweep: &SweepConfig, slo: &S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Summary;
 
     fn at(kind: &str, rate: f64, meets: bool, completed: usize) -> SweepPoint {
         SweepPoint {

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma};
 use serde::Deserialize;
 
-use crate::config::{PrefixRepetitionPrompts, PromptSource, RandomPrompts};
+use crate::config::{PrefixRepetitionPrompts, PromptSource, RandomPrompts, TracePrompts};
 use crate::tokenizer::Tokenizer;
 
 /// One prompt, with its length in tokens when a tokenizer was available.
@@ -69,15 +69,7 @@ pub fn load_prompts(
         }
         PromptSource::Trace { trace } => {
             let tok = tokenizer.ok_or("trace prompts need a tokenizer")?;
-            let path = root.join(&trace.path);
-            let rows = load_trace(&path, trace.time_scale)?;
-            if rows.len() < wanted {
-                return Err(format!(
-                    "{}: {} requests in the trace; warmup + num_requests = {wanted}",
-                    path.display(),
-                    rows.len()
-                ));
-            }
+            let rows = trace_rows(root, trace, wanted)?;
             let source = project_text(dir);
             return rows[..wanted]
                 .iter()
@@ -143,6 +135,25 @@ fn load_custom(path: &Path, tokenizer: Option<&Tokenizer>) -> Result<Vec<Prompt>
         return Err(format!("{}: no prompts", path.display()));
     }
     Ok(prompts)
+}
+
+/// The trace's rows, at least `wanted` of them.
+fn trace_rows(root: &Path, trace: &TracePrompts, wanted: usize) -> Result<Vec<TraceRow>, String> {
+    let path = root.join(&trace.path);
+    let rows = load_trace(&path, trace.time_scale)?;
+    if rows.len() < wanted {
+        return Err(format!(
+            "{}: {} requests in the trace; warmup + num_requests = {wanted}",
+            path.display(),
+            rows.len()
+        ));
+    }
+    Ok(rows)
+}
+
+/// Checks a trace file without making its prompts.
+pub fn check_trace(root: &Path, trace: &TracePrompts, wanted: usize) -> Result<(), String> {
+    trace_rows(root, trace, wanted).map(drop)
 }
 
 /// One request of a trace.

@@ -516,7 +516,7 @@ fn target_report(
 ) -> TargetReport {
     let (offsets, mut phases): (Vec<f64>, Vec<BenchResult>) = phases.into_iter().unzip();
     let series: Vec<ServerSeries> = phases.iter_mut().filter_map(|p| p.server.take()).collect();
-    let sweep: Vec<crate::sweep::SweepPoint> = phases
+    let sweep: Vec<crate::metrics::SweepPoint> = phases
         .iter_mut()
         .flat_map(|p| std::mem::take(&mut p.sweep))
         .collect();
@@ -677,7 +677,19 @@ pub fn check_case(project: &Project, case: &Case) -> Result<(), config::ConfigEr
     let c = &case.config;
     let tokenizer = load_tokenizer(c)
         .map_err(|e| located(project, case, &["tokenizer"], "tokenizer", format!("{e:#}")))?;
-    load_prompts(project, case, tokenizer.as_ref()).map_err(|message| {
+    let w = &c.workload;
+    let checked = match &w.prompts {
+        // Made when the case runs (a long prompt takes a while to make
+        // exact); the tokenizer they need is checked with the configuration.
+        config::PromptSource::Synthetic { .. }
+        | config::PromptSource::Random { .. }
+        | config::PromptSource::PrefixRepetition { .. } => Ok(()),
+        config::PromptSource::Trace { trace } => {
+            workload::check_trace(&project.root, trace, (w.warmup + w.num_requests) as usize)
+        }
+        _ => load_prompts(project, case, tokenizer.as_ref()).map(drop),
+    };
+    checked.map_err(|message| {
         located(
             project,
             case,

@@ -138,11 +138,13 @@ fn prefix_repetition_shows_the_prefix_cache_working_or_not() {
     assert!(on > 0.85, "{on}");
     assert_eq!(off, 0.0);
     let ttft = |side: &str| case[side]["summary"]["ttft_ms"]["p50"].as_f64().unwrap();
-    assert!(ttft("candidate") < 0.5 * ttft("baseline"), "{console}");
+    assert!(ttft("candidate") < 0.7 * ttft("baseline"), "{console}");
     for side in ["candidate", "baseline"] {
         assert!(lengths(&case[side]).iter().all(|&l| l == (544, 8)));
         assert!(figure(side, "kv_cache_usage_peak").unwrap() > 0.0);
-        assert_eq!(figure(side, "running_peak"), Some(4.0), "{side}");
+        // Scraped every 0.1 s: the peak seen lies between 1 and the 4 asked.
+        let peak = figure(side, "running_peak").unwrap();
+        assert!((1.0..=4.0).contains(&peak), "{side}: {peak}");
     }
     assert!(console.contains("prefix-cache hit rate"), "{console}");
 
