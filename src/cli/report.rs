@@ -115,19 +115,8 @@ pub(super) fn report(
         if let Some(note) = report::console::unmeasured_note(&c.gate) {
             println!("{note}");
         }
-        for (role, t) in [("candidate", &c.candidate), ("baseline", &c.baseline)] {
-            if let Some(lines) = report::console::error_lines(role, t) {
-                println!("{lines}");
-            }
-            if let Some(note) = report::console::probe_note(role, t) {
-                println!("{note}");
-            }
-            if let Some(line) = report::console::server_metrics_line(role, t) {
-                println!("{line}");
-            }
-            if let Some(table) = report::console::sweep_table(role, t) {
-                println!("{table}");
-            }
+        for section in report::console::side_sections(c) {
+            println!("{section}");
         }
     }
     if !latest.cases.is_empty() {

@@ -22,26 +22,8 @@ fn print_case(r: &CaseReport) {
     if let Some(note) = report::console::unmeasured_note(&r.gate) {
         println!("{note}");
     }
-    for (role, t) in [("candidate", &r.candidate), ("baseline", &r.baseline)] {
-        if let Some(lines) = report::console::error_lines(role, t) {
-            println!("{lines}");
-        }
-        let label = format!("{role} `{}`", t.target);
-        if let Some(w) = report::console::client_lag_warning(&label, &t.summary) {
-            println!("{w}");
-        }
-        if let Some(note) = report::console::probe_note(role, t) {
-            println!("{note}");
-        }
-        if let Some(line) = report::console::server_metrics_line(role, t) {
-            println!("{line}");
-        }
-        if let Some(table) = report::console::sweep_table(role, t) {
-            println!("{table}");
-        }
-        if let Some(line) = report::console::steady_line(role, t, r.workload.steady_state) {
-            println!("{line}");
-        }
+    for section in report::console::side_sections(r) {
+        println!("{section}");
     }
     if let Some(note) = report::console::inconclusive_note(r) {
         println!("{note}");

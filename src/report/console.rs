@@ -264,6 +264,24 @@ pub fn failure_message(report: &CaseReport) -> String {
     msg
 }
 
+/// What the console says of each side of a case below its tables: failed
+/// requests, a client that fell behind, how requests were shaped, the
+/// server's metrics, a sweep, the steady-state window. Shared by `run` and
+/// `report`, so a saved run reads as it did live.
+pub fn side_sections(r: &CaseReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for (role, t) in [("candidate", &r.candidate), ("baseline", &r.baseline)] {
+        let label = format!("{role} `{}`", t.target);
+        out.extend(error_lines(role, t));
+        out.extend(client_lag_warning(&label, &t.summary));
+        out.extend(probe_note(role, t));
+        out.extend(server_metrics_line(role, t));
+        out.extend(sweep_table(role, t));
+        out.extend(steady_line(role, t, r.workload.steady_state));
+    }
+    out
+}
+
 /// Which window a target was measured in, with `steady_state`.
 pub fn steady_line(role: &str, tr: &TargetReport, asked: bool) -> Option<String> {
     if !asked {
