@@ -126,6 +126,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
         tokens: None,
         max_tokens: None,
         arrival_s: None,
+        turn: None,
     }]);
     let request_s =
         (options.ttft_ms + options.itl_ms * (options.output_tokens.max(1) - 1) as f64) / 1000.0;

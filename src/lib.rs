@@ -10,6 +10,7 @@ pub mod calibrate;
 pub mod changepoint;
 pub mod client;
 pub mod config;
+pub mod conversation;
 pub mod discover;
 pub mod environment;
 pub mod events;

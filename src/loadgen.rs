@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, Completion, CompletionRequest, Dialect, Failure};
-use crate::config::WorkloadConfig;
-use crate::metrics::{ErrorKind, RequestRecord, Summary, TokenSource};
+use crate::config::{Endpoint, WorkloadConfig};
+use crate::conversation::{self, Message};
+use crate::metrics::{ErrorKind, RequestRecord, Summary, TokenSource, Turn};
 use crate::tokenizer::Tokenizer;
 use crate::workload::{self, Prompt};
 
@@ -47,16 +48,30 @@ pub struct BenchSpec {
 
 /// Sends `warmup` discarded requests, then `num_requests` measured ones:
 /// closed loop (`concurrency` in flight) or, with `rate`, open loop.
-/// Request `i` uses prompt `i mod len`.
+/// Request `i` uses prompt `i mod len`. With conversations, each of those
+/// is a whole session (see `converse`).
 pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
     let w = &spec.workload;
+    let sessions = Arc::new(conversation::sessions(&spec.prompts));
     // Measured requests take the prompts after the warm-up's, so a prompt
     // the warm-up sent is not measured again from a warm prefix cache.
     let send = |spec: BenchSpec, first: usize| {
         let client = client.clone();
+        let sessions = sessions.clone();
         move |i: usize, phase_start: Instant, queue: Duration| {
-            let (client, spec) = (client.clone(), spec.clone());
-            async move { measure(&client, &spec, first + i, phase_start, queue).await }
+            let (client, spec, sessions) = (client.clone(), spec.clone(), sessions.clone());
+            async move {
+                if sessions.is_empty() {
+                    let (record, _) = measure(&client, &spec, first + i, phase_start, queue).await;
+                    tick(&spec);
+                    vec![record]
+                } else {
+                    let range = sessions[(first + i) % sessions.len()].clone();
+                    let records = converse(&client, &spec, i, range, phase_start, queue).await;
+                    tick(&spec);
+                    records
+                }
+            }
         }
     };
     if w.warmup > 0 {
@@ -130,6 +145,12 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
     }
 }
 
+fn tick(spec: &BenchSpec) {
+    if let Some(p) = &spec.progress {
+        p.inc(1);
+    }
+}
+
 fn request_for(spec: &BenchSpec, i: usize) -> CompletionRequest {
     let w = &spec.workload;
     CompletionRequest {
@@ -137,6 +158,7 @@ fn request_for(spec: &BenchSpec, i: usize) -> CompletionRequest {
         stream: w.stream,
         model: spec.model.clone(),
         prompt: spec.prompts[i % spec.prompts.len()].text.clone(),
+        history: Vec::new(),
         max_tokens: spec.prompts[i % spec.prompts.len()]
             .max_tokens
             .unwrap_or(w.max_tokens),
@@ -148,15 +170,92 @@ fn request_for(spec: &BenchSpec, i: usize) -> CompletionRequest {
     }
 }
 
-/// Sends request `i` and turns the outcome into a record.
+/// One conversation: its turns (prompts `turns`) in order, each sent with
+/// the history so far (the server's own answers included), `think_time_s`
+/// after the previous answer. A failed turn ends the session, as it would a
+/// user's: the next turn would have no answer to follow.
+async fn converse(
+    client: &Client,
+    spec: &BenchSpec,
+    session: usize,
+    turns: std::ops::Range<usize>,
+    phase_start: Instant,
+    queue: Duration,
+) -> Vec<RequestRecord> {
+    let think = spec
+        .workload
+        .prompts
+        .conversations()
+        .map_or(0.0, |c| c.think_time_s);
+    let mut history: Vec<Message> = Vec::new();
+    let mut records = Vec::with_capacity(turns.len());
+    for (k, i) in turns.enumerate() {
+        if k > 0 && think > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(think)).await;
+        }
+        let user = spec.prompts[i].text.clone();
+        let mut request = request_for(spec, i);
+        match request.endpoint {
+            Endpoint::Chat => request.history = history.clone(),
+            Endpoint::Completions => request.prompt = conversation::transcript(&history, &user),
+        }
+        // The first turn's prompt alone is known in tokens; later ones hold
+        // the history too.
+        let known = match (k, spec.tokenizer.as_ref()) {
+            (0, _) if request.endpoint == Endpoint::Chat => spec.prompts[i].tokens.map(u64::from),
+            (_, Some(t)) => {
+                Some(t.count(&request.prompt) as u64 + history_tokens(t, &request.history))
+            }
+            _ => None,
+        };
+        let queued = if k == 0 { queue } else { Duration::ZERO };
+        let (mut record, answer) =
+            send_one(client, spec, request, known, phase_start, queued).await;
+        record.turn = Some(Turn {
+            session: session as u32,
+            index: k as u32,
+        });
+        let failed = !record.ok();
+        records.push(record);
+        if failed {
+            break;
+        }
+        history.push(Message::user(&user));
+        history.push(Message::assistant(&answer.unwrap_or_default()));
+    }
+    records
+}
+
+fn history_tokens(tokenizer: &Tokenizer, history: &[Message]) -> u64 {
+    history
+        .iter()
+        .map(|m| tokenizer.count(&m.content) as u64)
+        .sum()
+}
+
+/// Sends request `i` and turns the outcome into a record (and the answer's text).
 async fn measure(
     client: &Client,
     spec: &BenchSpec,
     i: usize,
     phase_start: Instant,
     queue: Duration,
-) -> RequestRecord {
+) -> (RequestRecord, Option<String>) {
     let request = request_for(spec, i);
+    let known = spec.prompts[i % spec.prompts.len()].tokens.map(u64::from);
+    send_one(client, spec, request, known, phase_start, queue).await
+}
+
+/// Sends `request`; `input_tokens` is the prompt's length when the server
+/// does not report it.
+async fn send_one(
+    client: &Client,
+    spec: &BenchSpec,
+    request: CompletionRequest,
+    input_tokens: Option<u64>,
+    phase_start: Instant,
+    queue: Duration,
+) -> (RequestRecord, Option<String>) {
     let timeout = Duration::from_secs_f64(spec.workload.request_timeout_s);
     let start = phase_start.elapsed();
     // The client ends the request, body included, at `request.timeout`; this
@@ -169,12 +268,16 @@ async fn measure(
         }),
     };
     let end = phase_start.elapsed();
-    let prompt = &spec.prompts[i % spec.prompts.len()];
-    let record = to_record(start, end, queue, outcome, prompt, spec.tokenizer.as_ref());
-    if let Some(p) = &spec.progress {
-        p.inc(1);
-    }
-    record
+    let answer = outcome.as_ref().ok().map(|c| c.text.clone());
+    let record = to_record(
+        start,
+        end,
+        queue,
+        outcome,
+        input_tokens,
+        spec.tokenizer.as_ref(),
+    );
+    (record, answer)
 }
 
 /// Output tokens: server usage first, then the tokenizer on the text, then the event count.
@@ -183,7 +286,7 @@ fn to_record(
     end: Duration,
     queue: Duration,
     outcome: Result<Completion, Failure>,
-    prompt: &Prompt,
+    input_tokens: Option<u64>,
     tokenizer: Option<&Tokenizer>,
 ) -> RequestRecord {
     match outcome {
@@ -202,10 +305,11 @@ fn to_record(
                 event_tokens: done.event_tokens,
                 output_tokens,
                 token_source,
-                input_tokens: done.prompt_tokens.or(prompt.tokens.map(u64::from)),
+                input_tokens: done.prompt_tokens.or(input_tokens),
                 queue_s: queue.as_secs_f64(),
                 error: None,
                 error_kind: None,
+                turn: None,
             }
         }
         Err(failure) => RequestRecord {
@@ -219,17 +323,18 @@ fn to_record(
             queue_s: queue.as_secs_f64(),
             error: Some(failure.message),
             error_kind: Some(failure.kind),
+            turn: None,
         },
     }
 }
 
-/// Measures request `i` (sent `queue` after its turn came), shielded from
-/// panics: a panic becomes that request's failed record with its message
+/// Measures unit `i` (a request or a session, sent `queue` after its turn
+/// came), shielded from panics: a panic becomes a failed record with its message
 /// (kind `panic`), so no request goes missing from the counts and the case
 /// can fail saying why, instead of the panic vanishing with its worker.
-async fn guarded<F>(i: usize, phase_start: Instant, request: F) -> RequestRecord
+async fn guarded<F>(i: usize, phase_start: Instant, request: F) -> Vec<RequestRecord>
 where
-    F: std::future::Future<Output = RequestRecord>,
+    F: std::future::Future<Output = Vec<RequestRecord>>,
 {
     use futures_util::FutureExt;
     let start = phase_start.elapsed().as_secs_f64();
@@ -241,7 +346,7 @@ where
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic without a message".into());
-            RequestRecord {
+            vec![RequestRecord {
                 start_s: start,
                 end_s: phase_start.elapsed().as_secs_f64(),
                 event_times_s: Vec::new(),
@@ -254,7 +359,8 @@ where
                     "servegate panicked measuring request {i}: {message}"
                 )),
                 error_kind: Some(ErrorKind::Panic),
-            }
+                turn: None,
+            }]
         }
     }
 }
@@ -269,7 +375,7 @@ async fn closed_loop<S, F>(
 ) -> Vec<RequestRecord>
 where
     S: Fn(usize, Instant, Duration) -> F + Clone + Send + 'static,
-    F: std::future::Future<Output = RequestRecord> + Send,
+    F: std::future::Future<Output = Vec<RequestRecord>> + Send,
 {
     let next = Arc::new(AtomicUsize::new(0));
     let records = Arc::new(Mutex::new(Vec::with_capacity(count)));
@@ -310,7 +416,7 @@ async fn open_loop<S, F>(
 ) -> Vec<RequestRecord>
 where
     S: Fn(usize, Instant, Duration) -> F + Clone + Send + 'static,
-    F: std::future::Future<Output = RequestRecord> + Send + 'static,
+    F: std::future::Future<Output = Vec<RequestRecord>> + Send + 'static,
 {
     let cap = max_concurrency
         .map(|c| c as usize)
@@ -338,13 +444,13 @@ where
     sorted(records)
 }
 
-/// Adds a record; a poisoned lock (impossible while requests are guarded)
-/// still takes it, so no measurement is lost.
-fn push(records: &Mutex<Vec<RequestRecord>>, record: RequestRecord) {
+/// Adds records; a poisoned lock (impossible while requests are guarded)
+/// still takes them, so no measurement is lost.
+fn push(records: &Mutex<Vec<RequestRecord>>, record: Vec<RequestRecord>) {
     records
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .push(record);
+        .extend(record);
 }
 
 fn sorted(records: Arc<Mutex<Vec<RequestRecord>>>) -> Vec<RequestRecord> {
@@ -373,6 +479,7 @@ mod tests {
             queue_s: 0.0,
             error: None,
             error_kind: None,
+            turn: None,
         }
     }
 
@@ -389,7 +496,7 @@ mod tests {
             if i % 3 == 0 {
                 panic!("injected failure {i}");
             }
-            ok_record(i)
+            vec![ok_record(i)]
         };
         let closed = rt.block_on(closed_loop(send, 9, 2, 0.0));
         let open = rt.block_on(open_loop(send, &[0.0; 9], Some(2)));
@@ -415,7 +522,7 @@ mod tests {
                 if i < 100 {
                     panic!("always");
                 }
-                ok_record(i)
+                vec![ok_record(i)]
             },
             4,
             4,

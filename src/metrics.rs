@@ -112,6 +112,98 @@ pub struct RequestRecord {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_kind: Option<ErrorKind>,
+    /// Its place in a conversation, when requests came in sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<Turn>,
+}
+
+fn no_values(d: &Distribution) -> bool {
+    d.count == 0
+}
+
+/// A request's place in a conversation: which session (numbered within the
+/// phase) and which of its turns (0 first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub session: u32,
+    pub index: u32,
+}
+
+/// The requests of one turn position (every session's turn `turn`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnSummary {
+    pub turn: u32,
+    pub sent: usize,
+    pub completed: usize,
+    /// Mean prompt tokens of the completed ones: grows with the history.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub input_tokens_mean: f64,
+    pub ttft_ms: Distribution,
+    pub e2e_ms: Distribution,
+}
+
+/// How the phase's sessions went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub sessions: usize,
+    /// Sessions whose every turn completed (a failed turn ends its session).
+    pub completed: usize,
+    /// Turns sent per session.
+    pub turns: Distribution,
+    /// First send → last answer of each session, think time included.
+    pub duration_ms: Distribution,
+}
+
+/// Per-turn and per-session figures, when the records carry turns.
+fn conversation_summaries(records: &[RequestRecord]) -> (Vec<TurnSummary>, Option<SessionSummary>) {
+    let mut by_turn: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
+    let mut by_session: BTreeMap<u32, Vec<&RequestRecord>> = BTreeMap::new();
+    for r in records {
+        if let Some(t) = r.turn {
+            by_turn.entry(t.index).or_default().push(r);
+            by_session.entry(t.session).or_default().push(r);
+        }
+    }
+    if by_session.is_empty() {
+        return (Vec::new(), None);
+    }
+    let ms = |s: f64| s * 1000.0;
+    let turns = by_turn
+        .into_iter()
+        .map(|(turn, rs)| {
+            let ok: Vec<&&RequestRecord> = rs.iter().filter(|r| r.ok()).collect();
+            let inputs: Vec<f64> = ok
+                .iter()
+                .filter_map(|r| r.input_tokens.map(|t| t as f64))
+                .collect();
+            TurnSummary {
+                turn,
+                sent: rs.len(),
+                completed: ok.len(),
+                input_tokens_mean: if inputs.is_empty() {
+                    f64::NAN
+                } else {
+                    inputs.iter().sum::<f64>() / inputs.len() as f64
+                },
+                ttft_ms: Distribution::of(ok.iter().filter_map(|r| r.ttft_s()).map(ms)),
+                e2e_ms: Distribution::of(ok.iter().filter_map(|r| r.e2e_s()).map(ms)),
+            }
+        })
+        .collect();
+    let sessions = SessionSummary {
+        sessions: by_session.len(),
+        completed: by_session
+            .values()
+            .filter(|rs| rs.iter().all(|r| r.ok()))
+            .count(),
+        turns: Distribution::of(by_session.values().map(|rs| rs.len() as f64)),
+        duration_ms: Distribution::of(by_session.values().map(|rs| {
+            let first = rs.iter().map(|r| r.start_s).fold(f64::INFINITY, f64::min);
+            let last = rs.iter().map(|r| r.end_s).fold(f64::NEG_INFINITY, f64::max);
+            ms(last - first)
+        })),
+    };
+    (turns, Some(sessions))
 }
 
 impl RequestRecord {
@@ -228,6 +320,16 @@ pub struct Summary {
     /// marks timings the client, not the server, held back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_lag: Option<crate::lag::ClientLag>,
+    /// With conversations: TTFT of every turn after the first, where the
+    /// history is long and a prefix cache pays off.
+    #[serde(default, skip_serializing_if = "no_values")]
+    pub later_turn_ttft_ms: Distribution,
+    /// With conversations: figures per turn position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<TurnSummary>,
+    /// With conversations: figures per session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<SessionSummary>,
 }
 
 /// `x` per second of `duration_s`. Without a completed request nothing was
@@ -298,6 +400,7 @@ impl Summary {
             }
             Distribution::of(values)
         };
+        let (turns, sessions) = conversation_summaries(records);
         Self {
             completed: ok.len(),
             failed: records.len() - ok.len(),
@@ -340,6 +443,9 @@ impl Summary {
                 .filter(|r| r.token_source == TokenSource::Events)
                 .count(),
             client_lag: None,
+            later_turn_ttft_ms: series(Series::LaterTurnTtft),
+            turns,
+            sessions,
         }
     }
 
@@ -424,6 +530,7 @@ impl Summary {
             Series::E2e => &self.e2e_ms,
             Series::Queue => &self.queue_ms,
             Series::Throughput => &self.throughput_tps,
+            Series::LaterTurnTtft => &self.later_turn_ttft_ms,
         }
     }
 }
@@ -437,6 +544,8 @@ pub enum Series {
     E2e,
     Queue,
     Throughput,
+    /// TTFT of conversation turns after the first.
+    LaterTurnTtft,
 }
 
 impl Series {
@@ -453,6 +562,11 @@ impl Series {
         }
         match self {
             Series::Ttft => out.extend(r.ttft_s().map(ms)),
+            Series::LaterTurnTtft => {
+                if r.turn.is_some_and(|t| t.index > 0) {
+                    out.extend(r.ttft_s().map(ms))
+                }
+            }
             Series::Tpot => out.extend(r.tpot_s().map(ms)),
             Series::Itl => out.extend(r.itl_s().map(ms)),
             Series::E2e => out.extend(r.e2e_s().map(ms)),
@@ -505,6 +619,7 @@ impl MetricName {
             "e2e" | "latency" => Series::E2e,
             "queue" => Series::Queue,
             "throughput" => Series::Throughput,
+            "later_turn_ttft" => Series::LaterTurnTtft,
             _ => return None,
         };
         let stat = match stat {
@@ -520,7 +635,7 @@ impl MetricName {
     }
 
     pub fn help() -> &'static str {
-        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, throughput_total, total_token_throughput, request_throughput, goodput, gpu_mem_peak, error_rate; from the server's /metrics: running_{peak,mean}, waiting_{peak,mean}, kv_cache_usage_{peak,mean}, prefix_cache_hit_rate, preemptions; with a sweep: max_rate_within_slo"
+        "{ttft,tpot,itl,e2e,latency,queue,throughput}_{p50,p90,p95,p99,mean,stddev}, later_turn_ttft_{p50,…} (conversations), throughput_total, total_token_throughput, request_throughput, goodput, gpu_mem_peak, error_rate; from the server's /metrics: running_{peak,mean}, waiting_{peak,mean}, kv_cache_usage_{peak,mean}, prefix_cache_hit_rate, preemptions; with a sweep: max_rate_within_slo"
     }
 
     /// Taken per request, so the bootstrap can resample it (not sampled
@@ -653,6 +768,7 @@ mod tests {
             queue_s: 0.0,
             error: None,
             error_kind: None,
+            turn: None,
         }
     }
 

@@ -6,7 +6,9 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Gamma};
 use serde::Deserialize;
 
-use crate::config::{PrefixRepetitionPrompts, PromptSource, RandomPrompts, TracePrompts};
+use crate::config::{
+    ConversationPrompts, PrefixRepetitionPrompts, PromptSource, RandomPrompts, TracePrompts,
+};
 use crate::tokenizer::Tokenizer;
 
 /// One prompt, with its length in tokens when a tokenizer was available.
@@ -19,6 +21,8 @@ pub struct Prompt {
     pub max_tokens: Option<u32>,
     /// When a trace sent it, in seconds from the trace's first request.
     pub arrival_s: Option<f64>,
+    /// Its place in a conversation (0 starts a session; see `conversation`).
+    pub turn: Option<u32>,
 }
 
 impl Prompt {
@@ -28,6 +32,7 @@ impl Prompt {
             text,
             max_tokens: None,
             arrival_s: None,
+            turn: None,
         }
     }
 }
@@ -80,9 +85,13 @@ pub fn load_prompts(
                         tokens: Some(row.input_tokens),
                         max_tokens: Some(row.output_tokens),
                         arrival_s: Some(row.arrival_s),
+                        turn: None,
                     })
                 })
                 .collect();
+        }
+        PromptSource::Conversations { conversations } => {
+            return conversation_prompts(root, dir, conversations, tokenizer, wanted);
         }
         PromptSource::PrefixRepetition { prefix_repetition } => {
             let tok = tokenizer.ok_or("prefix_repetition prompts need a tokenizer")?;
@@ -98,6 +107,64 @@ pub fn load_prompts(
     Ok(texts
         .into_iter()
         .map(|text| Prompt::text(text, tokenizer))
+        .collect())
+}
+
+/// Every session's user messages in order, flattened, each marked with its
+/// turn: a ShareGPT file's human turns (the file's own answers are not sent:
+/// each turn carries the server's answers), or `wanted` made sessions of
+/// exact-length messages.
+fn conversation_prompts(
+    root: &Path,
+    dir: &Path,
+    spec: &ConversationPrompts,
+    tokenizer: Option<&Tokenizer>,
+    wanted: usize,
+) -> Result<Vec<Prompt>, String> {
+    let sessions: Vec<Vec<Prompt>> = match (&spec.sharegpt, spec.turns, spec.input_tokens) {
+        (Some(path), _, _) => load_sharegpt_sessions(&root.join(path))?
+            .into_iter()
+            .map(|turns| {
+                let cap = spec.max_turns.map_or(turns.len(), |m| m as usize);
+                turns
+                    .into_iter()
+                    .take(cap)
+                    .map(|t| Prompt::text(t, tokenizer))
+                    .collect()
+            })
+            .collect(),
+        (None, Some(turns), Some(input)) => {
+            let tok = tokenizer.ok_or("made conversations need a tokenizer")?;
+            let source = project_text(dir);
+            let mut sessions = Vec::with_capacity(wanted);
+            for s in 0..wanted {
+                let mut messages = Vec::with_capacity(turns as usize);
+                for t in 0..turns as usize {
+                    let offset = (s * turns as usize + t) * 31;
+                    let text = tok.exact_prompt(&source, input as usize, offset)?;
+                    messages.push(Prompt {
+                        text,
+                        tokens: Some(input),
+                        max_tokens: None,
+                        arrival_s: None,
+                        turn: None,
+                    });
+                }
+                sessions.push(messages);
+            }
+            sessions
+        }
+        _ => return Err("conversations need `sharegpt`, or `turns` and `input_tokens`".into()),
+    };
+    Ok(sessions
+        .into_iter()
+        .flat_map(|session| {
+            session.into_iter().enumerate().map(|(t, mut p)| {
+                p.turn = Some(t as u32);
+                p.max_tokens = spec.output_tokens;
+                p
+            })
+        })
         .collect())
 }
 
@@ -260,6 +327,7 @@ fn random_prompts(
                 tokens: Some(total as u32),
                 max_tokens: Some(output),
                 arrival_s: None,
+                turn: None,
             })
         })
         .collect()
@@ -299,6 +367,7 @@ fn prefix_repetition_prompts(
                 tokens: Some(total as u32),
                 max_tokens: Some(spec.output_len),
                 arrival_s: None,
+                turn: None,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -413,6 +482,31 @@ struct ShareGptEntry {
 struct ShareGptTurn {
     from: String,
     value: String,
+}
+
+/// The human turns of every conversation in a ShareGPT-format file that has one.
+pub fn load_sharegpt_sessions(path: &Path) -> Result<Vec<Vec<String>>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let entries: Vec<ShareGptEntry> = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not ShareGPT JSON: {e}", path.display()))?;
+    let sessions: Vec<Vec<String>> = entries
+        .into_iter()
+        .map(|e| {
+            e.conversations
+                .into_iter()
+                .filter(|t| (t.from == "human" || t.from == "user") && !t.value.trim().is_empty())
+                .map(|t| t.value)
+                .collect::<Vec<_>>()
+        })
+        .filter(|turns| !turns.is_empty())
+        .collect();
+    if sessions.is_empty() {
+        return Err(format!(
+            "{}: no conversation with a human turn",
+            path.display()
+        ));
+    }
+    Ok(sessions)
 }
 
 /// First human turn of every conversation in a ShareGPT-format file.

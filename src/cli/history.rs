@@ -432,6 +432,7 @@ mod synthetic {
                     queue_s: 0.0,
                     error: None,
                     error_kind: None,
+                    turn: None,
                 }
             })
             .collect();

@@ -85,6 +85,9 @@ pub struct CompletionRequest {
     pub stream: bool,
     pub model: String,
     pub prompt: String,
+    /// Earlier messages of a conversation, sent before `prompt` on the chat
+    /// endpoint (a completions prompt holds its own transcript).
+    pub history: Vec<crate::conversation::Message>,
     pub max_tokens: u32,
     pub min_tokens: Option<u32>,
     pub temperature: f64,
@@ -174,7 +177,13 @@ pub fn request_body(req: &CompletionRequest) -> Value {
     }
     match req.endpoint {
         Endpoint::Completions => body["prompt"] = json!(req.prompt),
-        Endpoint::Chat => body["messages"] = json!([{"role": "user", "content": req.prompt}]),
+        Endpoint::Chat => {
+            let mut messages = json!(req.history);
+            if let Value::Array(list) = &mut messages {
+                list.push(json!({"role": "user", "content": req.prompt}));
+            }
+            body["messages"] = messages;
+        }
     }
     if let Some(min) = req.min_tokens {
         body["min_tokens"] = json!(min);
@@ -1046,6 +1055,7 @@ mod tests {
             stream,
             model: "m".into(),
             prompt: "hi".into(),
+            history: Vec::new(),
             max_tokens: 8,
             min_tokens: Some(8),
             temperature: 0.0,
@@ -1066,6 +1076,21 @@ mod tests {
         let b = request_body(&req(Endpoint::Chat, false));
         assert_eq!(b["messages"][0]["role"], "user");
         assert!(b.get("stream_options").is_none());
+        // A conversation's history goes first, the new message last.
+        let mut r = req(Endpoint::Chat, true);
+        r.history = vec![
+            crate::conversation::Message::user("hello"),
+            crate::conversation::Message::assistant("hi there"),
+        ];
+        let b = request_body(&r);
+        assert_eq!(
+            b["messages"],
+            json!([
+                {"role": "user", "content": "hello"},
+                {"role": "assistant", "content": "hi there"},
+                {"role": "user", "content": "hi"},
+            ])
+        );
     }
 
     #[test]

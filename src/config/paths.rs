@@ -47,6 +47,9 @@ pub fn resolve_all(c: &mut CaseConfig, root: &Path) {
         PromptSource::ShareGpt { sharegpt } => at(sharegpt),
         PromptSource::Custom { custom } => at(custom),
         PromptSource::Trace { trace } => at(&mut trace.path),
+        PromptSource::Conversations { conversations } => {
+            conversations.sharegpt.iter_mut().for_each(at)
+        }
         _ => {}
     }
 }

@@ -582,6 +582,33 @@ pub enum PromptSource {
     Custom { custom: PathBuf },
     /// A request trace replayed at its own pace: BurstGPT's CSV columns.
     Trace { trace: TracePrompts },
+    /// Multi-turn sessions, each turn sent with the whole history so far.
+    Conversations { conversations: ConversationPrompts },
+}
+
+/// Multi-turn sessions: every human turn of a ShareGPT-format file
+/// (`sharegpt`), or made (`turns` user messages of `input_tokens` tokens
+/// each). Each turn is sent with the conversation so far, the server's own
+/// answers included, `think_time_s` after the previous answer ended. With
+/// conversations, `num_requests` and `warmup` count sessions, and
+/// `concurrency` is the number of sessions in flight.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationPrompts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sharegpt: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u32>,
+    /// Tokens to generate per turn (the workload's `max_tokens` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u32>,
+    /// With `sharegpt`: the most turns sent from one conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u32>,
+    #[serde(default)]
+    pub think_time_s: f64,
 }
 
 /// A trace file (`Timestamp`, `Request tokens`, `Response tokens`
@@ -631,7 +658,15 @@ impl PromptSource {
                 | PromptSource::Random { .. }
                 | PromptSource::PrefixRepetition { .. }
                 | PromptSource::Trace { .. }
-        )
+        ) || matches!(self, PromptSource::Conversations { conversations: c } if c.sharegpt.is_none())
+    }
+
+    /// The conversation settings, when requests come in sessions.
+    pub fn conversations(&self) -> Option<&ConversationPrompts> {
+        match self {
+            PromptSource::Conversations { conversations } => Some(conversations),
+            _ => None,
+        }
     }
 
     /// Short label used in matrix point names and tables.
@@ -651,6 +686,10 @@ impl PromptSource {
             ),
             PromptSource::Custom { .. } => "custom".to_string(),
             PromptSource::Trace { .. } => "trace".to_string(),
+            PromptSource::Conversations { conversations: c } => match (c.turns, c.input_tokens) {
+                (Some(turns), Some(tokens)) => format!("conv{turns}x{tokens}"),
+                _ => "conversations".to_string(),
+            },
         }
     }
 }

@@ -319,6 +319,9 @@ fn workload_numbers(w: &WorkloadConfig, at: At<'_>) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The most turns one conversation sends.
+const MAX_TURNS: u64 = 256;
+
 /// Synthetic prompts: their sizes, and a tokenizer to make them exactly
 /// that many tokens long.
 fn synthetic_prompts(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
@@ -359,6 +362,47 @@ fn synthetic_prompts(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
                     "workload.rate",
                     "a trace sends each request at its own time: remove `rate`".into(),
                 ));
+            }
+        }
+        PromptSource::Conversations { conversations: v } => {
+            let key = |k: &str| format!("workload.prompts.conversations.{k}");
+            if let Some(t) = v.output_tokens {
+                tokens("conversations.output_tokens", t, 1)?;
+            }
+            number(v.think_time_s, (0.0, 600.0)).map_err(|e| at(&key("think_time_s"), e))?;
+            if c.workload.sweep.is_some() {
+                return Err(at(
+                    "workload.sweep",
+                    "a sweep paces single requests; conversations go in sessions: remove one"
+                        .into(),
+                ));
+            }
+            match (&v.sharegpt, v.turns, v.input_tokens) {
+                (Some(_), None, None) => {
+                    if let Some(m) = v.max_turns {
+                        count(m.into(), 1, MAX_TURNS).map_err(|e| at(&key("max_turns"), e))?;
+                    }
+                    // Texts from the file: no tokenizer needed.
+                    return Ok(());
+                }
+                (None, Some(turns), Some(input)) => {
+                    count(turns.into(), 1, MAX_TURNS).map_err(|e| at(&key("turns"), e))?;
+                    tokens("conversations.input_tokens", input, 1)?;
+                    if v.max_turns.is_some() {
+                        return Err(at(
+                            &key("max_turns"),
+                            "`max_turns` caps a ShareGPT file's conversations; made ones have `turns`"
+                                .into(),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(at(
+                        "workload.prompts.conversations",
+                        "give either `sharegpt = \"file.json\"` or both `turns` and `input_tokens`"
+                            .into(),
+                    ))
+                }
             }
         }
         _ => return Ok(()),

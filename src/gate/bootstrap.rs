@@ -361,6 +361,7 @@ mod tests {
                     queue_s: 0.0,
                     error: None,
                     error_kind: None,
+                    turn: None,
                 };
                 t += e2e;
                 r

@@ -398,6 +398,7 @@ mod tests {
                 queue_s: 0.0,
                 error: Some("HTTP 404: model `M` does not exist".into()),
                 error_kind: Some(ErrorKind::Http4xx),
+                turn: None,
             })
             .collect();
         let none = Summary::from_records(&failed, None);
@@ -659,6 +660,7 @@ mod tests {
                         queue_s: 0.0,
                         error: None,
                         error_kind: None,
+                        turn: None,
                     }
                 })
                 .collect()

@@ -277,6 +277,7 @@ pub fn side_sections(r: &CaseReport) -> Vec<String> {
         out.extend(probe_note(role, t));
         out.extend(server_metrics_line(role, t));
         out.extend(sweep_table(role, t));
+        out.extend(turns_table(role, t));
         out.extend(steady_line(role, t, r.workload.steady_state));
     }
     out
@@ -342,6 +343,39 @@ pub fn sweep_table(role: &str, tr: &TargetReport) -> Option<String> {
     Some(format!(
         "sweep, {role} `{}`:\n{t}\nhighest rate within the objectives: {best}",
         tr.target
+    ))
+}
+
+/// A conversation workload's figures per turn position and per session;
+/// nothing when requests did not come in sessions.
+pub fn turns_table(role: &str, tr: &TargetReport) -> Option<String> {
+    let s = &tr.summary;
+    let sessions = s.sessions.as_ref()?;
+    let mut t = table(&[
+        "turn",
+        "ok",
+        "prompt tok",
+        "TTFT p50",
+        "TTFT p99",
+        "E2E p50",
+    ]);
+    for turn in &s.turns {
+        t.add_row(vec![
+            (turn.turn + 1).to_string(),
+            format!("{}/{}", turn.completed, turn.sent),
+            num(turn.input_tokens_mean),
+            num(turn.ttft_ms.p50),
+            num(turn.ttft_ms.p99),
+            num(turn.e2e_ms.p50),
+        ]);
+    }
+    Some(format!(
+        "turns, {role} `{}`:\n{t}\nsessions: {} of {} completed every turn; {} turns each (mean); {} s long (p50, think time included)",
+        tr.target,
+        sessions.completed,
+        sessions.sessions,
+        num(sessions.turns.mean),
+        num(sessions.duration_ms.p50 / 1000.0),
     ))
 }
 

@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::console::{case_verdict, message_lines, ratio_text, ratios, unmeasured_note, GateCells};
+use super::console::{
+    case_verdict, message_lines, num, ratio_text, ratios, unmeasured_note, GateCells,
+};
 use super::RunResults;
 use crate::gate::{GateRow, Verdict};
 use crate::results::{CaseReport, TargetReport};
@@ -163,6 +165,26 @@ fn target_notes(out: &mut String, role: &str, tr: &TargetReport) {
     }
     if let Some(line) = super::console::steady_line(role, tr, !tr.steady_windows.is_empty()) {
         let _ = writeln!(out, "\n{}", cell(&line));
+    }
+    if let Some(sessions) = &tr.summary.sessions {
+        let _ = writeln!(
+            out,
+            "\n{label}, per turn ({} of {} sessions completed every turn):\n\n| turn | ok | prompt tok | TTFT p50 | TTFT p99 | E2E p50 |\n|---:|---:|---:|---:|---:|---:|",
+            sessions.completed, sessions.sessions
+        );
+        for t in &tr.summary.turns {
+            let _ = writeln!(
+                out,
+                "| {} | {}/{} | {} | {} | {} | {} |",
+                t.turn + 1,
+                t.completed,
+                t.sent,
+                num(t.input_tokens_mean),
+                num(t.ttft_ms.p50),
+                num(t.ttft_ms.p99),
+                num(t.e2e_ms.p50)
+            );
+        }
     }
     let failed: usize = tr.errors.values().sum();
     if failed == 0 {

@@ -106,6 +106,7 @@ pub(crate) mod fixtures {
                     queue_s: 0.0,
                     error: None,
                     error_kind: None,
+                    turn: None,
                 }
             })
             .collect()

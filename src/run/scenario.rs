@@ -681,12 +681,10 @@ pub fn check_case(project: &Project, case: &Case) -> Result<(), config::ConfigEr
     let checked = match &w.prompts {
         // Made when the case runs (a long prompt takes a while to make
         // exact); the tokenizer they need is checked with the configuration.
-        config::PromptSource::Synthetic { .. }
-        | config::PromptSource::Random { .. }
-        | config::PromptSource::PrefixRepetition { .. } => Ok(()),
         config::PromptSource::Trace { trace } => {
             workload::check_trace(&project.root, trace, (w.warmup + w.num_requests) as usize)
         }
+        generated if generated.is_generated() => Ok(()),
         _ => load_prompts(project, case, tokenizer.as_ref()).map(drop),
     };
     checked.map_err(|message| {

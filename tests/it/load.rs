@@ -27,12 +27,14 @@ fn prompts() -> Arc<Vec<Prompt>> {
             tokens: None,
             max_tokens: None,
             arrival_s: None,
+            turn: None,
         },
         Prompt {
             text: "a second, slightly longer test prompt".into(),
             tokens: None,
             max_tokens: None,
             arrival_s: None,
+            turn: None,
         },
     ])
 }
@@ -463,4 +465,137 @@ fn bench_cli_writes_the_old_schema() {
     assert_eq!(first["total_tokens"], 32);
     assert_eq!(first["token_source"], "usage");
     assert_eq!(first["details"].as_array().unwrap().len(), 4);
+}
+
+/// What a recording server saw: each request's body, and its answer.
+type Seen = Arc<std::sync::Mutex<Vec<(serde_json::Value, String)>>>;
+
+/// A server answering every (non-streamed) completion or chat request with
+/// a fresh text, and recording the request with that answer.
+fn recording_server(rt: &tokio::runtime::Runtime) -> (String, Seen) {
+    use axum::routing::post;
+    use axum::Json;
+    use serde_json::{json, Value};
+    let seen: Seen = Arc::default();
+    let answer = |seen: Seen, chat: bool| {
+        move |Json(body): Json<Value>| async move {
+            let mut seen = seen.lock().unwrap();
+            let text = format!("answer number {}", seen.len());
+            seen.push((body, text.clone()));
+            let choice = if chat {
+                json!({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"})
+            } else {
+                json!({"index": 0, "text": text, "finish_reason": "length"})
+            };
+            Json(
+                json!({"choices": [choice], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}),
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", post(answer(seen.clone(), true)))
+        .route("/v1/completions", post(answer(seen.clone(), false)));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    rt.spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// Two sessions of three turns each: every turn after the first carries the
+/// earlier messages with the server's own answers, on both endpoints, and
+/// the records say which session and turn each request was.
+#[test]
+fn a_conversations_later_turns_carry_the_whole_history() {
+    use servegate::config::{ConversationPrompts, PromptSource};
+    let rt = rt();
+    let (url, seen) = recording_server(&rt);
+    let client = Client::new(&url, None).unwrap();
+    let turn = |session: usize, t: u32| Prompt {
+        text: format!("session {session} message {t}"),
+        tokens: None,
+        max_tokens: None,
+        arrival_s: None,
+        turn: Some(t),
+    };
+    let prompts: Vec<Prompt> = (0..2)
+        .flat_map(|s| (0..3).map(move |t| turn(s, t)))
+        .collect();
+    let think_time_s = 0.1;
+    for endpoint in [Endpoint::Chat, Endpoint::Completions] {
+        seen.lock().unwrap().clear();
+        let w = WorkloadConfig {
+            endpoint,
+            stream: false,
+            prompts: PromptSource::Conversations {
+                conversations: ConversationPrompts {
+                    sharegpt: None,
+                    turns: Some(3),
+                    input_tokens: Some(4),
+                    output_tokens: None,
+                    max_turns: None,
+                    think_time_s,
+                },
+            },
+            warmup: 0,
+            ..workload(3, 2, 2)
+        };
+        let bench = BenchSpec {
+            prompts: Arc::new(prompts.clone()),
+            ..spec(w)
+        };
+        let result = rt.block_on(loadgen::run(&client, &bench));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 6, "{endpoint:?}");
+        for session in 0..2 {
+            // This session's requests in the order sent, with their answers.
+            let mine: Vec<&(serde_json::Value, String)> = seen
+                .iter()
+                .filter(|(body, _)| {
+                    body.to_string()
+                        .contains(&format!("session {session} message 0"))
+                })
+                .collect();
+            assert_eq!(mine.len(), 3, "{endpoint:?} {seen:?}");
+            for t in 1..3 {
+                let (before, answer) = mine[t - 1];
+                let (body, _) = mine[t];
+                let new = format!("session {session} message {t}");
+                match endpoint {
+                    Endpoint::Chat => {
+                        let mut expected = before["messages"].as_array().unwrap().clone();
+                        expected.push(serde_json::json!({"role": "assistant", "content": answer}));
+                        expected.push(serde_json::json!({"role": "user", "content": new}));
+                        assert_eq!(body["messages"].as_array().unwrap(), &expected);
+                    }
+                    Endpoint::Completions => {
+                        let prompt = body["prompt"].as_str().unwrap();
+                        let earlier = before["prompt"].as_str().unwrap();
+                        assert!(
+                            prompt.starts_with(&format!("{earlier} {answer}")),
+                            "{prompt:?}"
+                        );
+                        assert!(prompt.ends_with(&format!("User: {new}\n\nAssistant:")));
+                    }
+                }
+            }
+        }
+        let s = &result.summary;
+        assert_eq!(s.completed, 6);
+        let sessions = s.sessions.as_ref().expect("per-session figures");
+        assert_eq!((sessions.sessions, sessions.completed), (2, 2));
+        // Two think times per session, between its three turns.
+        assert!(sessions.duration_ms.min >= 2000.0 * think_time_s);
+        let turns: Vec<(u32, usize)> = s.turns.iter().map(|t| (t.turn, t.completed)).collect();
+        assert_eq!(turns, vec![(0, 2), (1, 2), (2, 2)]);
+        assert_eq!(s.later_turn_ttft_ms.count, 4);
+        let mut places: Vec<(u32, u32)> = result
+            .records
+            .iter()
+            .map(|r| r.turn.map(|t| (t.session, t.index)).unwrap())
+            .collect();
+        places.sort();
+        assert_eq!(places, vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+    }
 }

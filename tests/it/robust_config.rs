@@ -938,6 +938,27 @@ fn values_a_run_cannot_use_are_rejected_with_file_line_key_and_range() {
             "must be a whole number between 0 and 10 (got 4294967295)".into(),
         ),
         (
+            "scenarios/x.toml",
+            scenario("[workload]\nprompts = { conversations = { turns = 3 } }\n"),
+            2,
+            "workload.prompts.conversations",
+            "give either `sharegpt = \"file.json\"` or both `turns` and `input_tokens`".into(),
+        ),
+        (
+            "scenarios/x.toml",
+            scenario("[workload]\nprompts = { conversations = { turns = 0, input_tokens = 8 } }\n"),
+            2,
+            "workload.prompts.conversations.turns",
+            "must be a whole number between 1 and 256 (got 0)".into(),
+        ),
+        (
+            "scenarios/x.toml",
+            scenario("[workload]\nprompts = { conversations = { turns = 2, input_tokens = 8, think_time_s = -1 } }\n"),
+            2,
+            "workload.prompts.conversations.think_time_s",
+            "must be a number between 0 and 600 (got -1)".into(),
+        ),
+        (
             "suites/s.toml",
             format!("limit = 9223372036854775807\n{SUITE}"),
             1,

@@ -522,3 +522,92 @@ fn steady_state_measures_only_the_plateau() {
         "{console}"
     );
 }
+
+/// Conversations end to end: every turn's prompt holds the history (its
+/// length grows by the previous turn's message and answer), later turns
+/// are where the engine's prefix cache shows, and a ShareGPT file's human
+/// turns make the sessions, capped at `max_turns`.
+#[test]
+fn conversations_grow_their_history_and_show_the_prefix_cache() {
+    let config = "candidate = \"cached\"\nbaseline = \"uncached\"\n\
+        [targets.cached]\nsim = { profile = \"engine\", prefix_caching = true, prefill_ms_per_token = 0.1 }\n\
+        [targets.uncached]\nsim = { profile = \"engine\", prefill_ms_per_token = 0.1 }\n";
+    let dir = project(
+        config,
+        &[
+            (
+                "chat",
+                "[workload]\nendpoint = \"chat\"\n\
+                 prompts = { conversations = { turns = 4, input_tokens = 200, output_tokens = 16, think_time_s = 0.05 } }\n\
+                 concurrency = 2\nnum_requests = 6\nwarmup = 1\n\
+                 [gate]\nlater_turn_ttft_p50 = { max_ratio = 0.9 }\n",
+            ),
+            (
+                "shared",
+                "candidate = \"uncached\"\n[workload]\n\
+                 prompts = { conversations = { sharegpt = \"convs.json\", max_turns = 2 } }\n\
+                 max_tokens = 5\nconcurrency = 2\nnum_requests = 3\nwarmup = 0\n\
+                 [gate]\nerror_rate = { max = 0.0 }\n",
+            ),
+        ],
+    );
+    let (code, console, results) = run(dir.path(), "chat");
+    assert_eq!(code, Some(0), "{console}");
+    let case = &results["cases"][0];
+    for side in ["candidate", "baseline"] {
+        let summary = &case[side]["summary"];
+        assert_eq!(summary["sessions"]["sessions"], 6, "{summary}");
+        assert_eq!(summary["sessions"]["completed"], 6);
+        let turns = summary["turns"].as_array().unwrap();
+        assert_eq!(turns.len(), 4);
+        // Each turn's prompt holds the previous one, its 16-token answer and
+        // a new 200-token message.
+        let mut records: Vec<&Value> = case[side]["records"].as_array().unwrap().iter().collect();
+        records.sort_by_key(|r| (r["turn"]["session"].as_u64(), r["turn"]["index"].as_u64()));
+        for pair in records.windows(2) {
+            if pair[1]["turn"]["index"].as_u64() == Some(0) {
+                continue;
+            }
+            let (a, b) = (
+                pair[0]["input_tokens"].as_u64().unwrap(),
+                pair[1]["input_tokens"].as_u64().unwrap(),
+            );
+            assert!(b >= a + 16 + 200, "{side}: {a} then {b}");
+        }
+    }
+    let turn_ttft = |side: &str, t: usize| {
+        case[side]["summary"]["turns"][t]["ttft_ms"]["p50"]
+            .as_f64()
+            .unwrap()
+    };
+    // The last turn's 800-token history is cached on one side only.
+    assert!(
+        turn_ttft("candidate", 3) < 0.7 * turn_ttft("baseline", 3),
+        "{console}"
+    );
+    assert!(console.contains("turns, candidate `cached`"), "{console}");
+    assert!(console.contains("6 of 6 completed every turn"), "{console}");
+
+    let conversation = |turns: &[&str]| {
+        serde_json::json!({"conversations": turns.iter().flat_map(|t| [
+            serde_json::json!({"from": "human", "value": t}),
+            serde_json::json!({"from": "gpt", "value": "an answer from the file, never sent"}),
+        ]).collect::<Vec<_>>()})
+    };
+    let file = serde_json::json!([
+        conversation(&[
+            "Name three rivers.",
+            "Which is longest?",
+            "And the shortest?"
+        ]),
+        conversation(&["Say hello."]),
+    ]);
+    std::fs::write(dir.path().join("convs.json"), file.to_string()).unwrap();
+    let (code, console, results) = run(dir.path(), "shared");
+    assert_eq!(code, Some(0), "{console}");
+    let sessions = &results["cases"][0]["candidate"]["summary"]["sessions"];
+    // Sessions 1 and 3 take the first conversation (two turns kept), session 2 the second.
+    assert_eq!(sessions["sessions"], 3, "{sessions}");
+    assert_eq!(sessions["turns"]["max"], 2.0, "{sessions}");
+    assert_eq!(sessions["turns"]["min"], 1.0, "{sessions}");
+}

@@ -28,6 +28,7 @@ pub fn case_html(c: &CaseReport) -> String {
     html.push_str(&workload_html(c));
     html.push_str(&targets_html(c));
     html.push_str(&metrics_html(c));
+    html.push_str(&turns_html(c));
     html.push_str(&errors_html(c));
     html.push_str(&gate_html(c));
     html.push_str(&distributions(c));
@@ -111,6 +112,38 @@ fn targets_html(c: &CaseReport) -> String {
         if let Some(line) = super::super::console::server_metrics_line(role, t) {
             let _ = writeln!(html, "<p class=\"note\">{}</p>", esc(&line));
         }
+    }
+    html
+}
+
+/// With conversations: each side's figures per turn position; nothing otherwise.
+fn turns_html(c: &CaseReport) -> String {
+    let mut html = String::new();
+    for (role, t) in sides(c) {
+        let Some(sessions) = &t.summary.sessions else {
+            continue;
+        };
+        let _ = writeln!(
+            html,
+            "<p class=\"note\">{role} `{}`: {} of {} sessions completed every turn</p>\n<table class=\"metrics\"><thead><tr><th>turn</th><th>ok</th><th>prompt tokens</th><th>TTFT p50</th><th>TTFT p99</th><th>E2E p50</th></tr></thead><tbody>",
+            esc(&t.target),
+            sessions.completed,
+            sessions.sessions
+        );
+        for turn in &t.summary.turns {
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                turn.turn + 1,
+                turn.completed,
+                turn.sent,
+                num(turn.input_tokens_mean),
+                num(turn.ttft_ms.p50),
+                num(turn.ttft_ms.p99),
+                num(turn.e2e_ms.p50)
+            );
+        }
+        html.push_str("</tbody></table>\n");
     }
     html
 }

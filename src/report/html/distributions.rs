@@ -142,6 +142,7 @@ fn series_id(series: Series) -> &'static str {
         Series::E2e => "e2e",
         Series::Queue => "queue",
         Series::Throughput => "throughput",
+        Series::LaterTurnTtft => "later_turn_ttft",
     }
 }
 
