@@ -105,6 +105,15 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
+/// Percentiles `qs` (each 0–100) of `values`, in the order asked, as numpy's
+/// `np.percentile` (linear interpolation) computes them; non-finite values
+/// are left out, and with none left every percentile is NaN.
+pub fn percentiles_of(values: &[f64], qs: &[f64]) -> Vec<f64> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    sorted.sort_by(f64::total_cmp);
+    qs.iter().map(|&q| percentile(&sorted, q)).collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stat {
     P50,
@@ -282,6 +291,19 @@ mod tests {
         assert!((percentile(&v, 90.0) - 3.7).abs() < 1e-12);
         assert_eq!(percentile(&v, 100.0), 4.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn percentiles_of_unsorted_values_in_the_order_asked() {
+        let v = [4.0, f64::NAN, 1.0, 3.0, 2.0];
+        assert_eq!(percentiles_of(&v, &[100.0, 50.0]), vec![4.0, 2.5]);
+        let p = percentiles_of(&v, &[25.0, 90.0]);
+        assert!(
+            (p[0] - 1.75).abs() < 1e-12 && (p[1] - 3.7).abs() < 1e-12,
+            "{p:?}"
+        );
+        assert!(percentiles_of(&[], &[50.0])[0].is_nan());
+        assert!(percentiles_of(&[1.0], &[]).is_empty());
     }
 
     #[test]

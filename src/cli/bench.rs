@@ -11,7 +11,7 @@ use servegate::report;
 use servegate::tokenizer::Tokenizer;
 use servegate::workload;
 
-use super::{project_root, runtime, CliError};
+use super::{parse_goodput, project_root, runtime, CliError};
 
 #[derive(clap::Args)]
 pub(super) struct BenchArgs {
@@ -87,6 +87,15 @@ pub(super) struct BenchArgs {
     /// Goodput objectives, vLLM's syntax: `ttft:200 tpot:50 e2el:2000` (ms).
     #[arg(long, num_args = 1..)]
     goodput: Vec<String>,
+    /// Latency metrics to report percentiles of, vLLM's names comma-separated:
+    /// `ttft`, `tpot`, `itl`, `e2el` (default with `--metric-percentiles`:
+    /// `ttft,tpot,itl`). Printed per point and written as `p99_ttft_ms`, ….
+    #[arg(long, value_name = "METRICS")]
+    percentile_metrics: Option<String>,
+    /// Percentiles to report of `--percentile-metrics`, comma-separated, each
+    /// in (0, 100] (default with `--percentile-metrics`: `99`).
+    #[arg(long, value_name = "PERCENTILES")]
+    metric_percentiles: Option<String>,
     /// Gamma shape of inter-arrival times (1 = Poisson).
     #[arg(long, default_value_t = 1.0)]
     burstiness: f64,
@@ -126,35 +135,6 @@ fn parse_rate(text: &str) -> Result<f64, String> {
         "inf" | "infinity" => Ok(f64::INFINITY),
         _ => text.parse().map_err(|e| format!("{e}")),
     }
-}
-
-/// `ttft:200 tpot:50 e2el:2000`, as `vllm bench serve --goodput` reads it.
-fn parse_goodput(items: &[String]) -> Result<Option<servegate::metrics::Slo>, String> {
-    if items.is_empty() {
-        return Ok(None);
-    }
-    let mut slo = servegate::metrics::Slo::default();
-    for item in items {
-        let (name, value) = item
-            .split_once(':')
-            .ok_or_else(|| format!("`{item}`: expected NAME:MILLISECONDS"))?;
-        let ms: f64 = value
-            .parse()
-            .map_err(|_| format!("`{item}`: `{value}` is not a number"))?;
-        servegate::config::limits::number(ms, servegate::config::limits::SLO_MS)
-            .map_err(|e| format!("`{item}`: {e}"))?;
-        match name {
-            "ttft" => slo.ttft_ms = Some(ms),
-            "tpot" => slo.tpot_ms = Some(ms),
-            "e2el" => slo.e2e_ms = Some(ms),
-            _ => {
-                return Err(format!(
-                    "`{item}`: unknown objective `{name}` (ttft, tpot, e2el)"
-                ))
-            }
-        }
-    }
-    Ok(Some(slo))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -208,6 +188,11 @@ pub(super) fn bench(
     }
     let slo =
         parse_goodput(&args.goodput).map_err(|e| CliError::Usage(format!("--goodput {e}")))?;
+    let percentiles = grid::PercentileSpec::from_flags(
+        args.percentile_metrics.as_deref(),
+        args.metric_percentiles.as_deref(),
+    )
+    .map_err(CliError::Usage)?;
     // Generated prompts are cut from the project's prompt text, when there is a project.
     let text_dir =
         project_root(root.clone()).map(|r| match servegate::config::load_project(&r, &[]) {
@@ -247,6 +232,7 @@ pub(super) fn bench(
         tokenizer,
         api_key,
         slo,
+        percentiles,
         text_dir,
     ));
     // Closing the runtime closes every connection it held, so the results
@@ -351,6 +337,7 @@ async fn measure(
     tokenizer: Option<Tokenizer>,
     api_key: Option<String>,
     slo: Option<servegate::metrics::Slo>,
+    percentiles: Option<grid::PercentileSpec>,
     text_dir: Option<PathBuf>,
 ) -> anyhow::Result<BenchFile> {
     let request_timeout = std::time::Duration::from_secs_f64(args.request_timeout);
@@ -402,6 +389,7 @@ async fn measure(
             slo,
             ..WorkloadConfig::default()
         },
+        percentiles,
     };
     let found = probe::probe(&client, Some(&model), request_timeout.min(PROBE_TIMEOUT)).await;
     let (dialect, choices) = probe::dialect(&found);
@@ -488,6 +476,10 @@ fn generated(
 /// The points' table, the errors behind failed requests, client-lag warnings.
 fn print_points(file: &BenchFile) {
     println!("{}", grid::table(&file.scenarios));
+    if let Some(table) = grid::percentile_table(&file.scenarios) {
+        println!("Latency percentiles (ms)");
+        println!("{table}");
+    }
     if let Some(errors) = grid::error_report(&file.scenarios) {
         println!("{errors}");
     }

@@ -98,6 +98,13 @@ enum Command {
         /// appended to $GITHUB_STEP_SUMMARY when that is set.
         #[arg(long)]
         markdown: Option<PathBuf>,
+        /// Goodput objectives of every scenario, vLLM's syntax: `ttft:200
+        /// tpot:50 e2el:2000` (ms). Overrides the case files' `workload.slo`,
+        /// so each case's goodput is measured and a `goodput` gate can be
+        /// checked; quality suites are unaffected. Takes every word after it:
+        /// give FILTER before it, or after `--`.
+        #[arg(long, value_name = "NAME:MS", num_args = 1..)]
+        goodput: Vec<String>,
     },
     /// Ratio table (A / B) of two saved runs: `servegate run` results or `servegate bench --output` files.
     Compare {
@@ -212,6 +219,10 @@ enum Command {
         /// Output tokens per request.
         #[arg(long, default_value_t = 32)]
         tokens: u32,
+        /// Send every stream at the same instant (default: spread over one
+        /// request's duration, as independent users would be).
+        #[arg(long)]
+        lockstep: bool,
     },
     /// Train the embedded engine's BPE tokenizer on its corpus and write it
     /// (the shipped one is src/sim/data/tokenizer.json).
@@ -287,15 +298,23 @@ impl Cli {
                 output,
                 save_detailed,
                 markdown,
-            } => run::run(
-                &open_project(root)?,
-                filter.as_deref(),
-                exact,
-                output,
-                save_detailed,
-                markdown,
-                open_files,
-            ),
+                goodput,
+            } => {
+                let slo = parse_goodput(&goodput)
+                    .map_err(|e| CliError::Usage(format!("--goodput {e}")))?;
+                run::run(
+                    &open_project(root)?,
+                    filter.as_deref(),
+                    exact,
+                    run::RunFlags {
+                        output,
+                        save_detailed,
+                        markdown,
+                        slo,
+                    },
+                    open_files,
+                )
+            }
             Command::List { filter, reasons } => {
                 run::list(&open_project(root)?, filter.as_deref(), reasons)
             }
@@ -337,7 +356,8 @@ impl Cli {
                 ttft_ms,
                 itl_ms,
                 tokens,
-            } => sim::calibrate(levels, ttft_ms, itl_ms, tokens),
+                lockstep,
+            } => sim::calibrate(levels, ttft_ms, itl_ms, tokens, lockstep),
             Command::TrainTokenizer { output, vocab_size } => {
                 sim::train_tokenizer(&output, vocab_size)
             }
@@ -353,6 +373,35 @@ impl Cli {
             } => servers::supervise(&open_project(root)?, &target, idle_timeout),
         }
     }
+}
+
+/// `ttft:200 tpot:50 e2el:2000`, as `vllm bench serve --goodput` reads it.
+fn parse_goodput(items: &[String]) -> Result<Option<servegate::metrics::Slo>, String> {
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let mut slo = servegate::metrics::Slo::default();
+    for item in items {
+        let (name, value) = item
+            .split_once(':')
+            .ok_or_else(|| format!("`{item}`: expected NAME:MILLISECONDS"))?;
+        let ms: f64 = value
+            .parse()
+            .map_err(|_| format!("`{item}`: `{value}` is not a number"))?;
+        servegate::config::limits::number(ms, servegate::config::limits::SLO_MS)
+            .map_err(|e| format!("`{item}`: {e}"))?;
+        match name {
+            "ttft" => slo.ttft_ms = Some(ms),
+            "tpot" => slo.tpot_ms = Some(ms),
+            "e2el" => slo.e2e_ms = Some(ms),
+            _ => {
+                return Err(format!(
+                    "`{item}`: unknown objective `{name}` (ttft, tpot, e2el)"
+                ))
+            }
+        }
+    }
+    Ok(Some(slo))
 }
 
 /// The project folder: `--root`, else the nearest folder up from here holding

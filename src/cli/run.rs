@@ -128,16 +128,32 @@ pub(super) fn check(project: &Project) -> Result<(), CliError> {
     }
 }
 
+/// `run`'s flags beyond the case filter.
+pub(super) struct RunFlags {
+    pub output: Option<PathBuf>,
+    pub save_detailed: bool,
+    pub markdown: Option<PathBuf>,
+    /// `--goodput`: the objectives of every scenario, replacing its file's.
+    pub slo: Option<servegate::metrics::Slo>,
+}
+
 pub(super) fn run(
     project: &Project,
     filter: Option<&str>,
     exact: bool,
-    output: Option<PathBuf>,
-    save_detailed: bool,
-    markdown: Option<PathBuf>,
+    flags: RunFlags,
     open_files: Option<u64>,
 ) -> Result<(), CliError> {
-    let cases = select(project, filter, exact)?;
+    let RunFlags {
+        output,
+        save_detailed,
+        markdown,
+        slo,
+    } = flags;
+    let mut cases = select(project, filter, exact)?;
+    if let Some(slo) = slo {
+        override_slo(&mut cases, slo);
+    }
     warn_open_files(&cases, open_files);
     if cases.is_empty() {
         return Err(CliError::Usage(format!(
@@ -174,6 +190,14 @@ pub(super) fn run(
     );
     print_written(&mut results_file, &mut summary_file);
     print_totals(&results)
+}
+
+/// Sets the goodput objectives of every scenario, replacing its file's
+/// `workload.slo`; quality suites have none.
+fn override_slo(cases: &mut [Case], slo: servegate::metrics::Slo) {
+    for c in cases.iter_mut().filter(|c| c.kind == CaseKind::Scenario) {
+        c.config.workload.slo = Some(slo);
+    }
 }
 
 /// Streams in flight hold a socket each: warns when the open-file limit is

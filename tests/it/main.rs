@@ -9,6 +9,7 @@
 
 mod common;
 
+mod bench_flags;
 mod config_layers;
 mod generative;
 mod history;
