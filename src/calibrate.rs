@@ -23,6 +23,9 @@ pub struct CalibrateOptions {
     pub ttft_ms: f64,
     pub itl_ms: f64,
     pub output_tokens: u32,
+    /// Every stream sent at the same instant, rather than spread over one
+    /// request's duration as independent users would be.
+    pub lockstep: bool,
 }
 
 impl Default for CalibrateOptions {
@@ -32,6 +35,7 @@ impl Default for CalibrateOptions {
             ttft_ms: 50.0,
             itl_ms: 20.0,
             output_tokens: 32,
+            lockstep: false,
         }
     }
 }
@@ -40,6 +44,9 @@ impl Default for CalibrateOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Level {
     pub concurrency: u32,
+    /// `warm`: the connections were open before measuring; `cold`: each
+    /// stream opened its own.
+    pub connections: &'static str,
     pub requests: usize,
     pub failed: usize,
     pub ttft_p50_ms: f64,
@@ -116,8 +123,8 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
         .spawn()?;
     let engine_pid = child.id();
     let _engine = EngineProcess(child);
-    let client = Client::new(&format!("http://127.0.0.1:{port}"), None)?;
-    client
+    let url = format!("http://127.0.0.1:{port}");
+    Client::new(&url, None)?
         .wait_ready("/v1/models", Duration::from_secs(20))
         .await
         .map_err(anyhow::Error::msg)?;
@@ -132,60 +139,65 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
         (options.ttft_ms + options.itl_ms * (options.output_tokens.max(1) - 1) as f64) / 1000.0;
     let mut levels = Vec::new();
     for &c in &options.levels {
-        let requests = (2 * c).max(8);
-        let spec = BenchSpec {
-            model: "servegate-sim".into(),
-            workload: WorkloadConfig {
-                max_tokens: options.output_tokens,
+        for warm in [false, true] {
+            // A fresh client each time: no connection left over from before.
+            let client = Client::new(&url, None)?;
+            let requests = (2 * c).max(8);
+            let spec = BenchSpec {
+                model: "servegate-sim".into(),
+                workload: WorkloadConfig {
+                    max_tokens: options.output_tokens,
+                    concurrency: c,
+                    num_requests: requests,
+                    // No warm-up requests: they would open the connections
+                    // the cold measurement is about.
+                    warmup: 0,
+                    warm_connections: warm,
+                    ramp_up_s: if options.lockstep { 0.0 } else { request_s },
+                    ..WorkloadConfig::default()
+                },
+                prompts: prompts.clone(),
+                tokenizer: None,
+                progress: None,
+                dialect: Default::default(),
+                measuring: None,
+            };
+            let cpu_before = process_cpu_s();
+            let engine_before = child_cpu_s(engine_pid);
+            let result = loadgen::run(&client, &spec).await;
+            let cpu = process_cpu_s() - cpu_before;
+            let engine_cpu = child_cpu_s(engine_pid) - engine_before;
+            let s = &result.summary;
+            let events: usize = result.records.iter().map(|r| r.event_times_s.len()).sum();
+            levels.push(Level {
                 concurrency: c,
-                num_requests: requests,
-                // One warm-up round opens every pooled connection before measuring.
-                warmup: c,
-                // Spread the streams over one request's duration, as
-                // independent users would be, rather than in lockstep.
-                ramp_up_s: request_s,
-                ..WorkloadConfig::default()
-            },
-            prompts: prompts.clone(),
-            tokenizer: None,
-            progress: None,
-            dialect: Default::default(),
-            measuring: None,
-        };
-        let cpu_before = process_cpu_s();
-        let engine_before = child_cpu_s(engine_pid);
-        let result = loadgen::run(&client, &spec).await;
-        let cpu = process_cpu_s() - cpu_before;
-        let engine_cpu = child_cpu_s(engine_pid) - engine_before;
-        let s = &result.summary;
-        let events: usize = result.records.iter().map(|r| r.event_times_s.len()).sum();
-        // Warm-up events cost CPU too; count them so the ratio is per event sent.
-        let warm_events = (c * options.output_tokens) as f64;
-        levels.push(Level {
-            concurrency: c,
-            requests: requests as usize,
-            failed: s.failed,
-            ttft_p50_ms: s.ttft_ms.p50,
-            ttft_p99_ms: s.ttft_ms.p99,
-            itl_p50_ms: s.itl_ms.p50,
-            itl_stddev_ms: s.itl_ms.stddev,
-            events_per_s: if s.duration_s > 0.0 {
-                events as f64 / s.duration_s
-            } else {
-                0.0
-            },
-            cpu_s_per_million_events: cpu / (events as f64 + warm_events) * 1e6,
-            engine_cpu_s_per_million_events: engine_cpu / (events as f64 + warm_events) * 1e6,
-        });
+                connections: if warm { "warm" } else { "cold" },
+                requests: requests as usize,
+                failed: s.failed,
+                ttft_p50_ms: s.ttft_ms.p50,
+                ttft_p99_ms: s.ttft_ms.p99,
+                itl_p50_ms: s.itl_ms.p50,
+                itl_stddev_ms: s.itl_ms.stddev,
+                events_per_s: if s.duration_s > 0.0 {
+                    events as f64 / s.duration_s
+                } else {
+                    0.0
+                },
+                cpu_s_per_million_events: cpu / events as f64 * 1e6,
+                engine_cpu_s_per_million_events: engine_cpu / events as f64 * 1e6,
+            });
+        }
     }
     Ok(levels)
 }
 
+/// The levels as a table, each measured with cold and with warm connections.
 pub fn table(options: &CalibrateOptions, levels: &[Level]) -> String {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
     t.set_header(vec![
         "concurrency".to_string(),
+        "connections".into(),
         "requests".into(),
         "failed".into(),
         format!("TTFT p50 (truth {})", options.ttft_ms),
@@ -200,6 +212,7 @@ pub fn table(options: &CalibrateOptions, levels: &[Level]) -> String {
     for l in levels {
         t.add_row(vec![
             l.concurrency.to_string(),
+            l.connections.to_string(),
             l.requests.to_string(),
             l.failed.to_string(),
             format!("{:.2} ms", l.ttft_p50_ms),

@@ -87,6 +87,14 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
         closed_loop(send(quiet, 0), w.warmup as usize, concurrency as usize, 0.0).await;
     }
     let n = w.num_requests as usize;
+    if w.warm_connections {
+        let in_flight = match (w.rate, &spec.prompts.first().and_then(|p| p.arrival_s)) {
+            (None, None) => w.concurrency,
+            _ => w.max_concurrency.unwrap_or(w.concurrency),
+        } as usize;
+        let bound = Duration::from_secs_f64(w.request_timeout_s.min(30.0));
+        client.open_connections(in_flight.min(n), bound).await;
+    }
     if let Some(m) = &spec.measuring {
         m.notify_one();
     }

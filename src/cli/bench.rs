@@ -108,6 +108,10 @@ pub(super) struct BenchArgs {
     /// Keep every request's timings in the output.
     #[arg(long)]
     save_detailed: bool,
+    /// Open no connections ahead of each point's measured requests (by
+    /// default as many as the concurrency are opened after the warm-up).
+    #[arg(long)]
+    cold_connections: bool,
     /// Environment variable holding an API key.
     #[arg(long)]
     api_key_env: Option<String>,
@@ -387,6 +391,7 @@ async fn measure(
             request_timeout_s: request_timeout.as_secs_f64(),
             seed: args.seed,
             slo,
+            warm_connections: !args.cold_connections,
             ..WorkloadConfig::default()
         },
         percentiles,

@@ -105,6 +105,10 @@ enum Command {
         /// give FILTER before it, or after `--`.
         #[arg(long, value_name = "NAME:MS", num_args = 1..)]
         goodput: Vec<String>,
+        /// Open no connections ahead of the measured requests (every
+        /// scenario's `workload.warm_connections = false`).
+        #[arg(long)]
+        cold_connections: bool,
     },
     /// Ratio table (A / B) of two saved runs: `servegate run` results or `servegate bench --output` files.
     Compare {
@@ -299,6 +303,7 @@ impl Cli {
                 save_detailed,
                 markdown,
                 goodput,
+                cold_connections,
             } => {
                 let slo = parse_goodput(&goodput)
                     .map_err(|e| CliError::Usage(format!("--goodput {e}")))?;
@@ -311,6 +316,7 @@ impl Cli {
                         save_detailed,
                         markdown,
                         slo,
+                        cold_connections,
                     },
                     open_files,
                 )

@@ -135,6 +135,8 @@ pub(super) struct RunFlags {
     pub markdown: Option<PathBuf>,
     /// `--goodput`: the objectives of every scenario, replacing its file's.
     pub slo: Option<servegate::metrics::Slo>,
+    /// `--cold-connections`: no connection opened ahead of measuring.
+    pub cold_connections: bool,
 }
 
 pub(super) fn run(
@@ -149,10 +151,16 @@ pub(super) fn run(
         save_detailed,
         markdown,
         slo,
+        cold_connections,
     } = flags;
     let mut cases = select(project, filter, exact)?;
     if let Some(slo) = slo {
         override_slo(&mut cases, slo);
+    }
+    if cold_connections {
+        for c in cases.iter_mut().filter(|c| c.kind == CaseKind::Scenario) {
+            c.config.workload.warm_connections = false;
+        }
     }
     warn_open_files(&cases, open_files);
     if cases.is_empty() {

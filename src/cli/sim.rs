@@ -138,12 +138,14 @@ pub(super) fn calibrate(
     ttft_ms: f64,
     itl_ms: f64,
     tokens: u32,
+    lockstep: bool,
 ) -> Result<(), CliError> {
     let options = calibrate::CalibrateOptions {
         levels,
         ttft_ms,
         itl_ms,
         output_tokens: tokens,
+        lockstep,
     };
     let levels = runtime()
         .block_on(calibrate::run(&options))

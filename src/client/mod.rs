@@ -392,6 +392,38 @@ impl Client {
         ))
     }
 
+    /// Opens up to `count` keep-alive connections at once and leaves them in
+    /// the pool, so the requests that follow pay no connection setup: each
+    /// is a `GET /v1/models` in flight at the same moment, and HTTP/1.1
+    /// needs one connection per request in flight. Returns how many
+    /// answered within `timeout` (whatever their status: the connection is
+    /// what counts).
+    pub async fn open_connections(&self, count: usize, timeout: Duration) -> usize {
+        // A response body is read to its end (up to 1 MiB) so that its
+        // connection goes back to the pool.
+        const MOST: usize = 1 << 20;
+        let one = || async {
+            let mut response = self
+                .authorize(self.http.get(self.url("v1/models")))
+                .send()
+                .await
+                .ok()?;
+            let mut read = 0;
+            while let Some(chunk) = response.chunk().await.ok()? {
+                read += chunk.len();
+                if read > MOST {
+                    return None;
+                }
+            }
+            Some(())
+        };
+        let all = futures_util::future::join_all((0..count).map(|_| one()));
+        match tokio::time::timeout(timeout, all).await {
+            Ok(done) => done.iter().filter(|d| d.is_some()).count(),
+            Err(_) => 0,
+        }
+    }
+
     /// One readiness probe, headers and body within `timeout`. `/v1/models`
     /// must answer a JSON model list: a proxy's or a half-started server's
     /// HTML page with status 200 is not an OpenAI server. Other paths

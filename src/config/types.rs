@@ -789,6 +789,12 @@ pub struct WorkloadConfig {
     /// A rate sweep instead of one load (see `sweep`); needs `slo`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepConfig>,
+    /// Before measuring, open as many keep-alive connections as requests
+    /// will be in flight, so measured requests pay no connection setup (as
+    /// behind a gateway that keeps its connections to the engine); `false`
+    /// (`--cold-connections`) leaves it to the warm-up requests.
+    #[serde(default = "yes")]
+    pub warm_connections: bool,
 }
 
 /// A sweep: synchronous, saturated (at `concurrency`), then `rates`
@@ -833,6 +839,7 @@ impl Default for WorkloadConfig {
             request_timeout_s: default_request_timeout_s(),
             steady_state: false,
             sweep: None,
+            warm_connections: true,
         }
     }
 }

@@ -599,3 +599,69 @@ fn a_conversations_later_turns_carry_the_whole_history() {
         assert_eq!(places, vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
     }
 }
+
+/// A loopback proxy in front of `to` that counts the connections made to it.
+fn counting_proxy(
+    rt: &tokio::runtime::Runtime,
+    to: String,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let opened = Arc::new(AtomicUsize::new(0));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = opened.clone();
+    rt.spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let to = to.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (url, opened)
+}
+
+/// With warm connections (the default) every connection the measured
+/// requests use is open before the first of them is sent; with cold ones
+/// (and no warm-up requests) the measured requests open them.
+#[test]
+fn warm_connections_are_open_before_measuring() {
+    use std::sync::atomic::Ordering;
+    let server = sim(5.0, 1.0);
+    let rt = rt();
+    let engine = server.url().trim_start_matches("http://").to_string();
+    for warm in [true, false] {
+        let (url, opened) = counting_proxy(&rt, engine.clone());
+        let client = Client::new(&url, None).unwrap();
+        let measuring = Arc::new(tokio::sync::Notify::new());
+        let w = WorkloadConfig {
+            warmup: 0,
+            warm_connections: warm,
+            ..workload(4, 8, 24)
+        };
+        let bench = BenchSpec {
+            measuring: Some(measuring.clone()),
+            ..spec(w)
+        };
+        let at_start = opened.clone();
+        let seen_at_start = rt.spawn(async move {
+            measuring.notified().await;
+            at_start.load(Ordering::SeqCst)
+        });
+        let result = rt.block_on(loadgen::run(&client, &bench));
+        assert_eq!(result.summary.completed, 24);
+        let before = rt.block_on(seen_at_start).unwrap();
+        let after = opened.load(Ordering::SeqCst);
+        if warm {
+            assert_eq!((before, after), (8, 8), "warm");
+        } else {
+            assert_eq!(before, 0, "cold");
+            assert!(after >= 8, "cold: {after}");
+        }
+    }
+}
