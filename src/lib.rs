@@ -33,6 +33,7 @@ pub mod run;
 pub mod scrape;
 pub mod server;
 pub mod server_metrics;
+pub mod server_tokenizer;
 pub mod sim;
 pub mod stats;
 pub mod steady;

@@ -88,23 +88,31 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32]) -> String {
         self.inner.decode(ids, true).unwrap_or_default()
     }
+}
+
+/// Text to tokens and back: a local tokenizer, or a server's `/tokenize`
+/// and `/detokenize` (`server_tokenizer`). Prompts of an exact length are
+/// made through it, so they are exact in whichever tokenizer counts them.
+pub trait Codec {
+    /// Token ids of `text`, without special tokens (no BOS).
+    fn encode_text(&self, text: &str) -> Result<Vec<u32>, String>;
+    fn decode_ids(&self, ids: &[u32]) -> Result<String, String>;
+
+    fn count_text(&self, text: &str) -> Result<usize, String> {
+        self.encode_text(text).map(|ids| ids.len())
+    }
 
     /// A prompt of exactly `tokens` tokens, built from `source` text starting
     /// at word `offset` (so several prompts differ). Decoding a cut token list
     /// can re-encode to a different length, so the cut is adjusted until the
     /// round trip is exact.
-    pub fn exact_prompt(
-        &self,
-        source: &str,
-        tokens: usize,
-        offset: usize,
-    ) -> Result<String, String> {
+    fn exact_prompt(&self, source: &str, tokens: usize, offset: usize) -> Result<String, String> {
         self.exact_prompt_after("", source, tokens, offset)
     }
 
-    /// As [`Tokenizer::exact_prompt`], the text starting with `prefix` (kept
+    /// As [`Codec::exact_prompt`], the text starting with `prefix` (kept
     /// whole, so prompts sharing a prefix share its tokens).
-    pub fn exact_prompt_after(
+    fn exact_prompt_after(
         &self,
         prefix: &str,
         source: &str,
@@ -121,7 +129,7 @@ impl Tokenizer {
         // Words added in doubling batches and counted once per batch:
         // counting after each word is quadratic in the prompt's length.
         let mut batch = tokens / 2 + 16;
-        while self.count(&text) <= tokens + 8 {
+        while self.count_text(&text)? <= tokens + 8 {
             for _ in 0..batch {
                 if !text.is_empty() {
                     text.push(' ');
@@ -135,11 +143,11 @@ impl Tokenizer {
             }
         }
         // Only the last few cuts are tried: each is decoded and counted.
-        let all = self.encode(&text);
+        let all = self.encode_text(&text)?;
         let ids = &all[..all.len().min(tokens + 24)];
         for cut in (tokens.saturating_sub(16)..=ids.len()).rev() {
-            let candidate = self.decode(&ids[..cut]);
-            let n = self.count(&candidate);
+            let candidate = self.decode_ids(&ids[..cut])?;
+            let n = self.count_text(&candidate)?;
             if n == tokens && candidate.starts_with(prefix) {
                 return Ok(candidate);
             }
@@ -148,15 +156,25 @@ impl Tokenizer {
             }
         }
         // Fall back to trimming the text a character at a time.
-        let mut candidate = self.decode(&ids[..tokens.min(ids.len())]);
-        while self.count(&candidate) > tokens && candidate.len() > prefix.len() {
+        let mut candidate = self.decode_ids(&ids[..tokens.min(ids.len())])?;
+        while self.count_text(&candidate)? > tokens && candidate.len() > prefix.len() {
             candidate.pop();
         }
-        if self.count(&candidate) == tokens && candidate.starts_with(prefix) {
+        if self.count_text(&candidate)? == tokens && candidate.starts_with(prefix) {
             Ok(candidate)
         } else {
             Err(format!("cannot build a prompt of exactly {tokens} tokens"))
         }
+    }
+}
+
+impl Codec for Tokenizer {
+    fn encode_text(&self, text: &str) -> Result<Vec<u32>, String> {
+        Ok(self.encode(text))
+    }
+
+    fn decode_ids(&self, ids: &[u32]) -> Result<String, String> {
+        Ok(self.decode(ids))
     }
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use crate::config::{
     ConversationPrompts, PrefixRepetitionPrompts, PromptSource, RandomPrompts, TracePrompts,
 };
-use crate::tokenizer::Tokenizer;
+use crate::tokenizer::Codec;
 
 /// One prompt, with its length in tokens when a tokenizer was available.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,9 +26,11 @@ pub struct Prompt {
 }
 
 impl Prompt {
-    pub fn text(text: String, tokenizer: Option<&Tokenizer>) -> Self {
+    pub fn text(text: String, tokenizer: Option<&dyn Codec>) -> Self {
         Self {
-            tokens: tokenizer.map(|t| t.count(&text) as u32),
+            tokens: tokenizer
+                .and_then(|t| t.count_text(&text).ok())
+                .map(|n| n as u32),
             text,
             max_tokens: None,
             arrival_s: None,
@@ -44,7 +46,7 @@ pub fn load_prompts(
     root: &Path,
     dir: &Path,
     source: &PromptSource,
-    tokenizer: Option<&Tokenizer>,
+    tokenizer: Option<&dyn Codec>,
     wanted: usize,
     seed: u64,
 ) -> Result<Vec<Prompt>, String> {
@@ -118,7 +120,7 @@ fn conversation_prompts(
     root: &Path,
     dir: &Path,
     spec: &ConversationPrompts,
-    tokenizer: Option<&Tokenizer>,
+    tokenizer: Option<&dyn Codec>,
     wanted: usize,
 ) -> Result<Vec<Prompt>, String> {
     let sessions: Vec<Vec<Prompt>> = match (&spec.sharegpt, spec.turns, spec.input_tokens) {
@@ -170,7 +172,7 @@ fn conversation_prompts(
 
 /// `{"prompt": "…", "output_tokens": N}` per line (`output_tokens`
 /// optional), as `vllm bench serve --dataset-name custom` reads them.
-fn load_custom(path: &Path, tokenizer: Option<&Tokenizer>) -> Result<Vec<Prompt>, String> {
+fn load_custom(path: &Path, tokenizer: Option<&dyn Codec>) -> Result<Vec<Prompt>, String> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Line {
@@ -303,7 +305,7 @@ fn draw_len(rng: &mut impl rand::Rng, len: u32, ratio: f64) -> u32 {
 /// `wanted` prompts of `random`'s token-exact lengths, each with its
 /// output length; the same `seed` gives the same requests.
 fn random_prompts(
-    tok: &Tokenizer,
+    tok: &dyn Codec,
     source: &str,
     random: &RandomPrompts,
     wanted: usize,
@@ -336,7 +338,7 @@ fn random_prompts(
 /// `wanted` prompts: `num_prefixes` shared prefixes, each request's own
 /// suffix after one, in a shuffled order.
 fn prefix_repetition_prompts(
-    tok: &Tokenizer,
+    tok: &dyn Codec,
     source: &str,
     spec: &PrefixRepetitionPrompts,
     wanted: usize,

@@ -8,7 +8,8 @@ use servegate::files;
 use servegate::grid::{self, BenchFile, Grid};
 use servegate::probe;
 use servegate::report;
-use servegate::tokenizer::Tokenizer;
+use servegate::server_tokenizer::ServerTokenizer;
+use servegate::tokenizer::{Codec, Tokenizer};
 use servegate::workload;
 
 use super::{parse_goodput, project_root, runtime, CliError};
@@ -368,14 +369,16 @@ async fn measure(
                 .map(|(name, texts)| {
                     let prompts = texts
                         .into_iter()
-                        .map(|t| workload::Prompt::text(t, tokenizer.as_ref()))
+                        .map(|t| {
+                            workload::Prompt::text(t, tokenizer.as_ref().map(|t| t as &dyn Codec))
+                        })
                         .collect();
                     (name, prompts)
                 })
                 .collect();
             (sets, args.max_tokens.clone())
         }
-        None => generated(args, &model, tokenizer.as_ref(), text_dir)?,
+        None => generated(args, &client, &model, tokenizer.as_ref(), text_dir)?,
     };
     let grid = Grid {
         prompt_sets,
@@ -427,24 +430,34 @@ async fn measure(
 #[allow(clippy::type_complexity)]
 fn generated(
     args: &BenchArgs,
+    client: &Client,
     model: &str,
     tokenizer: Option<&Tokenizer>,
     text_dir: Option<PathBuf>,
 ) -> anyhow::Result<(Vec<(String, Vec<workload::Prompt>)>, Vec<u32>)> {
     use servegate::config::{PrefixRepetitionPrompts, PromptSource, RandomPrompts};
-    let cached;
-    let tokenizer = match tokenizer {
+    // `--tokenizer`, else the model's in the Hugging Face cache, else the
+    // server's own through `/tokenize`.
+    let (cached, server);
+    let tokenizer: &dyn Codec = match tokenizer {
         Some(t) => t,
-        None => {
-            let path = servegate::quality::data::cached_tokenizer(model).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--dataset-name random and prefix_repetition make prompts of exact token lengths: \
-                     pass --tokenizer (a tokenizer.json); `{model}` is not in the Hugging Face cache"
-                )
-            })?;
-            cached = Tokenizer::from_file(&path).map_err(anyhow::Error::msg)?;
-            &cached
-        }
+        None => match servegate::quality::data::cached_tokenizer(model) {
+            Some(path) => {
+                cached = Tokenizer::from_file(&path).map_err(anyhow::Error::msg)?;
+                &cached
+            }
+            None => {
+                server = ServerTokenizer::connect(client.clone(), model).map_err(|e| {
+                    anyhow::anyhow!(
+                        "--dataset-name random and prefix_repetition make prompts of exact token lengths: \
+                         pass --tokenizer (a tokenizer.json); `{model}` is not in the Hugging Face cache, \
+                         and {e}"
+                    )
+                })?;
+                eprintln!("prompts made with the server's own tokenizer (/tokenize)");
+                &server
+            }
+        },
     };
     let (source, output_len) = match args.dataset_name {
         DatasetArg::Random => (

@@ -407,11 +407,15 @@ fn synthetic_prompts(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
         }
         _ => return Ok(()),
     }
-    let engine_tokenizer = c.targets.get(&c.candidate).is_some_and(|t| t.sim.is_some());
-    if c.tokenizer.is_none() && !engine_tokenizer {
+    // The embedded engine lends its tokenizer; a running server its `/tokenize`.
+    let lent = c
+        .targets
+        .get(&c.candidate)
+        .is_some_and(|t| t.sim.is_some() || t.url.is_some());
+    if c.tokenizer.is_none() && !lent {
         return Err(at(
             "workload.prompts",
-            "prompts of an exact token length need `tokenizer` (a tokenizer.json path; an embedded-engine candidate lends its own)"
+            "prompts of an exact token length need `tokenizer` (a tokenizer.json path; an embedded-engine candidate lends its own, a `url` candidate its /tokenize)"
                 .into(),
         ));
     }

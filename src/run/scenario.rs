@@ -16,7 +16,8 @@ use crate::scrape::Scraper;
 use crate::server::pool::{self, Pool, TargetKey};
 use crate::server::TargetEnv;
 use crate::server_metrics::ServerSeries;
-use crate::tokenizer::Tokenizer;
+use crate::server_tokenizer::ServerTokenizer;
+use crate::tokenizer::{Codec, Tokenizer};
 use crate::workload;
 
 /// Options that do not change what is measured.
@@ -42,19 +43,27 @@ pub(crate) fn load_prompts(
     tokenizer: Option<&Tokenizer>,
 ) -> Result<Vec<workload::Prompt>, String> {
     let c = &case.config;
-    // Generated datasets may take the embedded engine's own tokenizer when
-    // it is the candidate (token counts of responses keep to `tokenizer`).
-    let engine;
-    let dataset_tokenizer = match tokenizer {
-        None if c.workload.prompts.is_generated()
-            && c.targets.get(&c.candidate).is_some_and(|t| t.sim.is_some()) =>
-        {
-            engine = Tokenizer::engine();
-            Some(&engine)
-        }
-        other => other,
-    };
     let w = &c.workload;
+    // Generated datasets are made through `tokenizer`, else the candidate's
+    // own: the embedded engine's, or a running server's `/tokenize`.
+    let engine;
+    let server;
+    let candidate = c.targets.get(&c.candidate);
+    let dataset_tokenizer: Option<&dyn Codec> = match tokenizer {
+        Some(t) => Some(t),
+        None if w.prompts.is_generated() => match candidate {
+            Some(t) if t.sim.is_some() => {
+                engine = Tokenizer::engine();
+                Some(&engine)
+            }
+            Some(t) if t.url.is_some() => {
+                server = candidate_tokenizer(c, t)?;
+                Some(&server)
+            }
+            _ => None,
+        },
+        None => None,
+    };
     workload::load_prompts(
         &project.root,
         &c.prompts_dir,
@@ -63,6 +72,19 @@ pub(crate) fn load_prompts(
         (w.warmup + w.num_requests) as usize,
         w.seed,
     )
+}
+
+/// The tokenizer of a candidate given by `url`, through its `/tokenize`.
+fn candidate_tokenizer(
+    c: &config::CaseConfig,
+    target: &config::TargetSpec,
+) -> Result<ServerTokenizer, String> {
+    let url = target.url.as_deref().unwrap_or_default();
+    let key = crate::server::api_key(&c.candidate, target).map_err(|e| e.to_string())?;
+    let client = Client::new(url, key).map_err(|e| format!("{url}: {e}"))?;
+    let model = target.model.clone().unwrap_or_else(|| c.model.clone());
+    ServerTokenizer::connect(client, &model)
+        .map_err(|e| format!("{e}; set `tokenizer` to the model's tokenizer.json"))
 }
 
 /// Runs a case. `Err` means the case could not be measured at all (a target

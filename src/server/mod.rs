@@ -156,7 +156,7 @@ impl RunningTarget {
     }
 }
 
-fn api_key(name: &str, spec: &TargetSpec) -> anyhow::Result<Option<String>> {
+pub fn api_key(name: &str, spec: &TargetSpec) -> anyhow::Result<Option<String>> {
     match &spec.api_key_env {
         Some(var) => Ok(Some(std::env::var(var).map_err(|_| {
             anyhow::anyhow!("target `{name}`: environment variable {var} (api_key_env) is not set")

@@ -611,3 +611,73 @@ fn conversations_grow_their_history_and_show_the_prefix_cache() {
     assert_eq!(sessions["turns"]["max"], 2.0, "{sessions}");
     assert_eq!(sessions["turns"]["min"], 1.0, "{sessions}");
 }
+
+/// With no tokenizer file, generated prompts are made through a running
+/// server's own `/tokenize` and `/detokenize`: a `url` candidate's in a
+/// scenario, the server's in `bench`; the lengths are exact by the
+/// server's usage. A server without `/tokenize` gets an error saying so.
+#[test]
+fn generated_prompts_use_the_servers_tokenize_endpoint() {
+    let engine = Sim::start(&["--profile", "engine"]);
+    let dir = project(
+        &format!(
+            "model = \"servegate-sim\"\n[targets.candidate]\nurl = \"{0}\"\n[targets.baseline]\nurl = \"{0}\"\n",
+            engine.url
+        ),
+        &[(
+            "served",
+            "[workload]\nprompts = { random = { input_len = 40, output_len = 6, range_ratio = 0.5 } }\n\
+             num_requests = 10\nwarmup = 1\nconcurrency = 2\n[gate]\nerror_rate = { max = 0.0 }\n",
+        )],
+    );
+    let (code, console, results) = run(dir.path(), "served");
+    assert_eq!(code, Some(0), "{console}");
+    let case = &results["cases"][0];
+    let (a, b) = (lengths(&case["candidate"]), lengths(&case["baseline"]));
+    assert_eq!(a, b);
+    assert!(
+        a.iter()
+            .all(|&(i, o)| (20..=60).contains(&i) && (3..=9).contains(&o)),
+        "{a:?}"
+    );
+
+    let bench = |url: &str| {
+        std::process::Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["bench", "--base-url", url, "--dataset-name", "random"])
+            .args(["--random-input-len", "48", "--random-output-len", "4"])
+            .args([
+                "--num-prompts",
+                "4",
+                "--warmup",
+                "0",
+                "--max-concurrency",
+                "2",
+            ])
+            .args(["--save-result", "--result-filename", "out.json"])
+            .output()
+            .unwrap()
+    };
+    let ran = bench(&engine.url);
+    let console = common::text(&ran);
+    assert_eq!(ran.status.code(), Some(0), "{console}");
+    assert!(console.contains("the server's own tokenizer"), "{console}");
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        file["scenarios"][0]["summary"]["total_input_tokens"],
+        4 * 48
+    );
+
+    // Where nothing tokenizes, the error says so.
+    let nowhere = format!("http://127.0.0.1:{}", common::free_port());
+    let client = servegate::client::Client::new(&nowhere, None).unwrap();
+    let err = servegate::server_tokenizer::ServerTokenizer::connect(client, "m")
+        .err()
+        .expect("no server, no tokenizer");
+    assert!(
+        err.contains("gives no tokenizer through /tokenize"),
+        "{err}"
+    );
+}
