@@ -188,7 +188,7 @@ pub fn expand_named(
     let m = &config.matrix;
     let w = &config.workload;
     let prompts: Vec<PromptSource> = match &m.prompts {
-        Some(names) => names.iter().cloned().map(PromptSource::Set).collect(),
+        Some(sources) => sources.clone(),
         None => vec![w.prompts.clone()],
     };
     let max_tokens = m.max_tokens.clone().unwrap_or_else(|| vec![w.max_tokens]);
@@ -290,7 +290,10 @@ mod tests {
     fn matrix_names_list_only_varying_axes() {
         let mut c = base();
         c.matrix = MatrixConfig {
-            prompts: Some(vec!["short".into(), "medium".into()]),
+            prompts: Some(vec![
+                PromptSource::Set("short".into()),
+                PromptSource::Set("medium".into()),
+            ]),
             max_tokens: Some(vec![64, 128]),
             concurrency: Some(vec![1, 2, 4]),
             num_requests: Some(vec![10]),

@@ -43,14 +43,17 @@ pub fn resolve_all(c: &mut CaseConfig, root: &Path) {
     if let Baseline::Recorded(r) = &mut c.baseline {
         at(&mut r.results);
     }
-    match &mut c.workload.prompts {
-        PromptSource::ShareGpt { sharegpt } => at(sharegpt),
-        PromptSource::Custom { custom } => at(custom),
-        PromptSource::Trace { trace } => at(&mut trace.path),
-        PromptSource::Conversations { conversations } => {
-            conversations.sharegpt.iter_mut().for_each(at)
+    let matrix = c.matrix.prompts.iter_mut().flatten();
+    for source in std::iter::once(&mut c.workload.prompts).chain(matrix) {
+        match source {
+            PromptSource::ShareGpt { sharegpt } => at(sharegpt),
+            PromptSource::Custom { custom } => at(custom),
+            PromptSource::Trace { trace } => at(&mut trace.path),
+            PromptSource::Conversations { conversations } => {
+                conversations.sharegpt.iter_mut().for_each(at)
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 

@@ -877,8 +877,10 @@ fn default_scrape_interval_s() -> f64 {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixConfig {
+    /// Prompt sources, each as `workload.prompts` takes it: set names, or
+    /// tables such as `{ random = { … } }`.
     #[serde(default)]
-    pub prompts: Option<Vec<String>>,
+    pub prompts: Option<Vec<PromptSource>>,
     #[serde(default)]
     pub max_tokens: Option<Vec<u32>>,
     #[serde(default)]

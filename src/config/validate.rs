@@ -251,6 +251,17 @@ fn workload(c: &CaseConfig, at: At<'_>) -> Result<(), ConfigError> {
     workload_counts(&c.workload, at)?;
     workload_numbers(&c.workload, at)?;
     synthetic_prompts(c, at)?;
+    // Each matrix source as if it were the workload's own, its errors
+    // located at the axis.
+    for source in c.matrix.prompts.iter().flatten() {
+        let mut point = c.clone();
+        point.workload.prompts = source.clone();
+        let at_axis = |key: &str, message: String| {
+            let what = key.strip_prefix("workload.").unwrap_or(key);
+            at("matrix.prompts", format!("{what}: {message}"))
+        };
+        synthetic_prompts(&point, &at_axis)?;
+    }
     slo(&c.workload, at)?;
     sweep(&c.workload, at)?;
     let w = &c.workload;

@@ -681,3 +681,62 @@ fn generated_prompts_use_the_servers_tokenize_endpoint() {
         "{err}"
     );
 }
+
+/// The prompts axis takes any prompt source: generated datasets and
+/// conversations are points of one matrix, each named by its source, and
+/// a bad source is an error at the axis.
+#[test]
+fn generated_datasets_are_matrix_points() {
+    let dir = project(
+        &format!("candidate = \"a\"\nbaseline = \"b\"\n{TWO_ENGINES}"),
+        &[(
+            "shapes",
+            "[workload]\nnum_requests = 4\nwarmup = 0\nconcurrency = 2\n\
+             [matrix]\nprompts = [\"short\", { random = { input_len = 32, output_len = 4 } }, \
+             { conversations = { turns = 2, input_tokens = 16, output_tokens = 4 } }]\n\
+             [gate]\nerror_rate = { max = 0.0 }\n",
+        )],
+    );
+    let list = std::process::Command::new(BIN)
+        .args(["--root", dir.path().to_str().unwrap(), "list", "shapes"])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout).to_string();
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        [
+            "scenario::shapes::short",
+            "scenario::shapes::random_in32_out4",
+            "scenario::shapes::conv2x16"
+        ],
+        "{}",
+        common::text(&list)
+    );
+    let (code, console, results) = run(dir.path(), "shapes::random_in32_out4");
+    assert_eq!(code, Some(0), "{console}");
+    assert!(lengths(&results["cases"][0]["candidate"])
+        .iter()
+        .all(|&l| l == (32, 4)));
+    let (code, console, results) = run(dir.path(), "shapes::conv2x16");
+    assert_eq!(code, Some(0), "{console}");
+    assert_eq!(
+        results["cases"][0]["candidate"]["summary"]["sessions"]["completed"],
+        4
+    );
+
+    std::fs::write(
+        dir.path().join("scenarios/shapes.toml"),
+        "[matrix]\nprompts = [{ random = { input_len = 0, output_len = 4 } }]\n[gate]\nerror_rate = { max = 0.0 }\n",
+    )
+    .unwrap();
+    let check = std::process::Command::new(BIN)
+        .args(["--root", dir.path().to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("shapes.toml:2: key `matrix.prompts`: prompts.random.input_len"),
+        "{err}"
+    );
+}
