@@ -58,6 +58,23 @@ pub struct Level {
     pub cpu_s_per_million_events: f64,
     /// The engine's CPU per million stream events (from /proc; NaN where unavailable).
     pub engine_cpu_s_per_million_events: f64,
+    /// servegate's own peak resident memory while the level ran, bytes
+    /// (Linux; `None` elsewhere).
+    pub client_peak_rss_bytes: Option<u64>,
+}
+
+/// Starts a new peak-memory window for this process (Linux: writing 5 to
+/// `clear_refs` resets `VmHWM` to the current resident size).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident memory since the last reset, bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// The engine as a child process; killed when dropped.
@@ -164,7 +181,9 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
             };
             let cpu_before = process_cpu_s();
             let engine_before = child_cpu_s(engine_pid);
+            reset_peak_rss();
             let result = loadgen::run(&client, &spec).await;
+            let client_peak_rss_bytes = peak_rss_bytes();
             let cpu = process_cpu_s() - cpu_before;
             let engine_cpu = child_cpu_s(engine_pid) - engine_before;
             let s = &result.summary;
@@ -185,6 +204,7 @@ pub async fn run(options: &CalibrateOptions) -> anyhow::Result<Vec<Level>> {
                 },
                 cpu_s_per_million_events: cpu / events as f64 * 1e6,
                 engine_cpu_s_per_million_events: engine_cpu / events as f64 * 1e6,
+                client_peak_rss_bytes,
             });
         }
     }
@@ -208,6 +228,7 @@ pub fn table(options: &CalibrateOptions, levels: &[Level]) -> String {
         "events/s".into(),
         "client CPU s / M events".into(),
         "engine CPU s / M events".into(),
+        "client peak RSS".into(),
     ]);
     for l in levels {
         t.add_row(vec![
@@ -223,6 +244,8 @@ pub fn table(options: &CalibrateOptions, levels: &[Level]) -> String {
             format!("{:.0}", l.events_per_s),
             format!("{:.1}", l.cpu_s_per_million_events),
             format!("{:.1}", l.engine_cpu_s_per_million_events),
+            l.client_peak_rss_bytes
+                .map_or_else(|| "—".into(), |b| format!("{:.1} MB", b as f64 / 1e6)),
         ]);
     }
     t.to_string()
