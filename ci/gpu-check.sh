@@ -14,6 +14,11 @@ trap 'rm -rf "$project"' EXIT
 echo "== servegate gpu"
 "$bin" gpu
 "$bin" gpu --json > "$out/gpu.json"
+if command -v nvidia-smi >/dev/null; then
+    # The same facts from the driver's own tool, to compare with the probe.
+    echo "== nvidia-smi --query-gpu"
+    nvidia-smi --query-gpu=index,name,memory.total,memory.used,clocks.max.memory --format=csv
+fi
 
 # A one-case project: two embedded engines, a GPU-only case that also gates
 # on device memory (both engines use none of their own, so the ratio is 1).
@@ -47,7 +52,16 @@ TOML
 echo "== servegate list --reasons"
 "$bin" --root "$project" list --reasons
 echo "== servegate run (memory monitor on)"
-timeout 150 "$bin" --root "$project" run --output "$out/results.json"
+timeout 150 "$bin" --root "$project" run --output "$out/results.json" &
+run=$!
+if command -v nvidia-smi >/dev/null; then
+    # servegate's own process must hold no device memory (it makes no CUDA
+    # context): nvidia-smi lists the processes that do.
+    sleep 5
+    echo "== nvidia-smi --query-compute-apps while the run measures (servegate is pid $run)"
+    nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv
+fi
+wait "$run"
 echo "== GPU memory and roofline from the results"
 python3 - "$out/results.json" <<'PY' || true
 import json, sys
@@ -55,6 +69,7 @@ r = json.load(open(sys.argv[1]))
 for case in r["cases"]:
     for side in ("candidate", "baseline"):
         for m in case[side].get("gpu_memory", []):
+            print(f"{case['name']} {side}: gpu_mem_peak counts {case[side].get('gpu_mem_peak_source')}")
             print(f"{case['name']} {side}: GPU {m['device']} peak {m['peak_used_bytes']/2**30:.2f} GiB, mean {m['mean_used_bytes']/2**30:.2f} GiB over {m['samples']} samples")
     if case.get("roofline"):
         rl = case["roofline"]

@@ -46,6 +46,10 @@ pub struct TargetReport {
     /// Device memory while this target was measured (empty without a GPU).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpu_memory: Vec<crate::gpu::MemoryStats>,
+    /// What `summary.gpu_mem_peak_bytes` counts: the server's own processes
+    /// (NVML per process), or everything on the devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_mem_peak_source: Option<String>,
     /// What the probe found on the server and how requests were shaped
     /// from it (absent for recorded sides from older results).
     #[serde(default, skip_serializing_if = "Option::is_none")]

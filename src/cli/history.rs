@@ -448,6 +448,7 @@ mod synthetic {
             log: None,
             recorded_from: None,
             gpu_memory: Vec::new(),
+            gpu_mem_peak_source: None,
             probe: None,
             server_metrics: Vec::new(),
             sweep: Vec::new(),

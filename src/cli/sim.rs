@@ -175,6 +175,7 @@ pub(super) fn gpu(json: bool) -> Result<(), CliError> {
     match &probe {
         servegate::gpu::Probe::NotBuilt { reason } | servegate::gpu::Probe::NoDevice { reason } => {
             println!("no GPU: {reason}");
+            println!("memory: {}", servegate::gpu::memory_source());
         }
         servegate::gpu::Probe::Devices { devices } => {
             let mut t = comfy_table::Table::new();
@@ -205,6 +206,24 @@ pub(super) fn gpu(json: bool) -> Result<(), CliError> {
                 ]);
             }
             println!("{t}");
+            // Which source gave each figure: servegate holds no CUDA context.
+            let mut sources: Vec<String> = devices
+                .iter()
+                .map(|d| {
+                    format!(
+                        "GPU {}: facts from {}; free memory from {}",
+                        d.index, d.facts_source, d.memory_source
+                    )
+                })
+                .collect();
+            sources.dedup();
+            for line in sources {
+                println!("{line}");
+            }
+            println!(
+                "memory while servers run: {}",
+                servegate::gpu::memory_source()
+            );
         }
     }
     Ok(())

@@ -33,6 +33,12 @@ pub struct DeviceInfo {
     pub bus_width_bits: u64,
     /// Derived: 2 × clock × bus width / 8 (double data rate).
     pub peak_bandwidth_bytes_per_s: f64,
+    /// Where the facts above came from.
+    #[serde(default)]
+    pub facts_source: String,
+    /// Where `free_memory_bytes` came from, or why it is missing.
+    #[serde(default)]
+    pub memory_source: String,
 }
 
 /// What `probe` found.
@@ -183,7 +189,8 @@ pub fn describe() -> String {
     }
 }
 
-/// Device memory in use per device, in bytes; `None` without a GPU.
+/// Device memory in use per device, in bytes (NVML); `None` without a GPU
+/// or without NVML.
 pub fn memory_used_per_device() -> Option<Vec<u64>> {
     backend::memory_used()
 }
@@ -193,8 +200,70 @@ pub fn memory_used_bytes() -> Option<u64> {
     memory_used_per_device().map(|v| v.iter().sum())
 }
 
+/// Where memory figures come from (`NVML (driver …)`), or why there are none.
+pub fn memory_source() -> String {
+    backend::memory_source()
+}
+
+/// Every process holding device memory and its bytes (summed over
+/// devices); `None` where NVML cannot tell per process.
+pub fn process_memory() -> Option<Vec<(u32, u64)>> {
+    backend::process_memory()
+}
+
+/// Tells which process group a process is in (`/proc`); given by the
+/// caller, which knows processes.
+pub type GroupOf = fn(u32) -> Option<i32>;
+
+/// Bytes held by the processes of group `pgid` among `processes`. Pure.
+pub fn group_bytes(processes: &[(u32, u64)], pgid: i32, group_of: GroupOf) -> u64 {
+    processes
+        .iter()
+        .filter(|(pid, _)| group_of(*pid) == Some(pgid))
+        .map(|(_, bytes)| bytes)
+        .sum()
+}
+
+/// The pids of group `pgid` holding device memory now; `None` where NVML
+/// cannot tell per process.
+pub fn group_pids(pgid: i32, group_of: GroupOf) -> Option<Vec<u32>> {
+    Some(
+        process_memory()?
+            .into_iter()
+            .filter(|(pid, _)| group_of(*pid) == Some(pgid))
+            .map(|(pid, _)| pid)
+            .collect(),
+    )
+}
+
+/// Waits until none of `pids` holds device memory any more (the driver
+/// has released what a stopped server held); gives up after `timeout`.
+pub fn wait_for_processes_to_leave(pids: &[u32], timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let Some(now) = process_memory() else {
+            return Ok(());
+        };
+        let left: Vec<&(u32, u64)> = now.iter().filter(|(p, _)| pids.contains(p)).collect();
+        if left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let held: u64 = left.iter().map(|(_, b)| b).sum();
+            return Err(format!(
+                "processes {:?} still hold {:.2} GiB of device memory after {:.0} s",
+                left.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+                held as f64 / (1u64 << 30) as f64,
+                timeout.as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits until device memory in use falls to `level` (plus `slack` bytes),
-/// polling; gives up after `timeout` with an error naming what is still held.
+/// polling; gives up after `timeout` with an error naming what is still
+/// held. The fallback where NVML cannot tell per process.
 pub fn wait_for_release(level: u64, slack: u64, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -244,28 +313,61 @@ pub fn memory_stats(samples: &[Vec<u64>]) -> Vec<MemoryStats> {
         .collect()
 }
 
-/// Samples device memory on its own thread every `interval` until stopped.
-/// The thread only reads driver counters, so the run it watches is not disturbed.
+/// Samples device memory on its own thread every `interval` until stopped:
+/// per device, and per watched process group (a target's server).
+/// The thread only reads NVML's counters, so the run it watches is not disturbed.
 pub struct MemoryMonitor {
     stop: Arc<AtomicBool>,
-    samples: Arc<Mutex<Vec<Vec<u64>>>>,
+    samples: Arc<Mutex<Samples>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+#[derive(Default)]
+struct Samples {
+    devices: Vec<Vec<u64>>,
+    /// Per watched group: its peak, when NVML could tell per process.
+    group_peaks: Vec<Option<u64>>,
+}
+
+/// What a monitor saw: per device, and the peak of each watched group.
+pub struct Watched {
+    pub devices: Vec<MemoryStats>,
+    pub group_peaks: Vec<Option<u64>>,
+}
+
 impl MemoryMonitor {
-    /// `None` when there is no GPU to watch.
-    pub fn start(interval: Duration) -> Option<Self> {
+    /// `None` when there is no GPU to watch. `groups` are process groups
+    /// whose own memory is followed (`group_of` tells a process's group).
+    pub fn start(interval: Duration, groups: Vec<i32>, group_of: GroupOf) -> Option<Self> {
         memory_used_per_device()?;
         let stop = Arc::new(AtomicBool::new(false));
-        let samples = Arc::new(Mutex::new(Vec::new()));
+        let samples = Arc::new(Mutex::new(Samples {
+            devices: Vec::new(),
+            group_peaks: vec![None; groups.len()],
+        }));
         let (s, out) = (stop.clone(), samples.clone());
         let thread = std::thread::Builder::new()
             .name("gpu-monitor".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    if let Some(used) = memory_used_per_device() {
-                        out.lock().expect("samples lock").push(used);
+                    let used = memory_used_per_device();
+                    let processes = if groups.is_empty() {
+                        None
+                    } else {
+                        process_memory()
+                    };
+                    let mut out = out.lock().expect("samples lock");
+                    if let Some(used) = used {
+                        out.devices.push(used);
                     }
+                    if let Some(processes) = processes {
+                        for (k, &pgid) in groups.iter().enumerate() {
+                            let bytes = group_bytes(&processes, pgid, group_of);
+                            let peak = &mut out.group_peaks[k];
+                            *peak = Some(peak.map_or(bytes, |p| p.max(bytes)));
+                        }
+                    }
+                    drop(out);
                     std::thread::sleep(interval);
                 }
             })
@@ -277,13 +379,16 @@ impl MemoryMonitor {
         })
     }
 
-    pub fn finish(mut self) -> Vec<MemoryStats> {
+    pub fn finish(mut self) -> Watched {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         let samples = std::mem::take(&mut *self.samples.lock().expect("samples lock"));
-        memory_stats(&samples)
+        Watched {
+            devices: memory_stats(&samples.devices),
+            group_peaks: samples.group_peaks,
+        }
     }
 }
 
@@ -309,6 +414,8 @@ mod tests {
             memory_clock_khz: 2_619_000,
             bus_width_bits: 5120,
             peak_bandwidth_bytes_per_s: bw,
+            facts_source: String::new(),
+            memory_source: String::new(),
         };
         // 10 ms per token is 100 tokens/s: under half of what bandwidth allows.
         let r = Roofline::new(&device, 16_000_000_000, 10.0);
@@ -357,6 +464,20 @@ mod tests {
     }
 
     /// On a machine without a GPU, in either build, every call says so and nothing panics.
+    /// A group's bytes are its own processes' only, over every device.
+    #[test]
+    fn group_memory_counts_only_the_groups_processes() {
+        let processes = [(100, 5 << 30), (101, 1 << 30), (200, 7 << 30)];
+        let group_of = |pid: u32| match pid {
+            100 | 101 => Some(100),
+            200 => Some(200),
+            _ => None,
+        };
+        assert_eq!(group_bytes(&processes, 100, group_of), 6 << 30);
+        assert_eq!(group_bytes(&processes, 200, group_of), 7 << 30);
+        assert_eq!(group_bytes(&processes, 300, group_of), 0);
+    }
+
     #[test]
     fn no_gpu_paths_report_cleanly() {
         let p = probe();
@@ -364,8 +485,12 @@ mod tests {
             assert!(!available());
             assert!(describe().starts_with("no GPU: "), "{}", describe());
             assert_eq!(memory_used_bytes(), None);
-            assert!(MemoryMonitor::start(Duration::from_millis(10)).is_none());
+            assert!(MemoryMonitor::start(Duration::from_millis(10), vec![1], |_| None).is_none());
             assert!(wait_for_release(0, 0, Duration::from_millis(1)).is_ok());
+            assert!(wait_for_processes_to_leave(&[1], Duration::from_millis(1)).is_ok());
+            assert_eq!(group_pids(1, |_| Some(1)), None);
+            // Without NVML, memory figures say why there are none.
+            assert!(memory_source().starts_with("none: "), "{}", memory_source());
             #[cfg(not(feature = "cuda"))]
             assert!(matches!(p, Probe::NotBuilt { .. }));
             #[cfg(feature = "cuda")]

@@ -125,6 +125,7 @@ pub(crate) mod fixtures {
             log: None,
             recorded_from: None,
             gpu_memory: Vec::new(),
+            gpu_mem_peak_source: None,
             probe: None,
             server_metrics: Vec::new(),
             sweep: Vec::new(),

@@ -207,6 +207,9 @@ struct Side {
     probe: ProbeRecord,
     /// Its `/metrics` is scraped while measured requests run.
     scrape: bool,
+    /// The process group of a server servegate started, whose own device
+    /// memory is then followed.
+    pgid: Option<i32>,
 }
 
 async fn run_scenarios(
@@ -280,8 +283,12 @@ impl Scenarios<'_> {
         };
         let (phases, gpu_memory) = self.measure(i, &targets).await;
         let mut lost = None;
-        for (side, phases) in targets.into_iter().zip(phases) {
-            if let Some(e) = self.keep_side(i, side, phases, &gpu_memory).await {
+        for ((k, side), phases) in targets.into_iter().enumerate().zip(phases) {
+            let own = gpu_memory
+                .as_ref()
+                .and_then(|w| w.group_peaks.get(k).copied().flatten());
+            let devices = gpu_memory.as_ref().map_or(&[][..], |w| &w.devices[..]);
+            if let Some(e) = self.keep_side(i, side, phases, devices, own).await {
                 lost = Some(e);
             }
         }
@@ -325,6 +332,7 @@ impl Scenarios<'_> {
                 dialect,
                 probe: crate::probe::record(&found, choices),
                 scrape,
+                pgid: t.process_group(),
             });
         }
         Ok(targets)
@@ -336,12 +344,19 @@ impl Scenarios<'_> {
         &self,
         i: usize,
         targets: &[Side],
-    ) -> (Vec<Vec<(f64, BenchResult)>>, Vec<crate::gpu::MemoryStats>) {
+    ) -> (Vec<Vec<(f64, BenchResult)>>, Option<crate::gpu::Watched>) {
         let c = &self.cases[i].config;
         let p = self.prepared[i].as_ref().expect("prepared");
         let repeats = c.repeats.max(1) as usize;
         let mut phases: Vec<Vec<(f64, BenchResult)>> = vec![Vec::new(); targets.len()];
-        let monitor = crate::gpu::MemoryMonitor::start(Duration::from_millis(100));
+        // Each side's own server, where servegate started it (`-1`, a group
+        // no process is in, stands for a side it did not).
+        let groups = targets.iter().map(|t| t.pgid.unwrap_or(-1)).collect();
+        let monitor = crate::gpu::MemoryMonitor::start(
+            Duration::from_millis(100),
+            groups,
+            crate::server::process::group_of,
+        );
         for round in 0..repeats {
             for (slot, side) in targets.iter().enumerate() {
                 let role = ["candidate", "baseline"][side.slot];
@@ -383,8 +398,7 @@ impl Scenarios<'_> {
                 phases[slot].push((began, result));
             }
         }
-        let gpu_memory = monitor.map(|m| m.finish()).unwrap_or_default();
-        (phases, gpu_memory)
+        (phases, monitor.map(|m| m.finish()))
     }
 
     /// Folds one side's phases into its report and keeps it; says why the
@@ -395,6 +409,7 @@ impl Scenarios<'_> {
         side: Side,
         phases: Vec<(f64, BenchResult)>,
         gpu_memory: &[crate::gpu::MemoryStats],
+        own_gpu_peak: Option<u64>,
     ) -> Option<anyhow::Error> {
         let c = &self.cases[i].config;
         let k = side.slot;
@@ -409,8 +424,19 @@ impl Scenarios<'_> {
         report.log = side.log;
         report.probe = Some(side.probe);
         if !gpu_memory.is_empty() {
-            let peak: u64 = gpu_memory.iter().map(|m| m.peak_used_bytes).sum();
+            // The server's own memory where NVML tells it per process; else
+            // what the devices held.
+            let devices: u64 = gpu_memory.iter().map(|m| m.peak_used_bytes).sum();
+            let peak = own_gpu_peak.unwrap_or(devices);
             report.summary.gpu_mem_peak_bytes = Some(peak as f64);
+            report.gpu_mem_peak_source = Some(
+                if own_gpu_peak.is_some() {
+                    "the server's processes (NVML)"
+                } else {
+                    "every process on the devices"
+                }
+                .to_string(),
+            );
             report.gpu_memory = gpu_memory.to_vec();
         }
         let mut lost = None;
@@ -593,6 +619,7 @@ fn target_report(
         log: None,
         recorded_from: None,
         gpu_memory: Vec::new(),
+        gpu_mem_peak_source: None,
         probe: None,
         server_metrics: series,
         sweep,

@@ -143,6 +143,14 @@ impl RunningTarget {
         }
     }
 
+    /// The process group of a server servegate started.
+    pub fn process_group(&self) -> Option<i32> {
+        match &self.kind {
+            Kind::Process(child) => Some(child.pgid()),
+            _ => None,
+        }
+    }
+
     /// The last lines of the server's log, formatted for an error message.
     pub fn quote_log(&self) -> Option<String> {
         self.log.as_deref().map(process::quote_log)

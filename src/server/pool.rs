@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{RunningTarget, TargetEnv};
+use super::{process, RunningTarget, TargetEnv};
 use crate::config::TargetSpec;
 
 /// A target as a case sees it: two cases share a server only when name,
@@ -84,9 +84,18 @@ impl Pool {
         }
         let exclusive = key.spec.is_exclusive();
         let mut stopped_exclusive = false;
+        // The processes of stopped servers that held device memory (NVML
+        // per process): the next exclusive target waits for them to leave.
+        let mut leaving: Option<Vec<u32>> = Some(Vec::new());
         self.running.retain_mut(|(_, t)| {
             if exclusive || t.exclusive {
                 stopped_exclusive |= t.exclusive;
+                if let (Some(pids), Some(pgid)) = (&mut leaving, t.process_group()) {
+                    match crate::gpu::group_pids(pgid, process::group_of) {
+                        Some(held) => pids.extend(held),
+                        None => leaving = None,
+                    }
+                }
                 t.stop();
                 false
             } else {
@@ -94,13 +103,25 @@ impl Pool {
             }
         });
         if exclusive || stopped_exclusive {
-            match self.gpu_level {
-                None => self.gpu_level = Some(crate::gpu::memory_used_bytes()),
-                Some(level) => {
-                    if let Err(e) = wait_for_gpu_memory_release(level, GPU_RELEASE_TIMEOUT).await {
-                        eprintln!("warning: before starting `{}`: {e}", key.name);
-                    }
+            let waited = match (&leaving, self.gpu_level) {
+                // Watched per process: the stopped servers' own memory.
+                (Some(pids), _) if crate::gpu::process_memory().is_some() => {
+                    let pids = pids.clone();
+                    tokio::task::spawn_blocking(move || {
+                        crate::gpu::wait_for_processes_to_leave(&pids, GPU_RELEASE_TIMEOUT)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
                 }
+                (_, None) => {
+                    self.gpu_level = Some(crate::gpu::memory_used_bytes());
+                    Ok(())
+                }
+                (_, Some(level)) => wait_for_gpu_memory_release(level, GPU_RELEASE_TIMEOUT).await,
+            };
+            if let Err(e) = waited {
+                eprintln!("warning: before starting `{}`: {e}", key.name);
             }
         }
         match RunningTarget::start(&key.name, &key.spec, &key.model, env).await {

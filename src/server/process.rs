@@ -234,6 +234,11 @@ pub fn group_alive(pgid: i32) -> bool {
     }
 }
 
+/// The process group of process `pid`, from `/proc`.
+pub fn group_of(pid: u32) -> Option<i32> {
+    proc_stat(pid as i32).map(|e| e.pgrp)
+}
+
 /// Whether process `pid` exists and is not a zombie.
 pub fn process_alive(pid: i32) -> bool {
     match kill(Pid::from_raw(pid), None) {
