@@ -60,6 +60,20 @@ pub(super) struct SimArgs {
     /// Seed of the engine's randomness (faults, noise).
     #[arg(long)]
     seed: Option<u64>,
+    /// Engine mode on the GPU (`cuda` build): every step runs kernels that
+    /// read the model's weights and the batch's KV cache.
+    #[arg(long)]
+    cuda: bool,
+    /// `--cuda`: bytes of weights each decode step reads (default 2 GB).
+    #[arg(long)]
+    model_weights_bytes: Option<u64>,
+    /// `--cuda`: KV-cache bytes per context token each step reads (default 128 KiB).
+    #[arg(long)]
+    kv_bytes_per_token: Option<u64>,
+    /// Every knob as a `sim` table in JSON (how servegate starts a
+    /// `cuda`-mode target as a process of its own); flags win over it.
+    #[arg(long, hide = true)]
+    spec_json: Option<String>,
     /// Append every prompt of every completion request to this file, as a
     /// JSON line of token ids (for comparing what two clients sent).
     #[arg(long, value_name = "FILE")]
@@ -79,7 +93,6 @@ pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError>
         .map_err(|e| CliError::Failed(format!("--export-tokenizer {}: {e:#}", path.display())));
     }
     let spec = SimSpec {
-        profile: args.profile.clone(),
         ttft_ms: args.ttft_ms,
         tpot_ms: args.itl_ms,
         max_num_seqs: args.max_num_seqs,
@@ -92,7 +105,22 @@ pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError>
         crash_after: args.crash_after,
         seed: args.seed,
         prefix_caching: args.prefix_caching.then_some(true),
+        cuda: args.cuda.then_some(true),
+        model_weights_bytes: args.model_weights_bytes,
+        kv_bytes_per_token: args.kv_bytes_per_token,
+        // `--cuda` alone means the engine's scheduler on the GPU.
+        profile: args
+            .profile
+            .clone()
+            .or_else(|| args.cuda.then(|| "engine".to_string())),
         ..SimSpec::default()
+    };
+    let spec = match &args.spec_json {
+        Some(json) => spec.over(
+            &serde_json::from_str::<SimSpec>(json)
+                .map_err(|e| CliError::Usage(format!("--spec-json: {e}")))?,
+        ),
+        None => spec,
     };
     // Profiles defined in the project's servegate.toml, when there is one.
     let profiles = project_root(root)
@@ -122,7 +150,13 @@ pub(super) fn sim(args: &SimArgs, root: Option<PathBuf>) -> Result<(), CliError>
         true,
         prompt_log,
     )
-    .map_err(|e| CliError::Failed(format!("cannot listen on {}:{}: {e}", args.host, args.port)))?;
+    .map_err(|e| {
+        CliError::Failed(match e.kind() {
+            // A GPU that is not there, or would not take the model.
+            std::io::ErrorKind::InvalidInput => e.to_string(),
+            _ => format!("cannot listen on {}:{}: {e}", args.host, args.port),
+        })
+    })?;
     eprintln!(
         "servegate sim: serving `{}` on {}",
         args.model,

@@ -25,7 +25,7 @@ pub use env::{overrides as env_overrides, EnvOverride, RESERVED as RESERVED_ENV}
 pub use error::{ConfigError, Origin};
 pub use locate::{key_line, written_key_line};
 pub use paths::{resolve, resolve_all};
-pub use sim::{builtin_profile, SimParams, BUILTIN_PROFILES};
+pub use sim::{builtin_profile, CudaModel, SimParams, BUILTIN_PROFILES};
 pub use types::*;
 pub use validate::BUILTIN_TASKS;
 

@@ -28,6 +28,32 @@ pub struct SimParams {
     pub startup_delay: Duration,
     pub crash_after: Option<u64>,
     pub prefix_caching: bool,
+    /// With `cuda = true`: what each step makes the GPU do.
+    pub cuda: Option<CudaModel>,
+}
+
+/// The model a `cuda`-mode engine stands for: what one step reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CudaModel {
+    pub weights_bytes: u64,
+    pub kv_bytes_per_token: u64,
+}
+
+impl CudaModel {
+    /// Bytes a decode step reads with `context_tokens` tokens of context in
+    /// the batch: every weight once, and every context token's keys and values.
+    pub fn step_bytes(&self, context_tokens: usize) -> u64 {
+        self.weights_bytes.saturating_add(
+            self.kv_bytes_per_token
+                .saturating_mul(context_tokens as u64),
+        )
+    }
+
+    /// Floating-point operations of prefilling `tokens` prompt tokens: two
+    /// per parameter per token, with two-byte (bf16) weights.
+    pub fn prefill_flops(&self, tokens: usize) -> f64 {
+        self.weights_bytes as f64 * tokens as f64
+    }
 }
 
 /// The built-in profiles. `constant` is the default.
@@ -151,7 +177,44 @@ fn checked(s: &SimSpec) -> Result<SimParams, KnobError> {
         startup_delay: fault_ms("startup_delay_ms", s.startup_delay_ms)?,
         crash_after: s.crash_after,
         prefix_caching: s.prefix_caching.unwrap_or(false),
+        cuda: cuda_model(s)?,
     })
+}
+
+/// The `cuda` knobs, checked; `None` unless `cuda = true`.
+fn cuda_model(s: &SimSpec) -> Result<Option<CudaModel>, KnobError> {
+    if s.cuda != Some(true) {
+        return Ok(None);
+    }
+    if !cfg!(feature = "cuda") {
+        return Err((
+            "cuda".to_string(),
+            "no GPU: this binary was built without the `cuda` feature".to_string(),
+        ));
+    }
+    if s.mode != Some(SimMode::Engine) {
+        return Err((
+            "cuda".to_string(),
+            "the GPU runs the scheduler's steps: use the `engine` profile or mode".to_string(),
+        ));
+    }
+    let bytes = |knob: &str, v: Option<u64>, default: u64, range: (u64, u64)| {
+        count(v.unwrap_or(default), range.0, range.1).map_err(|e| (knob.to_string(), e))
+    };
+    Ok(Some(CudaModel {
+        weights_bytes: bytes(
+            "model_weights_bytes",
+            s.model_weights_bytes,
+            2_000_000_000,
+            (1 << 20, 1 << 40),
+        )?,
+        kv_bytes_per_token: bytes(
+            "kv_bytes_per_token",
+            s.kv_bytes_per_token,
+            128 << 10,
+            (0, 64 << 20),
+        )?,
+    }))
 }
 
 /// `v` within `range`, or the error naming `knob`.

@@ -373,8 +373,12 @@ pub struct TargetSpec {
 
 impl TargetSpec {
     /// Whether this target must never run beside another one.
+    /// Servers that hold a GPU (a `command`, a `cuda`-mode engine) run alone
+    /// unless told otherwise.
     pub fn is_exclusive(&self) -> bool {
-        self.exclusive.unwrap_or(self.command.is_some())
+        let gpu_engine = self.sim.as_ref().is_some_and(|s| s.cuda == Some(true));
+        self.exclusive
+            .unwrap_or(self.command.is_some() || gpu_engine)
     }
 }
 
@@ -512,6 +516,18 @@ pub struct SimSpec {
     /// Fault: a standalone engine (`servegate sim`) exits after this many requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crash_after: Option<u64>,
+    /// Engine mode on a GPU (the `cuda` build): each step runs real kernels
+    /// that read the model's weights and the batch's KV cache from device
+    /// memory, so step times are what the GPU takes. Runs as a server
+    /// process of its own, never inside servegate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda: Option<bool>,
+    /// `cuda` mode: bytes of weights a decode step reads (default 2 GB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_weights_bytes: Option<u64>,
+    /// `cuda` mode: KV-cache bytes per token of context a step reads (default 128 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_bytes_per_token: Option<u64>,
 }
 
 impl SimSpec {
@@ -549,7 +565,10 @@ impl SimSpec {
             stall_ms,
             startup_delay_ms,
             prefix_caching,
-            crash_after
+            crash_after,
+            cuda,
+            model_weights_bytes,
+            kv_bytes_per_token
         )
     }
 }

@@ -87,6 +87,13 @@ impl RunningTarget {
         let ready_timeout = Duration::from_secs_f64(spec.ready_timeout_s);
         let (url, kind, log) = if let Some(url) = &spec.url {
             (url.clone(), Kind::Url, None)
+        } else if let Some(sim) = spec.sim.as_ref().filter(|s| s.cuda == Some(true)) {
+            // A GPU engine runs as a server process of its own: the CUDA
+            // context and the device memory are its, never servegate's.
+            let process = cuda_sim_command(spec, sim)?;
+            let (child, url) = start_command(name, &process, &model, env, api_key.clone()).await?;
+            let log = child.log_path().to_path_buf();
+            (url, Kind::Process(child), Some(log))
         } else if let Some(sim) = &spec.sim {
             let server = SimServer::start_local(sim, &model).map_err(|e| {
                 anyhow::anyhow!("target `{name}`: cannot start embedded engine: {e}")
@@ -297,6 +304,27 @@ fn spawn(
             "target `{name}`: cannot {what} `{program}`: {e}\n{}",
             process::quote_log(log)
         )
+    })
+}
+
+/// A `cuda`-mode embedded engine as a `command` target: this binary's
+/// `sim`, given every knob.
+fn cuda_sim_command(spec: &TargetSpec, sim: &crate::config::SimSpec) -> anyhow::Result<TargetSpec> {
+    let exe = std::env::current_exe().context("cannot find servegate's own binary")?;
+    let argv = vec![
+        exe.to_string_lossy().into_owned(),
+        "sim".into(),
+        "--port".into(),
+        "{port}".into(),
+        "--model".into(),
+        "{model}".into(),
+        "--spec-json".into(),
+        serde_json::to_string(sim)?,
+    ];
+    Ok(TargetSpec {
+        command: Some(argv),
+        sim: None,
+        ..spec.clone()
     })
 }
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::clock::PreciseClock;
+use super::gpu_step::GpuStepper;
 use super::prefix_cache::{self, PrefixCache};
 use crate::config::{SimMode, SimParams};
 
@@ -91,11 +92,18 @@ pub struct Engine {
 
 impl Engine {
     /// Must be called inside the engine's runtime (engine mode spawns the scheduler).
-    pub fn start(params: SimParams, clock: PreciseClock) -> Self {
+    /// With `gpu` (`cuda` mode) the GPU runs every step.
+    pub fn start(params: SimParams, clock: PreciseClock, gpu: Option<Arc<GpuStepper>>) -> Self {
         let stats = Arc::new(Stats::default());
         let jobs = (params.mode == SimMode::Engine).then(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(schedule(params.clone(), clock.clone(), rx, stats.clone()));
+            tokio::spawn(schedule(
+                params.clone(),
+                clock.clone(),
+                rx,
+                stats.clone(),
+                gpu,
+            ));
             tx
         });
         let prefix_cache = params.prefix_caching.then(|| {
@@ -171,6 +179,7 @@ async fn schedule(
     clock: PreciseClock,
     mut arrivals: mpsc::UnboundedReceiver<Job>,
     stats: Arc<Stats>,
+    gpu: Option<Arc<GpuStepper>>,
 ) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
     let mut running: Vec<Running> = Vec::new();
@@ -228,10 +237,29 @@ async fn schedule(
         stats.running.store(running.len(), Ordering::Relaxed);
         stats.waiting.store(waiting.len(), Ordering::Relaxed);
         stats.kv_used_tokens.store(kv_used, Ordering::Relaxed);
-        let step = (p.step_base
-            + p.step_per_seq * running.len() as u32
-            + p.prefill_per_token * prefill as u32)
-            .max(p.tpot);
+        let modelled = || {
+            (p.step_base
+                + p.step_per_seq * running.len() as u32
+                + p.prefill_per_token * prefill as u32)
+                .max(p.tpot)
+        };
+        let step = match &gpu {
+            // The step takes what the GPU takes for the batch's context.
+            Some(gpu) => {
+                let context: usize = running
+                    .iter()
+                    .map(|r| r.job.prompt_tokens + r.emitted)
+                    .sum();
+                match gpu.step(context, prefill).await {
+                    Ok(took) => took.max(p.tpot),
+                    Err(e) => {
+                        eprintln!("servegate sim: {e}; this step is timed by the model instead");
+                        modelled()
+                    }
+                }
+            }
+            None => modelled(),
+        };
         let end = step_start + step;
         clock.sleep_until(end).await;
         running.retain_mut(|r| {

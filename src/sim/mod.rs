@@ -6,10 +6,12 @@
 //! - `lm`: what the tokens are (a trigram model over the project's tokenizer);
 //! - `clock`: sub-millisecond deadlines;
 //! - `prefix_cache`: which prompt blocks were computed before;
+//! - `gpu_step`: `cuda` mode, each scheduler step run by a GPU;
 //! - `server`: the HTTP surface.
 
 mod clock;
 mod engine;
+pub mod gpu_step;
 pub mod lm;
 mod prefix_cache;
 mod server;
@@ -69,6 +71,14 @@ impl SimServer {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        // `cuda` mode: the device is opened (and a missing one reported)
+        // before anything is served.
+        let gpu = match params.cuda {
+            Some(m) => Some(std::sync::Arc::new(
+                gpu_step::GpuStepper::start(m, params.kv_capacity_tokens).map_err(invalid)?,
+            )),
+            None => None,
+        };
         // Train the model before answering anything, so the first request is not slow.
         let _ = lm::Model::shared();
         let model = model.to_string();
@@ -83,7 +93,8 @@ impl SimServer {
                     .expect("sim runtime");
                 runtime.block_on(async move {
                     tokio::spawn(clock.clone().drive());
-                    let state = server::State::new(&model, params, clock, standalone, prompt_log);
+                    let state =
+                        server::State::new(&model, params, clock, gpu, standalone, prompt_log);
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                     // Stopping drops the runtime, which aborts in-flight streams
                     // instead of waiting for them to finish.

@@ -46,6 +46,7 @@ impl State {
         model_name: &str,
         params: SimParams,
         clock: PreciseClock,
+        gpu: Option<std::sync::Arc<super::gpu_step::GpuStepper>>,
         standalone: bool,
         prompt_log: Option<std::fs::File>,
     ) -> Self {
@@ -53,7 +54,7 @@ impl State {
         let token_text = (0..lm.vocab_size() as u32)
             .map(|id| lm.tokenizer.decode_raw(&[id]))
             .collect();
-        let engine = Engine::start(params.clone(), clock.clone());
+        let engine = Engine::start(params.clone(), clock.clone(), gpu);
         Self(Arc::new(Inner {
             model_name: model_name.to_string(),
             params,

@@ -777,3 +777,42 @@ fn generated_text_is_always_whole_characters() {
         assert_eq!(pieces, 40);
     });
 }
+
+/// A GPU engine in a build without `cuda` is refused where it is asked
+/// for: `servegate sim --cuda` and a `sim = { cuda = true }` target both
+/// exit 2 saying "no GPU", the target's error naming the file, line and key.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_gpu_engine_without_the_cuda_build_says_no_gpu() {
+    let out = std::process::Command::new(BIN)
+        .args(["sim", "--cuda", "--port", &free_port().to_string()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--cuda: no GPU"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("scenarios")).unwrap();
+    std::fs::write(
+        dir.path().join("servegate.toml"),
+        "[targets.candidate]\nsim = { profile = \"engine\" }\n\
+         [targets.baseline]\nsim = { profile = \"engine\", cuda = true }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("scenarios/a.toml"),
+        "[gate]\nerror_rate = { max = 0.0 }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--root", dir.path().to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("servegate.toml:4: key `targets.baseline.sim.cuda`: no GPU"),
+        "{err}"
+    );
+}
