@@ -458,7 +458,22 @@ impl Summary {
         if let [only] = runs {
             return Self::from_records(only, slo);
         }
-        let all: Vec<RequestRecord> = runs.iter().flat_map(|r| r.iter().cloned()).collect();
+        // Sessions are numbered within their phase: each phase's numbers
+        // follow the previous phase's, so no two sessions pool into one.
+        let mut all: Vec<RequestRecord> = Vec::new();
+        let mut first_session = 0u32;
+        for run in runs {
+            let mut next = first_session;
+            for r in run.iter() {
+                let mut r = r.clone();
+                if let Some(t) = &mut r.turn {
+                    t.session += first_session;
+                    next = next.max(t.session + 1);
+                }
+                all.push(r);
+            }
+            first_session = next;
+        }
         let mut pooled = Self::from_records(&all, slo);
         let per_run: Vec<Summary> = runs.iter().map(|r| Self::from_records(r, slo)).collect();
         let duration_s: f64 = per_run.iter().map(|s| s.duration_s).sum();
@@ -755,6 +770,24 @@ impl<'de> Deserialize<'de> for MetricKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Repeated phases number their sessions from 0 each: pooled, they stay
+    /// apart (two phases of two sessions are four sessions).
+    #[test]
+    fn repeated_phases_keep_their_sessions_apart() {
+        let turn = |session: u32, index: u32| {
+            let mut r = rec(index as f64, &[0.1, 0.2], 2);
+            r.turn = Some(Turn { session, index });
+            r
+        };
+        let phase = vec![turn(0, 0), turn(0, 1), turn(1, 0), turn(1, 1)];
+        let pooled = Summary::from_runs(&[&phase, &phase], None);
+        let sessions = pooled.sessions.expect("sessions");
+        assert_eq!((sessions.sessions, sessions.completed), (4, 4));
+        assert_eq!(sessions.turns.mean, 2.0);
+        assert_eq!(pooled.turns.len(), 2);
+        assert_eq!(pooled.later_turn_ttft_ms.count, 4);
+    }
 
     fn rec(start: f64, events: &[f64], tokens: u64) -> RequestRecord {
         RequestRecord {
