@@ -30,6 +30,44 @@ pub struct BenchResult {
     pub steady: Option<crate::steady::Window>,
 }
 
+/// The moment a phase's measured requests start, told to whoever watches
+/// the phase (a `/metrics` scraper): the requests wait, two seconds at most,
+/// until it has read its first sample, so that sample holds none of their
+/// work however busy the machine is.
+pub struct PhaseStart {
+    begin: tokio::sync::Notify,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for PhaseStart {
+    fn default() -> Self {
+        Self {
+            begin: tokio::sync::Notify::new(),
+            ready: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
+impl PhaseStart {
+    /// The watcher's side: returns when measured requests are about to start.
+    pub async fn began(&self) {
+        self.begin.notified().await
+    }
+
+    /// The watcher's side: its first sample is read; requests may go.
+    pub fn watcher_ready(&self) {
+        self.ready.send_replace(true);
+    }
+
+    /// Tells the watcher, then waits for it (at once if it was ready before,
+    /// as for a sweep's later loads).
+    async fn start(&self) {
+        self.begin.notify_one();
+        let mut ready = self.ready.subscribe();
+        let _ = tokio::time::timeout(Duration::from_secs(2), ready.wait_for(|r| *r)).await;
+    }
+}
+
 /// Everything a benchmark needs besides the client.
 #[derive(Clone)]
 pub struct BenchSpec {
@@ -42,8 +80,8 @@ pub struct BenchSpec {
     pub progress: Option<indicatif::ProgressBar>,
     /// The optional request fields the server takes (see `probe::dialect`).
     pub dialect: Dialect,
-    /// Notified when the warm-up is over and measured requests start.
-    pub measuring: Option<Arc<tokio::sync::Notify>>,
+    /// Told when the warm-up is over and measured requests are about to start.
+    pub measuring: Option<Arc<PhaseStart>>,
 }
 
 /// Sends `warmup` discarded requests, then `num_requests` measured ones:
@@ -96,7 +134,7 @@ pub async fn run(client: &Client, spec: &BenchSpec) -> BenchResult {
         client.open_connections(in_flight.min(n), bound).await;
     }
     if let Some(m) = &spec.measuring {
-        m.notify_one();
+        m.start().await;
     }
     let lag = crate::lag::Probe::start();
     // A trace's requests go at its own times, from the first measured one.

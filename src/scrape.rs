@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 use crate::client::Client;
+use crate::loadgen::PhaseStart;
 use crate::server_metrics::{self, ServerSeries};
 
 /// A scrape loop running beside a phase.
@@ -18,12 +19,12 @@ pub struct Scraper {
 
 impl Scraper {
     /// Starts scraping `names` from `client`'s `/metrics` every `interval`
-    /// once `measuring` is notified.
+    /// once `measuring` begins (which waits for the first scrape).
     pub fn start(
         client: Client,
         names: Vec<String>,
         interval: Duration,
-        measuring: Arc<Notify>,
+        measuring: Arc<PhaseStart>,
     ) -> Self {
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(scrape_loop(client, names, interval, measuring, stopped));
@@ -41,12 +42,12 @@ async fn scrape_loop(
     client: Client,
     names: Vec<String>,
     interval: Duration,
-    measuring: Arc<Notify>,
+    measuring: Arc<PhaseStart>,
     mut stopped: oneshot::Receiver<()>,
 ) -> ServerSeries {
     let mut series = ServerSeries::default();
     tokio::select! {
-        _ = measuring.notified() => {}
+        _ = measuring.began() => {}
         _ = &mut stopped => return series,
     }
     let started = Instant::now();
@@ -64,6 +65,9 @@ async fn scrape_loop(
             Ok((status, message)) => note_failure(&mut series, format!("HTTP {status}: {message}")),
             Err(e) => note_failure(&mut series, e),
         }
+        // The first sample is the counters' starting point: measured
+        // requests wait for it.
+        measuring.watcher_ready();
         next += interval;
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}

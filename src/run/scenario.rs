@@ -374,7 +374,9 @@ impl Scenarios<'_> {
                         crate::run::progress::progress_bar(&label, c.workload.num_requests)
                     }),
                     dialect: side.dialect,
-                    measuring: side.scrape.then(|| Arc::new(tokio::sync::Notify::new())),
+                    measuring: side
+                        .scrape
+                        .then(|| Arc::new(loadgen::PhaseStart::default())),
                 };
                 let scraper = spec.measuring.clone().map(|measuring| {
                     let mut names = crate::server_metrics::default_names();

@@ -638,7 +638,7 @@ fn warm_connections_are_open_before_measuring() {
     for warm in [true, false] {
         let (url, opened) = counting_proxy(&rt, engine.clone());
         let client = Client::new(&url, None).unwrap();
-        let measuring = Arc::new(tokio::sync::Notify::new());
+        let measuring = Arc::new(loadgen::PhaseStart::default());
         let w = WorkloadConfig {
             warmup: 0,
             warm_connections: warm,
@@ -650,8 +650,10 @@ fn warm_connections_are_open_before_measuring() {
         };
         let at_start = opened.clone();
         let seen_at_start = rt.spawn(async move {
-            measuring.notified().await;
-            at_start.load(Ordering::SeqCst)
+            measuring.began().await;
+            let seen = at_start.load(Ordering::SeqCst);
+            measuring.watcher_ready();
+            seen
         });
         let result = rt.block_on(loadgen::run(&client, &bench));
         assert_eq!(result.summary.completed, 24);
