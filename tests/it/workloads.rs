@@ -37,6 +37,30 @@ fn run(root: &Path, case: &str) -> (Option<i32>, String, Value) {
     (out.status.code(), console, results)
 }
 
+/// `servegate check` in `root`, which must exit 2: its error text.
+fn check_fails(root: &Path) -> String {
+    let check = std::process::Command::new(BIN)
+        .args(["--root", root.to_str().unwrap(), "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr).to_string();
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    err
+}
+
+/// The case names `servegate list FILTER` prints in `root`.
+fn list(root: &Path, filter: &str) -> Vec<String> {
+    let out = std::process::Command::new(BIN)
+        .args(["--root", root.to_str().unwrap(), "list", filter])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// (input, output) tokens of every measured request, as the engine's usage reported them.
 fn lengths(side: &Value) -> Vec<(u64, u64)> {
     let mut v: Vec<(u64, u64)> = side["records"]
@@ -289,16 +313,9 @@ fn request_rate_is_a_matrix_axis_with_inf() {
              [gate]\nerror_rate = { max = 0.0 }\n",
         )],
     );
-    let list = std::process::Command::new(BIN)
-        .args(["--root", dir.path().to_str().unwrap(), "list", "rates"])
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&list.stdout).to_string();
     assert_eq!(
-        names.lines().collect::<Vec<_>>(),
-        ["scenario::rates::r20", "scenario::rates::rinf"],
-        "{}",
-        common::text(&list)
+        list(dir.path(), "rates"),
+        ["scenario::rates::r20", "scenario::rates::rinf"]
     );
     let (code, console, results) = run(dir.path(), "rates::rinf");
     assert_eq!(code, Some(0), "{console}");
@@ -317,12 +334,7 @@ fn request_rate_is_a_matrix_axis_with_inf() {
         "[matrix]\nrequest_rate = [\"fast\"]\n[gate]\nerror_rate = { max = 0.0 }\n",
     )
     .unwrap();
-    let check = std::process::Command::new(BIN)
-        .args(["--root", dir.path().to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&check.stderr);
-    assert_eq!(check.status.code(), Some(2), "{err}");
+    let err = check_fails(dir.path());
     assert!(
         err.contains("rates.toml") && err.contains("`fast` is not a rate"),
         "{err}"
@@ -471,12 +483,7 @@ fn traces_replay_at_their_own_pace_and_custom_files_set_lengths() {
         "Timestamp,Request tokens,Response tokens\n0,4,4\n",
     )
     .unwrap();
-    let check = std::process::Command::new(BIN)
-        .args(["--root", dir.path().to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&check.stderr);
-    assert_eq!(check.status.code(), Some(2), "{err}");
+    let err = check_fails(dir.path());
     assert!(
         err.contains("burst.csv: 1 requests in the trace; warmup + num_requests = 6"),
         "{err}"
@@ -697,20 +704,13 @@ fn generated_datasets_are_matrix_points() {
              [gate]\nerror_rate = { max = 0.0 }\n",
         )],
     );
-    let list = std::process::Command::new(BIN)
-        .args(["--root", dir.path().to_str().unwrap(), "list", "shapes"])
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&list.stdout).to_string();
     assert_eq!(
-        names.lines().collect::<Vec<_>>(),
+        list(dir.path(), "shapes"),
         [
             "scenario::shapes::short",
             "scenario::shapes::random_in32_out4",
             "scenario::shapes::conv2x16"
-        ],
-        "{}",
-        common::text(&list)
+        ]
     );
     let (code, console, results) = run(dir.path(), "shapes::random_in32_out4");
     assert_eq!(code, Some(0), "{console}");
@@ -729,12 +729,7 @@ fn generated_datasets_are_matrix_points() {
         "[matrix]\nprompts = [{ random = { input_len = 0, output_len = 4 } }]\n[gate]\nerror_rate = { max = 0.0 }\n",
     )
     .unwrap();
-    let check = std::process::Command::new(BIN)
-        .args(["--root", dir.path().to_str().unwrap(), "check"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&check.stderr);
-    assert_eq!(check.status.code(), Some(2), "{err}");
+    let err = check_fails(dir.path());
     assert!(
         err.contains("shapes.toml:2: key `matrix.prompts`: prompts.random.input_len"),
         "{err}"
