@@ -274,7 +274,30 @@ pub fn expand_named(
             }
         }
     }
+    number_repeated_names(&mut points);
     points
+}
+
+/// Two points of the same name would be one test twice (two files of the
+/// same name in different folders, a source listed twice): each repeated
+/// name gets its position among its namesakes, `_1`, `_2`, ….
+fn number_repeated_names(points: &mut [(Option<String>, CaseConfig)]) {
+    let mut counts: std::collections::HashMap<String, usize> = Default::default();
+    for (name, _) in points.iter() {
+        if let Some(n) = name {
+            *counts.entry(n.clone()).or_default() += 1;
+        }
+    }
+    let mut seen: std::collections::HashMap<String, usize> = Default::default();
+    for (name, _) in points.iter_mut() {
+        if let Some(n) = name {
+            if counts[n.as_str()] > 1 {
+                let k = seen.entry(n.clone()).or_default();
+                *k += 1;
+                *n = format!("{n}_{k}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +328,39 @@ mod tests {
         assert_eq!(points[11].0.as_deref(), Some("medium_mt128_c4"));
         assert_eq!(points[11].1.workload.concurrency, 4);
         assert_eq!(points[11].1.workload.num_requests, 10);
+    }
+
+    #[test]
+    fn file_sources_are_named_by_their_files_and_never_twice_alike() {
+        let mut c = base();
+        let file = |kind: &str, path: &str| -> PromptSource {
+            toml::from_str::<toml::Value>(&format!("p = {{ {kind} = \"{path}\" }}"))
+                .unwrap()
+                .get("p")
+                .unwrap()
+                .clone()
+                .try_into()
+                .unwrap()
+        };
+        c.matrix = MatrixConfig {
+            prompts: Some(vec![
+                file("sharegpt", "data/chat.json"),
+                file("sharegpt", "data/support tickets.json"),
+                file("custom", "a/prompts.jsonl"),
+                file("custom", "b/prompts.jsonl"),
+            ]),
+            ..MatrixConfig::default()
+        };
+        let names: Vec<_> = expand(&c).into_iter().map(|p| p.0.unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "sharegpt_chat",
+                "sharegpt_support_tickets",
+                "custom_prompts_1",
+                "custom_prompts_2"
+            ]
+        );
     }
 
     #[test]

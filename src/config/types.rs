@@ -693,7 +693,7 @@ impl PromptSource {
         match self {
             PromptSource::Set(name) => name.clone(),
             PromptSource::Synthetic { synthetic } => format!("in{}", synthetic.input_tokens),
-            PromptSource::ShareGpt { .. } => "sharegpt".to_string(),
+            PromptSource::ShareGpt { sharegpt } => file_label("sharegpt", sharegpt),
             PromptSource::Random { random: r } => {
                 format!("random_in{}_out{}", r.input_len, r.output_len)
             }
@@ -703,13 +703,40 @@ impl PromptSource {
                 "prefix{}x{}_sfx{}_out{}",
                 p.num_prefixes, p.prefix_len, p.suffix_len, p.output_len
             ),
-            PromptSource::Custom { .. } => "custom".to_string(),
-            PromptSource::Trace { .. } => "trace".to_string(),
-            PromptSource::Conversations { conversations: c } => match (c.turns, c.input_tokens) {
-                (Some(turns), Some(tokens)) => format!("conv{turns}x{tokens}"),
-                _ => "conversations".to_string(),
-            },
+            PromptSource::Custom { custom } => file_label("custom", custom),
+            PromptSource::Trace { trace } => file_label("trace", &trace.path),
+            PromptSource::Conversations { conversations: c } => {
+                match (&c.sharegpt, c.turns, c.input_tokens) {
+                    (Some(file), _, _) => file_label("conv", file),
+                    (None, Some(turns), Some(tokens)) => format!("conv{turns}x{tokens}"),
+                    _ => "conversations".to_string(),
+                }
+            }
         }
+    }
+}
+
+/// `kind_stem` for a file-backed source, so two files on a matrix axis get
+/// two names; characters a test name should not hold become `_`.
+fn file_label(kind: &str, path: &std::path::Path) -> String {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem: String = stem
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '-' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if stem.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}_{stem}")
     }
 }
 

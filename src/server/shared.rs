@@ -350,17 +350,20 @@ pub fn down(env: &TargetEnv, names: &[String]) -> anyhow::Result<Vec<String>> {
     let mut stopped = Vec::new();
     for (path, state) in states {
         let sup = state.supervisor_pid;
-        if process_alive(sup) && is_supervisor(sup) {
+        // Checked once: an exiting process's command line reads empty before
+        // it is gone, so asking again would stop waiting too early.
+        let ours = process_alive(sup) && is_supervisor(sup);
+        if ours {
             let _ = kill(Pid::from_raw(sup), Signal::SIGTERM);
         }
         // The supervisor stops its server (SIGTERM, then SIGKILL within 5 s).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while ((process_alive(sup) && is_supervisor(sup)) || group_alive(state.server_pgid))
+        while ((ours && process_alive(sup)) || group_alive(state.server_pgid))
             && Instant::now() < deadline
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if process_alive(sup) && is_supervisor(sup) {
+        if ours && process_alive(sup) {
             let _ = kill(Pid::from_raw(sup), Signal::SIGKILL);
         }
         if group_alive(state.server_pgid) {
