@@ -12,7 +12,7 @@ use servegate::server_tokenizer::ServerTokenizer;
 use servegate::tokenizer::{Codec, Tokenizer};
 use servegate::workload;
 
-use super::{parse_goodput, project_root, runtime, CliError};
+use super::{parse_goodput, project_root, runtime, CliError, EndpointArg};
 
 #[derive(clap::Args)]
 pub(super) struct BenchArgs {
@@ -140,12 +140,6 @@ fn parse_rate(text: &str) -> Result<f64, String> {
         "inf" | "infinity" => Ok(f64::INFINITY),
         _ => text.parse().map_err(|e| format!("{e}")),
     }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum EndpointArg {
-    Completions,
-    Chat,
 }
 
 /// Prompt sets for `servegate bench`: from `--prompts-file`, else the project's prompt folder.
@@ -346,10 +340,7 @@ async fn measure(
     text_dir: Option<PathBuf>,
 ) -> anyhow::Result<BenchFile> {
     let request_timeout = std::time::Duration::from_secs_f64(args.request_timeout);
-    let endpoint = match args.endpoint {
-        EndpointArg::Completions => Endpoint::Completions,
-        EndpointArg::Chat => Endpoint::Chat,
-    };
+    let endpoint = Endpoint::from(args.endpoint);
     let client = Client::new(&args.base_url, api_key)?.with_limits(Limits {
         timeout: request_timeout,
         ..Limits::default()

@@ -6,7 +6,7 @@ use servegate::files;
 use servegate::report;
 use servegate::run::suite::TaskPreset;
 
-use super::{project_root, runtime, CliError};
+use super::{project_root, runtime, CliError, EndpointArg};
 
 #[derive(clap::Args)]
 pub(super) struct EvalArgs {
@@ -16,7 +16,7 @@ pub(super) struct EvalArgs {
     /// Model name; the server's first model when omitted.
     #[arg(long)]
     model: Option<String>,
-    /// Comma-separated tasks (hellaswag, arc_easy, arc_challenge, truthfulqa_mc2, mmlu).
+    /// Comma-separated tasks (hellaswag, arc_easy, arc_challenge, truthfulqa_mc2, mmlu, gsm8k).
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     tasks: Vec<String>,
     /// A task list of the old script: quick (hellaswag), standard (+ arc_easy,
@@ -48,6 +48,11 @@ pub(super) struct EvalArgs {
     /// project: its `data_dir`, else its `datasets/` folder; then the Hugging Face cache).
     #[arg(long, env = "SERVEGATE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The API generative tasks (gsm8k) drive: /v1/completions, or
+    /// /v1/chat/completions with each few-shot example as its own turn.
+    /// Multiple-choice tasks always score through /v1/completions.
+    #[arg(long, value_enum, default_value = "completions")]
+    endpoint: EndpointArg,
     /// Requests in flight at once, per server.
     #[arg(long, default_value_t = 8)]
     concurrency: u32,
@@ -129,6 +134,7 @@ pub(super) fn eval(args: &EvalArgs, root: Option<PathBuf>) -> Result<(), CliErro
         tokenizer: args.tokenizer.clone(),
         data_dir: args.data_dir.clone().or_else(|| eval_data_dir(root)),
         concurrency: args.concurrency,
+        endpoint: args.endpoint.into(),
         api_key,
         timeout_s: args.timeout,
     };

@@ -31,6 +31,22 @@ macro_rules! print {
 }
 
 // The group files come after the macros, so that they print through them.
+/// `--endpoint` of `bench` and `eval`: the OpenAI API driven.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum EndpointArg {
+    Completions,
+    Chat,
+}
+
+impl From<EndpointArg> for servegate::config::Endpoint {
+    fn from(e: EndpointArg) -> Self {
+        match e {
+            EndpointArg::Completions => Self::Completions,
+            EndpointArg::Chat => Self::Chat,
+        }
+    }
+}
+
 mod bench;
 mod eval;
 mod history;

@@ -997,6 +997,8 @@ pub struct AdhocEval {
     pub tokenizer: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub concurrency: u32,
+    /// The API generative tasks drive.
+    pub endpoint: config::Endpoint,
     pub api_key: Option<String>,
     /// Seconds one scoring request (and the model lookup) may take, answer included.
     pub timeout_s: f64,
@@ -1012,6 +1014,7 @@ pub async fn adhoc(spec: &AdhocEval) -> Result<SuiteReport, String> {
     c.tokenizer = spec.tokenizer.clone();
     c.data_dir = spec.data_dir.clone();
     c.scoring.concurrency = spec.concurrency;
+    c.endpoint = spec.endpoint;
     let timeout = match Duration::try_from_secs_f64(spec.timeout_s) {
         Ok(t) if !t.is_zero() => t,
         _ => return Err("the scoring timeout must be a positive number of seconds".into()),

@@ -356,6 +356,54 @@ fn eval_command_gates_a_candidate_against_a_baseline() {
 }
 
 #[test]
+fn eval_sends_generative_tasks_to_the_endpoint_asked_for() {
+    let engine = standalone_engine(&[]);
+    let out_dir = tempfile::tempdir().unwrap();
+    // Each line of the samples file: the messages sent, when there were any.
+    let sent = |endpoint: &str| -> Vec<serde_json::Value> {
+        let output = out_dir.path().join(format!("{endpoint}.json"));
+        let (code, text) = eval_cli(&[
+            "--url",
+            &engine.url,
+            "--tasks",
+            "gsm8k",
+            "--limit",
+            "3",
+            "--num-fewshot",
+            "2",
+            "--endpoint",
+            endpoint,
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert_eq!(code, Some(0), "{text}");
+        std::fs::read_to_string(out_dir.path().join(format!("{endpoint}.samples.jsonl")))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["messages"].clone())
+            .collect()
+    };
+    let chat = sent("chat");
+    assert_eq!(chat.len(), 3);
+    for messages in &chat {
+        // Two worked examples as their own turns, then the question.
+        let roles: Vec<&str> = messages
+            .as_array()
+            .expect("chat items record their messages")
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["user", "assistant", "user", "assistant", "user"]);
+    }
+    let completions = sent("completions");
+    assert_eq!(completions.len(), 3);
+    assert!(completions.iter().all(|m| m.is_null()), "{completions:?}");
+    let (code, text) = eval_cli(&["--url", &engine.url, "--endpoint", "grpc"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("--endpoint"), "{text}");
+}
+
+#[test]
 fn eval_inside_a_project_reads_its_data_folder() {
     let engine = standalone_engine(&[]);
     let project = tempfile::tempdir().unwrap();
@@ -451,6 +499,7 @@ fn a_server_without_prompt_logprobs_is_an_error_not_chance() {
         tokenizer: Some(tokenizer),
         data_dir: Some(repo().join("datasets")),
         concurrency: 2,
+        endpoint: Default::default(),
         api_key: None,
         timeout_s: 120.0,
     };
