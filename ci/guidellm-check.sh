@@ -9,6 +9,7 @@
 # usage: ci/guidellm-check.sh [REQUESTS]   (default 20 per endpoint)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/lib.sh
 N=${1:-20}
 TTFT_MS=20
 ITL_MS=5
@@ -18,21 +19,15 @@ BIN=$PWD/target/debug/servegate
 WORK=$(mktemp -d)
 SIM=
 cleanup() {
-  if [ -n "$SIM" ]; then
-    kill "$SIM" 2>/dev/null || true
-    wait "$SIM" 2>/dev/null || true
-  fi
+  stop_pid "$SIM"
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 "$BIN" sim --port "$PORT" --ttft-ms "$TTFT_MS" --itl-ms "$ITL_MS" >"$WORK/sim.log" 2>&1 &
 SIM=$!
-for _ in $(seq 100); do
-  curl -sf "$URL/v1/models" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_ready "$URL" "$SIM" "$WORK/sim.log"
 # guidellm makes its synthetic prompts with a Hugging Face tokenizer: the
 # engine's own, as a tokenizer folder.
 mkdir "$WORK/tok"

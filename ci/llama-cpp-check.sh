@@ -20,6 +20,7 @@
 # usage: ci/llama-cpp-check.sh [LIMIT]   (LIMIT: documents per task, default 12)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/lib.sh
 LIMIT=${1:-12}
 LLAMA=$(ci/llama-cpp-env.sh)
 LMEVAL=$(ci/lm-eval-env.sh)
@@ -28,26 +29,19 @@ BIN=$PWD/target/debug/servegate
 WORK=$(mktemp -d)
 SERVER=
 cleanup() {
-  if [ -n "$SERVER" ]; then
-    kill "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-  fi
+  stop_pid "$SERVER"
   [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 "$LLAMA/bin/python" ci/llama-cpp/make_model.py "$WORK/model" \
   src/sim/data/corpus.txt prompts/long.txt prompts/medium.txt datasets/gsm8k_train.jsonl >/dev/null
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 URL=http://127.0.0.1:$PORT
 "$LLAMA/bin/python" -m llama_cpp.server --model "$WORK/model/model.gguf" --model_alias tiny \
   --host 127.0.0.1 --port "$PORT" --n_ctx 4096 --n_batch 1 --interrupt_requests false >"$WORK/server.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 200); do
-  curl -sf "$URL/v1/models" >/dev/null 2>&1 && break
-  kill -0 "$SERVER" 2>/dev/null || { tail -30 "$WORK/server.log"; exit 1; }
-  sleep 0.2
-done
+wait_ready "$URL" "$SERVER" "$WORK/server.log" 40
 echo "llama-cpp-python server at $URL (a $(du -k "$WORK/model/model.gguf" | cut -f1) kB model)"
 
 # 1. The probe.

@@ -23,6 +23,7 @@
 #                 with pip from PyPI on first use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/lib.sh
 NOISE=${1:-0.5}
 SHOTS=${2:-2}
 VENV=$(ci/lm-eval-env.sh)
@@ -31,12 +32,8 @@ BIN=$PWD/target/debug/servegate
 WORK=$(mktemp -d)
 SIM=
 stop_sim() {
-  # The engine ends on SIGTERM; its status must not become the script's.
-  if [ -n "$SIM" ]; then
-    kill "$SIM" 2>/dev/null || true
-    wait "$SIM" 2>/dev/null || true
-    SIM=
-  fi
+  stop_pid "$SIM"
+  SIM=
 }
 cleanup() {
   stop_sim
@@ -46,13 +43,10 @@ trap cleanup EXIT
 
 # start_sim [PROMPT_LOG]: a fresh engine on a free port (PORT).
 start_sim() {
-  PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  PORT=$(free_port)
   "$BIN" sim --port "$PORT" --ttft-ms 1 --itl-ms 1 --logprob-noise "$NOISE" ${1:+--log-prompts "$1"} >>"$WORK/sim.log" 2>&1 &
   SIM=$!
-  for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_ready "http://127.0.0.1:$PORT" "$SIM" "$WORK/sim.log"
 }
 
 # servegate_project DIR SUITE_EXTRA: a project whose targets are the engine on PORT.
