@@ -30,7 +30,6 @@ macro_rules! print {
     };
 }
 
-// The group files come after the macros, so that they print through them.
 /// `--endpoint` of `bench` and `eval`: the OpenAI API driven.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum EndpointArg {
@@ -47,6 +46,7 @@ impl From<EndpointArg> for servegate::config::Endpoint {
     }
 }
 
+// The group files come after the macros, so that they print through them.
 mod bench;
 mod eval;
 mod history;
